@@ -1,0 +1,282 @@
+//! Command-line definitions (clap). `main.rs` parses these and hands them to `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// ossterm: chat with gpt-oss-20b in your terminal.
+#[derive(Debug, Parser)]
+#[command(name = "ossterm", version, about)]
+pub struct Cli {
+    /// Settings for the interactive app (used when no subcommand is given).
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// A headless command; without one, ossterm opens the chat app.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The headless commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score a token sequence: mean NLL and argmax at every position.
+    Score(ScoreArgs),
+    /// Generate tokens after a prompt of ids, using the KV cache.
+    Generate(GenerateArgs),
+    /// Measure prefill and decode speed (llama-bench style).
+    Bench(BenchArgs),
+    /// Show what context length fits in memory, from config and headers alone.
+    Fit(FitArgs),
+    /// Render a harmony conversation (JSON) to token ids for the assistant's next turn.
+    Render(RenderArgs),
+    /// Stream-parse harmony output ids into channels, deltas and messages.
+    Parse(ParseArgs),
+    /// Download a model from the Hugging Face hub into the standard cache.
+    Download(DownloadArgs),
+    /// Print the config file's path and the effective settings.
+    Config(ConfigArgs),
+}
+
+/// Which device runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// The GPU when one is available, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// A CUDA GPU by ordinal.
+    Cuda(usize),
+    /// The Metal GPU.
+    Metal,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "metal" => Ok(Self::Metal),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| format!("unknown device '{other}': use auto, cpu, cuda:N or metal")),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => write!(f, "auto"),
+            Self::Cpu => write!(f, "cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+            Self::Metal => write!(f, "metal"),
+        }
+    }
+}
+
+/// Numeric precision of the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum DtypeChoice {
+    /// The fastest mode for the device: Q4_0 experts, bf16 on GPU, f32 activations on CPU.
+    #[default]
+    Auto,
+    /// Every weight dequantized to f32 at load: slow, exact (the mode the golden checks use).
+    F32,
+}
+
+/// Where the model comes from and what runs it.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// A local model folder or a hub id (default: Intel/gpt-oss-20b-int4-g64-rtn-AutoRound).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Hub revision (branch, tag or commit) when --model is a hub id.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// auto, cpu, cuda:N or metal.
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
+    /// Precision mode.
+    #[arg(long, value_enum, default_value_t = DtypeChoice::Auto)]
+    pub dtype: DtypeChoice,
+}
+
+/// Token ids given as `1,2,3`.
+#[derive(Debug, Clone, Args)]
+pub struct IdsArg {
+    /// Comma-separated token ids.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub ids: Vec<u32>,
+}
+
+/// `ossterm score`.
+#[derive(Debug, Clone, Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub ids: IdsArg,
+    /// Write all logits as tensor `logits` [n, vocab] f32 to this safetensors file.
+    #[arg(long)]
+    pub logits_out: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Sampling settings shared by `generate` and the app.
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
+    /// 0 means greedy.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub min_p: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `ossterm generate`.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub ids: IdsArg,
+    /// How many tokens to generate at most.
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A model of the real shape with seeded random weights, or a local/hub model.
+#[derive(Debug, Clone, Args)]
+pub struct SyntheticArgs {
+    /// Build a synthetic model of this preset's shape (e.g. gpt-oss-20b) instead of loading one.
+    #[arg(long)]
+    pub synthetic: Option<String>,
+    /// Override the synthetic model's layer count.
+    #[arg(long)]
+    pub layers: Option<usize>,
+}
+
+/// `ossterm bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub synthetic: SyntheticArgs,
+    /// Prompt tokens to prefill.
+    #[arg(long, default_value_t = 512)]
+    pub pp: usize,
+    /// Tokens to decode.
+    #[arg(long, default_value_t = 128)]
+    pub tg: usize,
+    /// Context already in the cache before decoding (measures decode at depth).
+    #[arg(long, default_value_t = 0)]
+    pub depth: usize,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ossterm fit`.
+#[derive(Debug, Clone, Args)]
+pub struct FitArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub synthetic: SyntheticArgs,
+    /// Memory to plan for in bytes (default: what the device reports free).
+    #[arg(long)]
+    pub memory: Option<u64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ossterm render`.
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// The tokenizer.json to encode with.
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// A harmony conversation as JSON (openai_harmony's Conversation.to_json()).
+    #[arg(long)]
+    pub conversation: PathBuf,
+    /// Print the ids as a JSON array instead of the text with specials visible.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ossterm parse`.
+#[derive(Debug, Clone, Args)]
+pub struct ParseArgs {
+    /// The tokenizer.json to decode with.
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    #[command(flatten)]
+    pub ids: IdsArg,
+    /// Print one JSON object per token, then the parsed messages.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ossterm download`.
+#[derive(Debug, Clone, Args)]
+pub struct DownloadArgs {
+    /// Hub id (default: Intel/gpt-oss-20b-int4-g64-rtn-AutoRound).
+    pub model: Option<String>,
+    /// Branch, tag or commit.
+    #[arg(long)]
+    pub revision: Option<String>,
+}
+
+/// `ossterm config`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Settings of the interactive app; each overrides the config file.
+#[derive(Debug, Clone, Args)]
+pub struct AppArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Run the small demo model that ships with ossterm (no download).
+    #[arg(long)]
+    pub demo: bool,
+    /// Context length in tokens (default: the largest that fits in memory).
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// Reasoning effort: low, medium or high.
+    #[arg(long)]
+    pub effort: Option<String>,
+    /// Theme name from themes/ (dark, light, high-contrast, ...).
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// Use this config file instead of the default one.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}

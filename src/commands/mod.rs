@@ -1,0 +1,11 @@
+//! One file per headless command; each turns its clap args into work and prints the result.
+
+pub mod app;
+pub mod bench;
+pub mod config;
+pub mod download;
+pub mod fit;
+pub mod generate;
+pub mod parse;
+pub mod render;
+pub mod score;

@@ -1,0 +1,6 @@
+//! The thread that owns a model: protocol (Command/Event), worker, sampler, session
+//! (prefix reuse, rewind, snapshots) and metrics.
+
+pub mod protocol;
+
+pub use protocol::{Command, Event, MetricsSample, SamplingParams, StopReason, TurnStats};

@@ -1,0 +1,20 @@
+//! ossterm's entry point: parse the command line and dispatch.
+
+use clap::Parser;
+use ossterm::cli::{Cli, Command};
+use ossterm::commands;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => commands::app::run(&cli.app),
+        Some(Command::Score(args)) => commands::score::run(&args),
+        Some(Command::Generate(args)) => commands::generate::run(&args),
+        Some(Command::Bench(args)) => commands::bench::run(&args),
+        Some(Command::Fit(args)) => commands::fit::run(&args),
+        Some(Command::Render(args)) => commands::render::run(&args),
+        Some(Command::Parse(args)) => commands::parse::run(&args),
+        Some(Command::Download(args)) => commands::download::run(&args),
+        Some(Command::Config(args)) => commands::config::run(&args),
+    }
+}
