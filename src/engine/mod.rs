@@ -2,5 +2,7 @@
 //! (prefix reuse, rewind, snapshots) and metrics.
 
 pub mod protocol;
+pub mod worker;
 
 pub use protocol::{Command, Event, MetricsSample, SamplingParams, StopReason, TurnStats};
+pub use worker::{EngineHandle, EngineOptions, ModelSource, spawn};

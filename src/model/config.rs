@@ -218,7 +218,10 @@ impl Config {
         let rope_raw = raw.rope_parameters.or(raw.rope_scaling);
         let rope = match rope_raw {
             Some(r) => {
-                let kind = r.rope_type.or(r.legacy_type).unwrap_or_else(|| "yarn".into());
+                let kind = r
+                    .rope_type
+                    .or(r.legacy_type)
+                    .unwrap_or_else(|| "yarn".into());
                 if kind != "yarn" {
                     return Err(invalid(
                         "rope_parameters.rope_type",
@@ -226,7 +229,10 @@ impl Config {
                     ));
                 }
                 let theta = r.rope_theta.or(raw.rope_theta).ok_or_else(|| {
-                    invalid("rope_theta", "is missing (neither in rope_parameters nor top level)".into())
+                    invalid(
+                        "rope_theta",
+                        "is missing (neither in rope_parameters nor top level)".into(),
+                    )
                 })?;
                 RopeConfig {
                     theta,
@@ -238,7 +244,12 @@ impl Config {
                     attention_factor: r.attention_factor,
                 }
             }
-            None => return Err(invalid("rope_parameters", "is missing (gpt-oss needs YaRN settings)".into())),
+            None => {
+                return Err(invalid(
+                    "rope_parameters",
+                    "is missing (gpt-oss needs YaRN settings)".into(),
+                ));
+            }
         };
         let head_dim = raw
             .head_dim
@@ -281,7 +292,9 @@ impl Config {
             eos_token_ids,
             quantization: raw.quantization_config,
         };
-        config.validate().map_err(|(field, problem)| invalid(field, problem))?;
+        config
+            .validate()
+            .map_err(|(field, problem)| invalid(field, problem))?;
         Ok(config)
     }
 
@@ -303,7 +316,10 @@ impl Config {
                 return Err((field, "must be greater than 0".into()));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err((
                 "num_key_value_heads",
                 format!(
@@ -312,8 +328,11 @@ impl Config {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
-            return Err(("head_dim", format!("({}) must be even for RoPE", self.head_dim)));
+        if !self.head_dim.is_multiple_of(2) {
+            return Err((
+                "head_dim",
+                format!("({}) must be even for RoPE", self.head_dim),
+            ));
         }
         if self.num_experts_per_tok > self.num_local_experts {
             return Err((
@@ -428,7 +447,9 @@ mod tests {
         assert_eq!(config.layer_counts(), (2, 2));
         assert_eq!(config.rope.theta, 150_000.0);
         assert_eq!(config.eos_token_ids, vec![526]);
-        let quant = config.quantization.expect("int4 fixture has quantization_config");
+        let quant = config
+            .quantization
+            .expect("int4 fixture has quantization_config");
         assert_eq!(quant.quant_method, "auto-round");
         assert_eq!(
             quant.extra_config["model.layers.0.self_attn.q_proj"].bits,
@@ -445,9 +466,13 @@ mod tests {
         object.remove("rope_parameters");
         object.insert("rope_theta".into(), rope["rope_theta"].clone());
         let mut scaling = rope.clone();
-        scaling.as_object_mut().expect("rope is an object").remove("rope_theta");
+        scaling
+            .as_object_mut()
+            .expect("rope is an object")
+            .remove("rope_theta");
         object.insert("rope_scaling".into(), scaling);
-        let old = Config::from_json(&json.to_string(), Path::new("old.json")).expect("old spelling loads");
+        let old = Config::from_json(&json.to_string(), Path::new("old.json"))
+            .expect("old spelling loads");
         let new = Config::from_file(&fixture("tiny-a-bf16")).expect("new spelling loads");
         assert_eq!(old.rope, new.rope);
     }
@@ -462,7 +487,8 @@ mod tests {
         assert!(message.contains("/m/config.json"), "{message}");
         assert!(message.contains("num_key_value_heads"), "{message}");
 
-        let err = Config::from_json("{\"vocab_size\": 5}", Path::new("/m/config.json")).unwrap_err();
+        let err =
+            Config::from_json("{\"vocab_size\": 5}", Path::new("/m/config.json")).unwrap_err();
         assert!(err.to_string().contains("hidden_size"), "{err}");
     }
 }
