@@ -145,9 +145,60 @@ fn format_seconds(seconds: f64) -> String {
     }
 }
 
+/// Where and how to reach the hub; [`HubOptions::from_env`] reads the standard variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubOptions {
+    /// Hub URL without a trailing slash.
+    pub endpoint: String,
+    /// The cache's `hub` folder (`$HF_HOME/hub`).
+    pub cache_dir: PathBuf,
+    /// Resolve from the cache only.
+    pub offline: bool,
+    /// Bearer token for gated/private repos.
+    pub token: Option<String>,
+}
+
+impl HubOptions {
+    /// `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_OFFLINE`, `HF_TOKEN` (else the cache's token file).
+    pub fn from_env() -> Self {
+        let cache = Cache::from_env();
+        let token = std::env::var("HF_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| cache.token());
+        Self {
+            endpoint: std::env::var("HF_ENDPOINT")
+                .ok()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
+                .trim_end_matches('/')
+                .to_string(),
+            cache_dir: cache.path().clone(),
+            offline: std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
+            }),
+            token,
+        }
+    }
+}
+
 /// A local folder as is, or the cached snapshot folder of a hub model (downloading what is
-/// missing). The folder has config.json, tokenizer.json and the safetensors weights.
+/// missing), with the environment's hub settings. The folder has config.json, tokenizer.json
+/// and the safetensors weights.
 pub fn resolve(
+    model: &str,
+    revision: Option<&str>,
+    progress: &mut dyn FnMut(DownloadProgress),
+) -> Result<PathBuf, HubError> {
+    resolve_with(&HubOptions::from_env(), model, revision, progress)
+}
+
+/// [`resolve`] with explicit hub settings.
+pub fn resolve_with(
+    options: &HubOptions,
     model: &str,
     revision: Option<&str>,
     progress: &mut dyn FnMut(DownloadProgress),
@@ -155,27 +206,28 @@ pub fn resolve(
     if Path::new(model).is_dir() {
         return Ok(PathBuf::from(model));
     }
-    let hub = Hub::new(model, revision);
+    let hub = Hub::new(options, model, revision);
     if let Some(dir) = hub.cached_folder()? {
         return Ok(dir);
     }
-    if offline() {
+    if options.offline {
         return Err(hub.first_missing());
     }
     hub.download_all(progress)
 }
 
 /// A folder with at least config.json of `model` (local, cached, or just that file fetched),
-/// plus whatever safetensors headers are cached: enough for the planner.
+/// plus whatever safetensors are cached: enough for the planner.
 pub fn resolve_headers(model: &str, revision: Option<&str>) -> Result<PathBuf, HubError> {
     if Path::new(model).is_dir() {
         return Ok(PathBuf::from(model));
     }
-    let hub = Hub::new(model, revision);
+    let options = HubOptions::from_env();
+    let hub = Hub::new(&options, model, revision);
     if let Some(path) = hub.cache_repo().get("config.json") {
         return Ok(parent_of(&path));
     }
-    if offline() {
+    if options.offline {
         return Err(hub.not_cached("config.json"));
     }
     let repo = hub.api_repo()?;
@@ -183,38 +235,24 @@ pub fn resolve_headers(model: &str, revision: Option<&str>) -> Result<PathBuf, H
     Ok(parent_of(&path))
 }
 
-/// Whether `HF_HUB_OFFLINE` asks for cache-only resolution.
-pub fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE")
-        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes" | "ON" | "on"))
-}
-
-/// The endpoint downloads use: `HF_ENDPOINT`, else huggingface.co.
-pub fn endpoint() -> String {
-    std::env::var("HF_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
-        .trim_end_matches('/')
-        .to_string()
-}
-
 fn parent_of(path: &Path) -> PathBuf {
     path.parent().map_or_else(PathBuf::new, Path::to_path_buf)
 }
 
-struct Hub {
+struct Hub<'a> {
+    options: &'a HubOptions,
     model: String,
     revision: String,
     cache: Cache,
 }
 
-impl Hub {
-    fn new(model: &str, revision: Option<&str>) -> Self {
+impl<'a> Hub<'a> {
+    fn new(options: &'a HubOptions, model: &str, revision: Option<&str>) -> Self {
         Self {
+            options,
             model: model.to_string(),
             revision: revision.unwrap_or("main").to_string(),
-            cache: Cache::from_env(),
+            cache: Cache::new(options.cache_dir.clone()),
         }
     }
 
@@ -277,15 +315,10 @@ impl Hub {
     }
 
     fn api_repo(&self) -> Result<ApiRepo, HubError> {
-        let endpoint = endpoint();
-        check_reachable(&endpoint)?;
-        let token = std::env::var("HF_TOKEN")
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .or_else(|| self.cache.token());
+        check_reachable(&self.options.endpoint)?;
         let api = ApiBuilder::from_cache(self.cache.clone())
-            .with_endpoint(endpoint)
-            .with_token(token)
+            .with_endpoint(self.options.endpoint.clone())
+            .with_token(self.options.token.clone())
             .with_progress(false)
             .build()
             .map_err(|e| self.download_error("(connection setup)", e))?;
@@ -359,6 +392,11 @@ impl Hub {
             .map_err(|e| self.download_error(file, e))?
             .len();
         if actual != expected {
+            // Drop the bad copy so that the next run downloads it again instead of using it.
+            if let Ok(blob) = std::fs::canonicalize(&path) {
+                let _ = std::fs::remove_file(blob);
+            }
+            let _ = std::fs::remove_file(&path);
             return Err(HubError::SizeMismatch {
                 path,
                 expected,
@@ -406,7 +444,7 @@ impl Hub {
                 .any(|kind| text.contains(kind)) =>
             {
                 HubError::Unreachable {
-                    endpoint: endpoint(),
+                    endpoint: self.options.endpoint.clone(),
                     problem: text,
                 }
             }
