@@ -210,6 +210,33 @@ impl GptOss {
         self.weight_bytes
     }
 
+    /// Bytes read from memory to decode one token at `context` tokens: attention, router and
+    /// norm weights, the top-k experts of every layer (average expert size), the KV cache
+    /// and lm_head. The bound on decode speed is memory bandwidth divided by this.
+    pub fn decode_bytes_per_token(&self, context: usize) -> u64 {
+        let size = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+        let c = &self.config;
+        let kv_per_position =
+            (2 * c.num_key_value_heads * c.head_dim * self.dtype.size_in_bytes()) as u64;
+        let mut total = size(&self.lm_head) + size(&self.norm);
+        for layer in &self.layers {
+            let a = &layer.attention;
+            total += size(&a.qkv_weight) + size(&a.qkv_bias) + size(&a.o_weight) + size(&a.o_bias);
+            total += size(&layer.input_norm) + size(&layer.post_norm);
+            total += size(&layer.moe.router_weight) + size(&layer.moe.router_bias);
+            let experts = &layer.moe.experts;
+            let expert_bytes: u64 =
+                experts.iter().map(|e| e.bytes()).sum::<u64>() / experts.len().max(1) as u64;
+            total += expert_bytes * layer.moe.top_k as u64;
+            let positions = match a.window {
+                Some(w) => context.min(w),
+                None => context,
+            };
+            total += kv_per_position * positions as u64;
+        }
+        total
+    }
+
     /// An empty KV cache for up to `context_limit` tokens.
     pub fn new_cache(&self, context_limit: usize) -> Result<KvCache, ModelError> {
         KvCache::new(&self.config, context_limit, self.dtype, &self.device)
