@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod linear;
 mod load;
 pub mod moe;
 pub mod quant;
@@ -163,7 +164,7 @@ pub struct GptOss {
     embedding: Embedding,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: Tensor,
+    lm_head: linear::Linear,
     rope: Rope,
     weight_bytes: u64,
 }
@@ -218,10 +219,11 @@ impl GptOss {
         let c = &self.config;
         let kv_per_position =
             (2 * c.num_key_value_heads * c.head_dim * self.dtype.size_in_bytes()) as u64;
-        let mut total = size(&self.lm_head) + size(&self.norm);
+        let mut total = self.lm_head.bytes() + size(&self.norm);
         for layer in &self.layers {
             let a = &layer.attention;
-            total += size(&a.qkv_weight) + size(&a.qkv_bias) + size(&a.o_weight) + size(&a.o_bias);
+            total +=
+                a.qkv_weight.bytes() + size(&a.qkv_bias) + a.o_weight.bytes() + size(&a.o_bias);
             total += size(&layer.input_norm) + size(&layer.post_norm);
             total += size(&layer.moe.router_weight) + size(&layer.moe.router_bias);
             let experts = &layer.moe.experts;
@@ -281,7 +283,7 @@ impl GptOss {
             Tensor::cat(&finals, 0)?
         };
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps as f32)?;
-        Ok(x.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?)
+        Ok(self.lm_head.forward(&x)?.to_dtype(DType::F32)?)
     }
 
     /// Tokens of the next prefill chunk: at most [`PREFILL_CHUNK`], fewer deep in a long
