@@ -2,6 +2,7 @@
 //! (prefix reuse, rewind, snapshots) and metrics.
 
 pub mod protocol;
+pub mod sampler;
 pub mod session;
 pub mod worker;
 

@@ -6,15 +6,16 @@ use candle_core::{D, DType, Tensor};
 
 use super::cache::KvCache;
 use super::error::ModelError;
+use super::linear::Linear;
 use super::rope;
 
 /// One layer's attention weights (Linear layout [out, in]).
 pub struct Attention {
     /// q, k and v projections stacked: [(heads + 2 kv_heads) * head_dim, hidden].
-    pub qkv_weight: Tensor,
+    pub qkv_weight: Linear,
     pub qkv_bias: Tensor,
     /// [hidden, heads * head_dim].
-    pub o_weight: Tensor,
+    pub o_weight: Linear,
     pub o_bias: Tensor,
     /// [kv_heads, heads_per_kv, 1, 1] f32: per-head logit that joins the softmax denominator.
     pub sinks: Tensor,
@@ -38,9 +39,7 @@ impl Attention {
         let n = x.dim(0)?;
         let (h, kv, d) = (self.heads, self.kv_heads, self.head_dim);
         let start = cache.len();
-        let qkv = x
-            .matmul(&self.qkv_weight.t()?)?
-            .broadcast_add(&self.qkv_bias)?;
+        let qkv = self.qkv_weight.forward(x)?.broadcast_add(&self.qkv_bias)?;
         let q = qkv
             .narrow(1, 0, h * d)?
             .reshape((n, h, d))?
@@ -90,9 +89,7 @@ impl Attention {
             .reshape((h, n, d))?
             .transpose(0, 1)?
             .reshape((n, h * d))?;
-        Ok(out
-            .matmul(&self.o_weight.t()?)?
-            .broadcast_add(&self.o_bias)?)
+        Ok(self.o_weight.forward(&out)?.broadcast_add(&self.o_bias)?)
     }
 
     /// Additive mask [n, keys] (0 or -inf) for queries at `start..start+n` and keys at

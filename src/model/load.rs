@@ -12,6 +12,7 @@ use safetensors::Dtype;
 use super::attention::Attention;
 use super::config::{Config, LayerKind};
 use super::error::ModelError;
+use super::linear::Linear;
 use super::moe::{Expert, ExpertLinear, Moe};
 use super::quant::{GptqInt4, mxfp4_dequantize, q4_0_dequantize};
 use super::rope::Rope;
@@ -78,6 +79,19 @@ impl<'a> Builder<'a> {
         Ok(t)
     }
 
+    /// A dense Linear; on the CPU in the default mode a bf16-exact weight stays bf16.
+    fn linear16(
+        &mut self,
+        values: Vec<f32>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Linear, ModelError> {
+        let prefer_bf16 = self.precision == Precision::Default;
+        let linear = Linear::new(values, rows, cols, self.dtype, self.device, prefer_bf16)?;
+        self.bytes += linear.bytes();
+        Ok(linear)
+    }
+
     fn linear(
         &mut self,
         weight: HostLinear,
@@ -121,9 +135,9 @@ impl<'a> Builder<'a> {
             .to_device(self.device)?;
         self.bytes += (h * 4) as u64;
         let attention = Attention {
-            qkv_weight: self.dense(host.qkv_weight, ((h + 2 * kv) * d, hidden))?,
+            qkv_weight: self.linear16(host.qkv_weight, (h + 2 * kv) * d, hidden)?,
             qkv_bias: self.dense(host.qkv_bias, (h + 2 * kv) * d)?,
-            o_weight: self.dense(host.o_weight, (hidden, h * d))?,
+            o_weight: self.linear16(host.o_weight, hidden, h * d)?,
             o_bias: self.dense(host.o_bias, hidden)?,
             sinks,
             heads: h,
@@ -170,7 +184,7 @@ impl<'a> Builder<'a> {
     ) -> Result<GptOss, ModelError> {
         let c = self.config;
         let norm = self.dense(norm, c.hidden_size)?;
-        let lm_head = self.dense(lm_head, (c.vocab_size, c.hidden_size))?;
+        let lm_head = self.linear16(lm_head, c.vocab_size, c.hidden_size)?;
         let embedding = Embedding {
             dtype: embedding_dtype,
             hidden: c.hidden_size,

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod linear;
 mod load;
 pub mod moe;
 pub mod quant;
@@ -163,7 +164,7 @@ pub struct GptOss {
     embedding: Embedding,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: Tensor,
+    lm_head: linear::Linear,
     rope: Rope,
     weight_bytes: u64,
 }
@@ -210,6 +211,34 @@ impl GptOss {
         self.weight_bytes
     }
 
+    /// Bytes read from memory to decode one token at `context` tokens: attention, router and
+    /// norm weights, the top-k experts of every layer (average expert size), the KV cache
+    /// and lm_head. The bound on decode speed is memory bandwidth divided by this.
+    pub fn decode_bytes_per_token(&self, context: usize) -> u64 {
+        let size = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+        let c = &self.config;
+        let kv_per_position =
+            (2 * c.num_key_value_heads * c.head_dim * self.dtype.size_in_bytes()) as u64;
+        let mut total = self.lm_head.bytes() + size(&self.norm);
+        for layer in &self.layers {
+            let a = &layer.attention;
+            total +=
+                a.qkv_weight.bytes() + size(&a.qkv_bias) + a.o_weight.bytes() + size(&a.o_bias);
+            total += size(&layer.input_norm) + size(&layer.post_norm);
+            total += size(&layer.moe.router_weight) + size(&layer.moe.router_bias);
+            let experts = &layer.moe.experts;
+            let expert_bytes: u64 =
+                experts.iter().map(|e| e.bytes()).sum::<u64>() / experts.len().max(1) as u64;
+            total += expert_bytes * layer.moe.top_k as u64;
+            let positions = match a.window {
+                Some(w) => context.min(w),
+                None => context,
+            };
+            total += kv_per_position * positions as u64;
+        }
+        total
+    }
+
     /// An empty KV cache for up to `context_limit` tokens.
     pub fn new_cache(&self, context_limit: usize) -> Result<KvCache, ModelError> {
         KvCache::new(&self.config, context_limit, self.dtype, &self.device)
@@ -254,7 +283,7 @@ impl GptOss {
             Tensor::cat(&finals, 0)?
         };
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps as f32)?;
-        Ok(x.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?)
+        Ok(self.lm_head.forward(&x)?.to_dtype(DType::F32)?)
     }
 
     /// Tokens of the next prefill chunk: at most [`PREFILL_CHUNK`], fewer deep in a long

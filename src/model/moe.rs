@@ -23,6 +23,18 @@ pub enum ExpertLinear {
 }
 
 impl ExpertLinear {
+    /// Bytes the weight occupies.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Self::Dense(w) => (w.elem_count() * w.dtype().size_in_bytes()) as u64,
+            Self::Quantized(QMatMul::QTensor(q)) => q.storage_size_in_bytes() as u64,
+            Self::Quantized(QMatMul::Tensor(w) | QMatMul::TensorF16(w)) => {
+                (w.elem_count() * w.dtype().size_in_bytes()) as u64
+            }
+            Self::Q4Cpu { bytes, .. } => bytes.len() as u64,
+        }
+    }
+
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::Dense(w) => x.matmul(&w.t()?),
@@ -74,6 +86,14 @@ pub fn route(logits: &[f32], top_k: usize) -> Vec<(usize, f32)> {
         .zip(exps)
         .map(|(e, x)| (e, x / sum))
         .collect()
+}
+
+impl Expert {
+    /// Bytes of the expert's weights and biases.
+    pub fn bytes(&self) -> u64 {
+        let bias = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+        self.gate_up.bytes() + self.down.bytes() + bias(&self.gate_up_bias) + bias(&self.down_bias)
+    }
 }
 
 impl Moe {

@@ -43,9 +43,9 @@ pub fn build(
         let host = HostLayer {
             input_norm: vec![1.0; hidden],
             post_norm: vec![1.0; hidden],
-            qkv_weight: uniform(&mut rng, (h + 2 * kv) * d * hidden, hidden),
+            qkv_weight: bf16_exact(uniform(&mut rng, (h + 2 * kv) * d * hidden, hidden)),
             qkv_bias: uniform(&mut rng, (h + 2 * kv) * d, 100 * hidden),
-            o_weight: uniform(&mut rng, hidden * h * d, h * d),
+            o_weight: bf16_exact(uniform(&mut rng, hidden * h * d, h * d)),
             o_bias: uniform(&mut rng, hidden, 100 * hidden),
             sinks: uniform(&mut rng, h, 1),
             router_weight: uniform(&mut rng, c.num_local_experts * hidden, hidden),
@@ -66,7 +66,7 @@ pub fn build(
         embedding
             .extend_from_slice(&half::bf16::from_f32(rng.random_range(-1.0f32..1.0)).to_le_bytes());
     }
-    let lm_head = uniform(&mut rng, c.vocab_size * hidden, hidden);
+    let lm_head = bf16_exact(uniform(&mut rng, c.vocab_size * hidden, hidden));
     builder.finish(
         Layout::Synthetic,
         layers,
@@ -81,6 +81,14 @@ pub fn build(
 fn uniform(rng: &mut SmallRng, n: usize, fan_in: usize) -> Vec<f32> {
     let a = (3.0 / fan_in as f32).sqrt();
     (0..n).map(|_| rng.random_range(-a..a)).collect()
+}
+
+/// Rounds to bf16 values, as a 16-bit checkpoint stores them.
+fn bf16_exact(values: Vec<f32>) -> Vec<f32> {
+    values
+        .into_iter()
+        .map(|v| half::bf16::from_f32(v).to_f32())
+        .collect()
 }
 
 /// Random Q4_0 blocks for a [rows, cols] Linear with the same scale of weights as `uniform`.
