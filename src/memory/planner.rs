@@ -11,9 +11,10 @@
 //!   `full_layers * 2 * kv_heads * head_dim * elt` bytes per token. Sliding layers cost a
 //!   constant ring of `sliding_window` positions plus [`SNAPSHOTS_BUDGETED`] snapshots of it.
 //! - **Prefill scratch** for one chunk of `c` tokens at context `n` (freed between chunks),
-//!   where `c` is the chosen chunk size, halved until the attention scores fit
-//!   [`SCORES_BUDGET_BYTES`] (see [`Plan::chunk_tokens_for`]; the engine prefills with it):
-//!   scores and probabilities `2 * heads * c * n * 4`, a contiguous K/V copy
+//!   where `c` is the chosen chunk size, smaller deep in long contexts so that the attention
+//!   scores fit [`SCORES_BUDGET_BYTES`] (the model's policy, see [`Plan::chunk_tokens_for`]):
+//!   attention scores `SCORE_COPIES * heads * c * n * 4` (the model's attention holds about
+//!   [`SCORE_COPIES`] f32 tensors of that shape at its peak), a contiguous K/V copy
 //!   `2 * kv_heads * n * head_dim * elt`, activations
 //!   `c * (4*hidden + 2*heads*head_dim + 2*kv_heads*head_dim + experts + k*(3*intermediate + hidden)) * elt`,
 //!   the Q8_0 copy of activations Q4_0 matmuls make `c * max(hidden, intermediate) * 34/32`, and
@@ -38,9 +39,13 @@ pub const DEFAULT_CHUNK_TOKENS: usize = 512;
 /// The contexts `ossterm fit` tabulates (capped at the model's maximum).
 pub const TABLE_CONTEXTS: [usize; 6] = [4096, 8192, 16384, 32768, 65536, 131072];
 
-/// The most bytes one chunk's attention scores and probabilities may take: long contexts
-/// prefill in smaller chunks rather than needing gigabytes of scores.
-pub const SCORES_BUDGET_BYTES: u64 = 256 * MIB;
+/// f32 tensors of shape [heads, chunk, keys] alive at once at the attention's peak: raw
+/// scores, masked scores, scores with the sink column, softmax output and its contiguous
+/// narrow (read from `model/attention.rs`; fewer if it drops intermediates earlier).
+pub const SCORE_COPIES: u64 = 5;
+/// The most bytes one chunk's f32 attention scores may take (the model's own budget): long
+/// contexts prefill in smaller chunks rather than needing gigabytes of scores.
+pub const SCORES_BUDGET_BYTES: u64 = 512 * MIB;
 
 const MIB: u64 = 1024 * 1024;
 const MIN_MARGIN_BYTES: u64 = 256 * MIB;
@@ -222,16 +227,13 @@ impl Plan {
         self.kv_bytes_per_token * context as u64
     }
 
-    /// The prefill chunk to use when the cache will hold up to `context` tokens: the chosen
-    /// chunk size, halved while one layer's scores (`2 * heads * chunk * context * 4` bytes)
-    /// exceed [`SCORES_BUDGET_BYTES`]; at least 1.
+    /// The prefill chunk used deep in a context of `context` tokens, as the model picks it:
+    /// at most the chosen chunk size, fewer so that one chunk's f32 attention scores
+    /// (`heads * chunk * (context + chunk) * 4` bytes) stay within [`SCORES_BUDGET_BYTES`].
     pub fn chunk_tokens_for(&self, context: usize) -> usize {
-        let per_token = 2 * self.shape.heads * context.max(1) as u64 * 4;
-        let mut chunk = self.chunk_tokens.min(context.max(1));
-        while chunk > 1 && chunk as u64 * per_token > SCORES_BUDGET_BYTES {
-            chunk /= 2;
-        }
-        chunk
+        let per_token = self.shape.heads * 4 * (context as u64 + self.chunk_tokens as u64);
+        let chunk = (SCORES_BUDGET_BYTES / per_token.max(1)).clamp(1, self.chunk_tokens as u64);
+        (chunk as usize).min(context.max(1))
     }
 
     /// Peak transient bytes of one prefill chunk at `context` (see the module doc).
@@ -240,7 +242,7 @@ impl Plan {
         let n = context as u64;
         let c = self.chunk_tokens_for(context) as u64;
         let elt = self.kv_bytes_per_element;
-        let scores = 2 * s.heads * c * n * 4;
+        let scores = SCORE_COPIES * s.heads * c * n * 4;
         let kv_copy = 2 * s.kv_heads * n * s.head_dim * elt;
         let per_token = 4 * s.hidden
             + 2 * s.heads * s.head_dim
@@ -515,7 +517,7 @@ mod tests {
     #[test]
     fn max_context_is_the_largest_that_fits() {
         let plan = plan_20b(DeviceKind::Cuda, DtypeChoice::Auto);
-        let available = 16 * 1024 * MIB;
+        let available = 18 * 1024 * MIB;
         let best = plan.max_context(available);
         assert!(best > 4096 && best < 131072, "{best}");
         assert!(plan.fits(best, available));
@@ -568,11 +570,12 @@ mod tests {
         let plan = plan_20b(DeviceKind::Cuda, DtypeChoice::Auto);
         assert_eq!(plan.chunk_tokens_for(100), 100);
         assert_eq!(plan.chunk_tokens_for(1024), 512);
-        // 64 heads x 131072 keys x 8 B = 64 MiB per query token: 4 tokens fit 256 MiB.
-        assert_eq!(plan.chunk_tokens_for(131072), 4);
+        // 64 heads x (131072 + 512) keys x 4 B = 32.1 MiB per query token: 15 fit 512 MiB.
+        assert_eq!(plan.chunk_tokens_for(131072), 15);
         for context in [4096, 32768, 131072] {
             let c = plan.chunk_tokens_for(context) as u64;
-            assert!(2 * 64 * c * context as u64 * 4 <= SCORES_BUDGET_BYTES);
+            assert!(64 * c * (context as u64 + 512) * 4 <= SCORES_BUDGET_BYTES);
+            assert!(64 * (c + 1) * (context as u64 + 512) * 4 > SCORES_BUDGET_BYTES);
         }
     }
 
