@@ -85,12 +85,25 @@ pub fn overhead_bytes(device: DeviceKind) -> u64 {
     }
 }
 
-/// Errors building a plan.
+/// Errors building a plan or choosing a context.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// A quantized tensor whose shape the planner cannot interpret.
     #[error("tensor {name}: {problem}")]
     BadTensor { name: String, problem: String },
+    /// config.json could not be read.
+    #[error(transparent)]
+    Config(#[from] crate::model::ConfigError),
+    /// The safetensors headers could not be read.
+    #[error(transparent)]
+    Inventory(#[from] super::inventory::InventoryError),
+    /// The requested context (or any context) does not fit; the text has the numbers and
+    /// the options.
+    #[error("{0}")]
+    DoesNotFit(String),
+    /// The requested context exceeds the model's maximum.
+    #[error("a context of {requested} tokens exceeds the model's maximum of {max} tokens")]
+    BeyondModel { requested: usize, max: usize },
 }
 
 /// Memory needs of one model on one device, as a function of the context length.
@@ -329,6 +342,43 @@ impl Plan {
             .collect()
     }
 
+    /// Reads config.json and the safetensors headers in `dir` and plans them.
+    pub fn for_dir(
+        dir: &std::path::Path,
+        device: DeviceKind,
+        precision: DtypeChoice,
+    ) -> Result<Self, PlanError> {
+        let config = Config::from_file(&dir.join("config.json"))?;
+        let tensors = super::inventory::read_dir(dir)?;
+        Self::new(&config, &tensors, device, precision, DEFAULT_CHUNK_TOKENS)
+    }
+
+    /// The context to allocate: `requested` if it fits (refused with the numbers and the
+    /// options if not), else the largest that fits, capped at the model's maximum.
+    pub fn choose_context(
+        &self,
+        requested: Option<usize>,
+        available_bytes: u64,
+    ) -> Result<usize, PlanError> {
+        match requested {
+            Some(n) if n > self.model_max_context => Err(PlanError::BeyondModel {
+                requested: n,
+                max: self.model_max_context,
+            }),
+            Some(n) => match self.refusal(n, available_bytes) {
+                Some(why) => Err(PlanError::DoesNotFit(why)),
+                None => Ok(n),
+            },
+            None => match self.max_context(available_bytes) {
+                0 => Err(PlanError::DoesNotFit(
+                    self.refusal(1, available_bytes)
+                        .unwrap_or_else(|| "no context fits".to_string()),
+                )),
+                n => Ok(n),
+            },
+        }
+    }
+
     /// Why `context` does not fit, with the numbers and the options; `None` when it fits.
     pub fn refusal(&self, context: usize, available_bytes: u64) -> Option<String> {
         if self.fits(context, available_bytes) {
@@ -533,6 +583,49 @@ mod tests {
             "{refusal}"
         );
         assert!(plan.refusal(4096, available).is_none());
+    }
+
+    #[test]
+    fn choose_context_defaults_to_the_largest_and_refuses_what_does_not_fit() {
+        let plan = plan_20b(DeviceKind::Cuda, DtypeChoice::Auto);
+        let available = 18 * 1024 * MIB;
+        let best = plan.max_context(available);
+        assert_eq!(plan.choose_context(None, available).expect("fits"), best);
+        assert_eq!(
+            plan.choose_context(Some(2048), available).expect("fits"),
+            2048
+        );
+        let err = plan
+            .choose_context(Some(131072), available)
+            .expect_err("too big")
+            .to_string();
+        assert!(err.contains("131072 tokens needs"), "{err}");
+        assert!(err.contains(&format!("--context {best}")), "{err}");
+        let err = plan
+            .choose_context(Some(200_000), available)
+            .expect_err("beyond");
+        assert!(
+            matches!(err, PlanError::BeyondModel { max: 131072, .. }),
+            "{err}"
+        );
+        let err = plan
+            .choose_context(None, 1024 * MIB)
+            .expect_err("nothing fits")
+            .to_string();
+        assert!(err.contains("not even a short context fits"), "{err}");
+    }
+
+    #[test]
+    fn plans_a_checkpoint_folder() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/tiny-a-int4");
+        let plan = Plan::for_dir(&dir, DeviceKind::Cpu, DtypeChoice::Auto).expect("plan");
+        // tiny-a: 2 full layers x 2 x 2 kv heads x 32 x 4 B.
+        assert_eq!(plan.kv_bytes_per_token, 2 * 2 * 2 * 32 * 4);
+        assert!(plan.weight_bytes() > 0);
+        let err = Plan::for_dir(&dir.join("missing"), DeviceKind::Cpu, DtypeChoice::Auto)
+            .expect_err("no folder");
+        assert!(err.to_string().contains("config.json"), "{err}");
     }
 
     #[test]
