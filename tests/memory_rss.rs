@@ -2,13 +2,13 @@
 //! several lengths, the process's resident memory compared with the planner's prediction.
 //!
 //! One test function in its own binary (other tests in the same process would perturb RSS),
-//! lengths measured sequentially on one growing cache. Before each reading, glibc's
-//! `malloc_trim` hands freed heap pages back to the OS, so the reading is what is live, not
-//! what the allocator keeps from freed build/prefill buffers (that slack is printed too; the
-//! planner's overhead term covers it).
+//! lengths measured sequentially on one growing cache. The allocator policy is ossterm's own
+//! (`memory::allocator::map_large_blocks`); before each reading freed heap pages go back to the
+//! OS so the reading is what is live (the untrimmed figure is printed too).
 
 use candle_core::Device;
 use ossterm::cli::DtypeChoice;
+use ossterm::memory::allocator;
 use ossterm::memory::inventory::synthetic_int4;
 use ossterm::memory::planner::{DeviceKind, Plan};
 use ossterm::memory::probe::process_rss_bytes;
@@ -34,41 +34,11 @@ fn small_config() -> Config {
     config
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-unsafe extern "C" {
-    fn malloc_trim(pad: usize) -> i32;
-    fn mallopt(param: i32, value: i32) -> i32;
-}
-
-/// Makes glibc serve every block of 128 KiB or more with its own mmap (no dynamic threshold),
-/// so large buffers are zero pages until written and go back to the OS when freed — the
-/// behaviour the planner assumes for the preallocated KV buffers.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn fixed_mmap_threshold() {
-    const M_MMAP_THRESHOLD: i32 = -3;
-    // SAFETY: mallopt only changes glibc's allocation policy; called before big allocations.
-    unsafe {
-        mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn fixed_mmap_threshold() {}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// (this process's RSS after trimming freed heap pages, RSS before trimming)
 fn trimmed_rss() -> (u64, u64) {
     let before = process_rss_bytes();
-    // SAFETY: malloc_trim only returns free memory of glibc's heap to the OS.
-    unsafe {
-        malloc_trim(0);
-    }
+    allocator::release_free_memory();
     (process_rss_bytes(), before)
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trimmed_rss() -> (u64, u64) {
-    let rss = process_rss_bytes();
-    (rss, rss)
 }
 
 fn within(measured: u64, predicted: u64, tolerance: f64) -> bool {
@@ -77,7 +47,8 @@ fn within(measured: u64, predicted: u64, tolerance: f64) -> bool {
 
 #[test]
 fn resident_memory_matches_the_plan() {
-    fixed_mmap_threshold();
+    // What ossterm does at startup: large blocks are fresh mappings (see memory::allocator).
+    allocator::map_large_blocks();
     let device = Device::Cpu;
     // Warm up candle, rayon's pool and the allocator with a throwaway model first.
     {
