@@ -112,3 +112,52 @@ fn offline_and_not_cached_says_what_to_do() {
     );
     assert!(message.contains("HF_HUB_OFFLINE"), "{message}");
 }
+
+#[test]
+fn fit_on_a_hub_id_fetches_only_config_json() {
+    let server = FakeHub::start();
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = ossterm(
+        &[
+            "fit",
+            "--model",
+            fake_hub::REPO,
+            "--memory",
+            "1073741824",
+            "--json",
+        ],
+        home.path(),
+        &[("HF_ENDPOINT", &server.endpoint)],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        json["model"]
+            .as_str()
+            .is_some_and(|m| m.contains("weights not downloaded")),
+        "{json}"
+    );
+    assert_eq!(json["kv_bytes_per_token"], 2 * 2 * 2 * 32 * 4);
+    assert!(server.requests_for("model.safetensors").is_empty());
+    assert!(!server.requests_for("config.json").is_empty());
+
+    // The inferred int4 inventory plans the same weights as the real headers.
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/tiny-a-int4"
+    );
+    let out = ossterm(
+        &[
+            "fit",
+            "--model",
+            fixture,
+            "--memory",
+            "1073741824",
+            "--json",
+        ],
+        home.path(),
+        &[],
+    );
+    let local: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["weight_bytes"], local["weight_bytes"]);
+}

@@ -43,7 +43,7 @@ fn gpt_oss_20b_on_cuda_bf16() {
         "--device",
         "cuda",
         "--memory",
-        "17179869184",
+        "19327352832",
     ]);
     assert_eq!(json["kv_bytes_per_element"], 2);
     assert_eq!(u64_of(&json["kv_bytes_per_token"]), 12 * 2 * 8 * 64 * 2);

@@ -1,6 +1,7 @@
 //! Memory: what a model will need (planner, from headers alone) and what the device has
 //! (probes for CPU, CUDA and Metal behind one interface).
 
+pub mod allocator;
 pub mod inventory;
 pub mod planner;
 pub mod probe;

@@ -11,9 +11,10 @@
 //!   `full_layers * 2 * kv_heads * head_dim * elt` bytes per token. Sliding layers cost a
 //!   constant ring of `sliding_window` positions plus [`SNAPSHOTS_BUDGETED`] snapshots of it.
 //! - **Prefill scratch** for one chunk of `c` tokens at context `n` (freed between chunks),
-//!   where `c` is the chosen chunk size, halved until the attention scores fit
-//!   [`SCORES_BUDGET_BYTES`] (see [`Plan::chunk_tokens_for`]; the engine prefills with it):
-//!   scores and probabilities `2 * heads * c * n * 4`, a contiguous K/V copy
+//!   where `c` is the chosen chunk size, smaller deep in long contexts so that the attention
+//!   scores fit [`SCORES_BUDGET_BYTES`] (the model's policy, see [`Plan::chunk_tokens_for`]):
+//!   attention scores `SCORE_COPIES * heads * c * n * 4` (the model's attention holds about
+//!   [`SCORE_COPIES`] f32 tensors of that shape at its peak), a contiguous K/V copy
 //!   `2 * kv_heads * n * head_dim * elt`, activations
 //!   `c * (4*hidden + 2*heads*head_dim + 2*kv_heads*head_dim + experts + k*(3*intermediate + hidden)) * elt`,
 //!   the Q8_0 copy of activations Q4_0 matmuls make `c * max(hidden, intermediate) * 34/32`, and
@@ -38,9 +39,13 @@ pub const DEFAULT_CHUNK_TOKENS: usize = 512;
 /// The contexts `ossterm fit` tabulates (capped at the model's maximum).
 pub const TABLE_CONTEXTS: [usize; 6] = [4096, 8192, 16384, 32768, 65536, 131072];
 
-/// The most bytes one chunk's attention scores and probabilities may take: long contexts
-/// prefill in smaller chunks rather than needing gigabytes of scores.
-pub const SCORES_BUDGET_BYTES: u64 = 256 * MIB;
+/// f32 tensors of shape [heads, chunk, keys] alive at once at the attention's peak: raw
+/// scores, masked scores, scores with the sink column, softmax output and its contiguous
+/// narrow (read from `model/attention.rs`; fewer if it drops intermediates earlier).
+pub const SCORE_COPIES: u64 = 5;
+/// The most bytes one chunk's f32 attention scores may take (the model's own budget): long
+/// contexts prefill in smaller chunks rather than needing gigabytes of scores.
+pub const SCORES_BUDGET_BYTES: u64 = 512 * MIB;
 
 const MIB: u64 = 1024 * 1024;
 const MIN_MARGIN_BYTES: u64 = 256 * MIB;
@@ -80,12 +85,25 @@ pub fn overhead_bytes(device: DeviceKind) -> u64 {
     }
 }
 
-/// Errors building a plan.
+/// Errors building a plan or choosing a context.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// A quantized tensor whose shape the planner cannot interpret.
     #[error("tensor {name}: {problem}")]
     BadTensor { name: String, problem: String },
+    /// config.json could not be read.
+    #[error(transparent)]
+    Config(#[from] crate::model::ConfigError),
+    /// The safetensors headers could not be read.
+    #[error(transparent)]
+    Inventory(#[from] super::inventory::InventoryError),
+    /// The requested context (or any context) does not fit; the text has the numbers and
+    /// the options.
+    #[error("{0}")]
+    DoesNotFit(String),
+    /// The requested context exceeds the model's maximum.
+    #[error("a context of {requested} tokens exceeds the model's maximum of {max} tokens")]
+    BeyondModel { requested: usize, max: usize },
 }
 
 /// Memory needs of one model on one device, as a function of the context length.
@@ -222,16 +240,13 @@ impl Plan {
         self.kv_bytes_per_token * context as u64
     }
 
-    /// The prefill chunk to use when the cache will hold up to `context` tokens: the chosen
-    /// chunk size, halved while one layer's scores (`2 * heads * chunk * context * 4` bytes)
-    /// exceed [`SCORES_BUDGET_BYTES`]; at least 1.
+    /// The prefill chunk used deep in a context of `context` tokens, as the model picks it:
+    /// at most the chosen chunk size, fewer so that one chunk's f32 attention scores
+    /// (`heads * chunk * (context + chunk) * 4` bytes) stay within [`SCORES_BUDGET_BYTES`].
     pub fn chunk_tokens_for(&self, context: usize) -> usize {
-        let per_token = 2 * self.shape.heads * context.max(1) as u64 * 4;
-        let mut chunk = self.chunk_tokens.min(context.max(1));
-        while chunk > 1 && chunk as u64 * per_token > SCORES_BUDGET_BYTES {
-            chunk /= 2;
-        }
-        chunk
+        let per_token = self.shape.heads * 4 * (context as u64 + self.chunk_tokens as u64);
+        let chunk = (SCORES_BUDGET_BYTES / per_token.max(1)).clamp(1, self.chunk_tokens as u64);
+        (chunk as usize).min(context.max(1))
     }
 
     /// Peak transient bytes of one prefill chunk at `context` (see the module doc).
@@ -240,7 +255,7 @@ impl Plan {
         let n = context as u64;
         let c = self.chunk_tokens_for(context) as u64;
         let elt = self.kv_bytes_per_element;
-        let scores = 2 * s.heads * c * n * 4;
+        let scores = SCORE_COPIES * s.heads * c * n * 4;
         let kv_copy = 2 * s.kv_heads * n * s.head_dim * elt;
         let per_token = 4 * s.hidden
             + 2 * s.heads * s.head_dim
@@ -325,6 +340,43 @@ impl Plan {
                 fits: self.fits(context, available_bytes),
             })
             .collect()
+    }
+
+    /// Reads config.json and the safetensors headers in `dir` and plans them.
+    pub fn for_dir(
+        dir: &std::path::Path,
+        device: DeviceKind,
+        precision: DtypeChoice,
+    ) -> Result<Self, PlanError> {
+        let config = Config::from_file(&dir.join("config.json"))?;
+        let tensors = super::inventory::read_dir(dir)?;
+        Self::new(&config, &tensors, device, precision, DEFAULT_CHUNK_TOKENS)
+    }
+
+    /// The context to allocate: `requested` if it fits (refused with the numbers and the
+    /// options if not), else the largest that fits, capped at the model's maximum.
+    pub fn choose_context(
+        &self,
+        requested: Option<usize>,
+        available_bytes: u64,
+    ) -> Result<usize, PlanError> {
+        match requested {
+            Some(n) if n > self.model_max_context => Err(PlanError::BeyondModel {
+                requested: n,
+                max: self.model_max_context,
+            }),
+            Some(n) => match self.refusal(n, available_bytes) {
+                Some(why) => Err(PlanError::DoesNotFit(why)),
+                None => Ok(n),
+            },
+            None => match self.max_context(available_bytes) {
+                0 => Err(PlanError::DoesNotFit(
+                    self.refusal(1, available_bytes)
+                        .unwrap_or_else(|| "no context fits".to_string()),
+                )),
+                n => Ok(n),
+            },
+        }
     }
 
     /// Why `context` does not fit, with the numbers and the options; `None` when it fits.
@@ -515,7 +567,7 @@ mod tests {
     #[test]
     fn max_context_is_the_largest_that_fits() {
         let plan = plan_20b(DeviceKind::Cuda, DtypeChoice::Auto);
-        let available = 16 * 1024 * MIB;
+        let available = 18 * 1024 * MIB;
         let best = plan.max_context(available);
         assert!(best > 4096 && best < 131072, "{best}");
         assert!(plan.fits(best, available));
@@ -531,6 +583,49 @@ mod tests {
             "{refusal}"
         );
         assert!(plan.refusal(4096, available).is_none());
+    }
+
+    #[test]
+    fn choose_context_defaults_to_the_largest_and_refuses_what_does_not_fit() {
+        let plan = plan_20b(DeviceKind::Cuda, DtypeChoice::Auto);
+        let available = 18 * 1024 * MIB;
+        let best = plan.max_context(available);
+        assert_eq!(plan.choose_context(None, available).expect("fits"), best);
+        assert_eq!(
+            plan.choose_context(Some(2048), available).expect("fits"),
+            2048
+        );
+        let err = plan
+            .choose_context(Some(131072), available)
+            .expect_err("too big")
+            .to_string();
+        assert!(err.contains("131072 tokens needs"), "{err}");
+        assert!(err.contains(&format!("--context {best}")), "{err}");
+        let err = plan
+            .choose_context(Some(200_000), available)
+            .expect_err("beyond");
+        assert!(
+            matches!(err, PlanError::BeyondModel { max: 131072, .. }),
+            "{err}"
+        );
+        let err = plan
+            .choose_context(None, 1024 * MIB)
+            .expect_err("nothing fits")
+            .to_string();
+        assert!(err.contains("not even a short context fits"), "{err}");
+    }
+
+    #[test]
+    fn plans_a_checkpoint_folder() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/tiny-a-int4");
+        let plan = Plan::for_dir(&dir, DeviceKind::Cpu, DtypeChoice::Auto).expect("plan");
+        // tiny-a: 2 full layers x 2 x 2 kv heads x 32 x 4 B.
+        assert_eq!(plan.kv_bytes_per_token, 2 * 2 * 2 * 32 * 4);
+        assert!(plan.weight_bytes() > 0);
+        let err = Plan::for_dir(&dir.join("missing"), DeviceKind::Cpu, DtypeChoice::Auto)
+            .expect_err("no folder");
+        assert!(err.to_string().contains("config.json"), "{err}");
     }
 
     #[test]
@@ -568,11 +663,12 @@ mod tests {
         let plan = plan_20b(DeviceKind::Cuda, DtypeChoice::Auto);
         assert_eq!(plan.chunk_tokens_for(100), 100);
         assert_eq!(plan.chunk_tokens_for(1024), 512);
-        // 64 heads x 131072 keys x 8 B = 64 MiB per query token: 4 tokens fit 256 MiB.
-        assert_eq!(plan.chunk_tokens_for(131072), 4);
+        // 64 heads x (131072 + 512) keys x 4 B = 32.1 MiB per query token: 15 fit 512 MiB.
+        assert_eq!(plan.chunk_tokens_for(131072), 15);
         for context in [4096, 32768, 131072] {
             let c = plan.chunk_tokens_for(context) as u64;
-            assert!(2 * 64 * c * context as u64 * 4 <= SCORES_BUDGET_BYTES);
+            assert!(64 * c * (context as u64 + 512) * 4 <= SCORES_BUDGET_BYTES);
+            assert!(64 * (c + 1) * (context as u64 + 512) * 4 > SCORES_BUDGET_BYTES);
         }
     }
 
