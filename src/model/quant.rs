@@ -1,0 +1,300 @@
+//! Weight formats: AutoRound/GPTQ int4 (spec 4b) -> GGML Q4_0 bytes (lossless) or f32, and
+//! MXFP4 (spec 4c) -> f32.
+
+use half::f16;
+
+/// Bytes of one GGML Q4_0 block: an f16 scale and 32 nibbles.
+pub const Q4_0_BLOCK_BYTES: usize = 18;
+/// Weights per Q4_0 block.
+pub const Q4_0_BLOCK_LEN: usize = 32;
+
+/// One int4 Linear as AutoRound's `auto_round:auto_gptq` packing stores it.
+pub struct GptqInt4<'a> {
+    /// [in/8, out]: 8 nibbles per word along `in`, lowest nibble = lowest input index.
+    pub qweight: &'a [i32],
+    /// [in/group, out/8]: 8 nibbles per word along `out`; stored value is zero - 1.
+    pub qzeros: &'a [i32],
+    /// [in/group, out].
+    pub scales: &'a [f16],
+    pub in_dim: usize,
+    pub out_dim: usize,
+    pub group: usize,
+}
+
+impl GptqInt4<'_> {
+    /// The 4-bit code of weight (o, i).
+    fn code(&self, o: usize, i: usize) -> u8 {
+        let word = self.qweight[(i / 8) * self.out_dim + o] as u32;
+        ((word >> (4 * (i % 8))) & 0xF) as u8
+    }
+
+    /// The zero point of group `g`, output `o` (stored value + 1).
+    fn zero(&self, g: usize, o: usize) -> u8 {
+        let word = self.qzeros[g * self.out_dim.div_ceil(8) + o / 8] as u32;
+        (((word >> (4 * (o % 8))) & 0xF) as u8) + 1
+    }
+
+    /// Dequantizes to f32 in Linear layout [out, in]:
+    /// `w[o, i] = scales[i/group, o] * (q[i, o] - zero[i/group, o])`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.out_dim * self.in_dim];
+        for o in 0..self.out_dim {
+            for i in 0..self.in_dim {
+                let g = i / self.group;
+                let scale = self.scales[g * self.out_dim + o].to_f32();
+                let q = self.code(o, i) as f32 - self.zero(g, o) as f32;
+                out[o * self.in_dim + i] = scale * q;
+            }
+        }
+        out
+    }
+
+    /// Repacks to GGML Q4_0 blocks, rows = outputs, `in/32` blocks per row. Exact when the
+    /// format is symmetric (every zero point 8): a group of 64 becomes two blocks that share
+    /// its f16 scale. Returns the first non-symmetric group otherwise.
+    pub fn to_q4_0(&self) -> Result<Vec<u8>, String> {
+        if !self.group.is_multiple_of(Q4_0_BLOCK_LEN) || !self.in_dim.is_multiple_of(self.group) {
+            return Err(format!(
+                "group size {} with {} inputs cannot be repacked into Q4_0 blocks of 32",
+                self.group, self.in_dim
+            ));
+        }
+        let blocks_per_row = self.in_dim / Q4_0_BLOCK_LEN;
+        let mut bytes = vec![0u8; self.out_dim * blocks_per_row * Q4_0_BLOCK_BYTES];
+        for o in 0..self.out_dim {
+            for b in 0..blocks_per_row {
+                let first = b * Q4_0_BLOCK_LEN;
+                let g = first / self.group;
+                let zero = self.zero(g, o);
+                if zero != 8 {
+                    return Err(format!(
+                        "group {g} of output {o} has zero point {zero}, not 8: only symmetric int4 fits Q4_0"
+                    ));
+                }
+                let block =
+                    &mut bytes[(o * blocks_per_row + b) * Q4_0_BLOCK_BYTES..][..Q4_0_BLOCK_BYTES];
+                block[..2].copy_from_slice(&self.scales[g * self.out_dim + o].to_le_bytes());
+                for j in 0..16 {
+                    let low = self.code(o, first + j);
+                    let high = self.code(o, first + j + 16);
+                    block[2 + j] = low | (high << 4);
+                }
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// Dequantizes Q4_0 blocks (`w = d * (q - 8)`) to f32; used by tests and f32 mode.
+pub fn q4_0_dequantize(bytes: &[u8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(bytes.len() / Q4_0_BLOCK_BYTES * Q4_0_BLOCK_LEN);
+    for block in bytes.chunks_exact(Q4_0_BLOCK_BYTES) {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let qs = &block[2..];
+        out.extend(qs.iter().map(|q| d * ((q & 0xF) as f32 - 8.0)));
+        out.extend(qs.iter().map(|q| d * ((q >> 4) as f32 - 8.0)));
+    }
+    out
+}
+
+/// Output rows per parallel task of [`q4_0_matmul`].
+const ROWS_PER_TASK: usize = 16;
+
+/// `x` [m, cols] f32 times the transpose of a Q4_0 matrix [rows, cols]: [m, rows] f32.
+/// Weights are decoded in registers and activations stay f32 (candle's CPU path quantizes
+/// them to Q8_0, which costs accuracy); each decoded block serves all `m` rows of `x`.
+pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let blocks_per_row = cols / Q4_0_BLOCK_LEN;
+    let row_bytes = blocks_per_row * Q4_0_BLOCK_BYTES;
+    let mut transposed = vec![0f32; rows * m];
+    transposed
+        .par_chunks_mut(m * ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(task, dst)| {
+            for (k, dst_row) in dst.chunks_mut(m).enumerate() {
+                let r = task * ROWS_PER_TASK + k;
+                let weights = &bytes[r * row_bytes..][..row_bytes];
+                for (b, block) in weights.chunks_exact(Q4_0_BLOCK_BYTES).enumerate() {
+                    let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+                    let mut values = [0f32; Q4_0_BLOCK_LEN];
+                    for j in 0..16 {
+                        values[j] = (block[2 + j] & 0xF) as f32 - 8.0;
+                        values[j + 16] = (block[2 + j] >> 4) as f32 - 8.0;
+                    }
+                    for (t, out) in dst_row.iter_mut().enumerate() {
+                        let xs = &x[t * cols + b * Q4_0_BLOCK_LEN..][..Q4_0_BLOCK_LEN];
+                        // Eight lanes so the loop vectorizes without fast-math.
+                        let mut acc = [0f32; 8];
+                        for (v, xv) in values.chunks_exact(8).zip(xs.chunks_exact(8)) {
+                            for l in 0..8 {
+                                acc[l] += v[l] * xv[l];
+                            }
+                        }
+                        *out += d * acc.iter().sum::<f32>();
+                    }
+                }
+            }
+        });
+    if m == 1 {
+        return transposed;
+    }
+    let mut out = vec![0f32; m * rows];
+    for r in 0..rows {
+        for t in 0..m {
+            out[t * rows + r] = transposed[r * m + t];
+        }
+    }
+    out
+}
+
+/// E2M1 code -> value (bit 3 is the sign).
+const FP4_VALUES: [f32; 8] = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
+
+/// Dequantizes MXFP4 (spec 4c): `blocks` [rows, in/32, 16] (two codes per byte, low nibble
+/// first), `scales` [rows, in/32] (E8M0, bias 127). Returns [rows, in] f32.
+pub fn mxfp4_dequantize(blocks: &[u8], scales: &[u8], rows: usize, in_dim: usize) -> Vec<f32> {
+    let per_row = in_dim / 32;
+    let mut out = vec![0f32; rows * in_dim];
+    for r in 0..rows {
+        for b in 0..per_row {
+            let scale = (2f32).powi(scales[r * per_row + b] as i32 - 127);
+            let block = &blocks[(r * per_row + b) * 16..][..16];
+            let dst = &mut out[r * in_dim + b * 32..][..32];
+            for (j, byte) in block.iter().enumerate() {
+                for (k, code) in [byte & 0xF, byte >> 4].into_iter().enumerate() {
+                    let magnitude = FP4_VALUES[(code & 7) as usize];
+                    let value = if code & 8 != 0 { -magnitude } else { magnitude };
+                    dst[2 * j + k] = value * scale;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random_gptq(
+        rng: &mut rand::rngs::StdRng,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> (Vec<i32>, Vec<i32>, Vec<f16>) {
+        let qweight = (0..in_dim / 8 * out_dim)
+            .map(|_| rng.random::<i32>())
+            .collect();
+        // Symmetric: every stored zero nibble is 7.
+        let qzeros = vec![0x7777_7777u32 as i32; in_dim / 64 * out_dim.div_ceil(8)];
+        let scales = (0..in_dim / 64 * out_dim)
+            .map(|_| f16::from_f32(rng.random_range(-0.1f32..0.1)))
+            .collect();
+        (qweight, qzeros, scales)
+    }
+
+    #[test]
+    fn q4_0_repack_equals_the_int4_formula_exactly() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (in_dim, out_dim) in [(64, 8), (128, 24), (192, 16)] {
+            let (qweight, qzeros, scales) = random_gptq(&mut rng, in_dim, out_dim);
+            let layer = GptqInt4 {
+                qweight: &qweight,
+                qzeros: &qzeros,
+                scales: &scales,
+                in_dim,
+                out_dim,
+                group: 64,
+            };
+            let bytes = layer.to_q4_0().expect("symmetric repacks");
+            let from_q4 = q4_0_dequantize(&bytes);
+            // Independent reading of the spec 4b formula.
+            for o in 0..out_dim {
+                for i in 0..in_dim {
+                    let word = qweight[(i / 8) * out_dim + o] as u32;
+                    let q = ((word >> (4 * (i % 8))) & 0xF) as f32;
+                    let w = scales[(i / 64) * out_dim + o].to_f32() * (q - 8.0);
+                    assert_eq!(from_q4[o * in_dim + i].to_bits(), w.to_bits(), "({o},{i})");
+                }
+            }
+            assert_eq!(layer.dequantize(), from_q4);
+            // candle's own Q4_0 dequantization agrees with ours.
+            let storage = candle_core::quantized::QStorage::from_data(
+                std::borrow::Cow::Borrowed(&bytes),
+                &candle_core::Device::Cpu,
+                candle_core::quantized::GgmlDType::Q4_0,
+            )
+            .expect("storage");
+            let qt =
+                candle_core::quantized::QTensor::new(storage, (out_dim, in_dim)).expect("qtensor");
+            let candle = qt
+                .dequantize(&candle_core::Device::Cpu)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("dequantize");
+            assert_eq!(candle, from_q4);
+        }
+    }
+
+    #[test]
+    fn asymmetric_groups_are_refused() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let (qweight, mut qzeros, scales) = random_gptq(&mut rng, 64, 8);
+        qzeros[0] = 0x7777_7775;
+        let layer = GptqInt4 {
+            qweight: &qweight,
+            qzeros: &qzeros,
+            scales: &scales,
+            in_dim: 64,
+            out_dim: 8,
+            group: 64,
+        };
+        let err = layer.to_q4_0().unwrap_err();
+        assert!(err.contains("zero point 6"), "{err}");
+    }
+
+    #[test]
+    fn mxfp4_decodes_known_codes() {
+        // One row of 32: codes 0..15 then 15..0, scale 2^1.
+        let mut block = [0u8; 16];
+        for (j, b) in block.iter_mut().enumerate() {
+            let (lo, hi) = if j < 8 {
+                (2 * j as u8, 2 * j as u8 + 1)
+            } else {
+                (31 - 2 * j as u8, 30 - 2 * j as u8)
+            };
+            *b = lo | (hi << 4);
+        }
+        let out = mxfp4_dequantize(&block, &[128], 1, 32);
+        assert_eq!(&out[..8], &[0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0]);
+        assert_eq!(
+            &out[8..16],
+            &[-0.0, -1.0, -2.0, -3.0, -4.0, -6.0, -8.0, -12.0]
+        );
+        assert_eq!(out[16], -12.0);
+    }
+
+    #[test]
+    fn q4_0_matmul_equals_dequantized_matmul() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let (rows, cols, m) = (40, 96, 3);
+        let mut bytes = vec![0u8; rows * cols / 32 * Q4_0_BLOCK_BYTES];
+        rng.fill(&mut bytes[..]);
+        for block in bytes.chunks_exact_mut(Q4_0_BLOCK_BYTES) {
+            block[..2]
+                .copy_from_slice(&f16::from_f32(rng.random_range(-0.5f32..0.5)).to_le_bytes());
+        }
+        let x: Vec<f32> = (0..m * cols)
+            .map(|_| rng.random_range(-1f32..1.0))
+            .collect();
+        let w = q4_0_dequantize(&bytes);
+        let got = q4_0_matmul(&bytes, rows, cols, &x, m);
+        for t in 0..m {
+            for r in 0..rows {
+                let want: f32 = (0..cols).map(|i| w[r * cols + i] * x[t * cols + i]).sum();
+                assert!((got[t * rows + r] - want).abs() < 1e-4, "({t},{r})");
+            }
+        }
+    }
+}
