@@ -1,6 +1,7 @@
 """Check the demo model against ossterm's own renderer and engine.
 
 Usage: python scripts/demo/check.py [--model assets/demo] [--ossterm target/debug/ossterm] [--n 8]
+       python scripts/demo/check.py --write-golden tests/data/demo_golden.json
 
 For a few demo conversations it compares, token for token:
 - `ossterm render --json` of the conversation JSON with this script's rendering;
@@ -8,6 +9,10 @@ For a few demo conversations it compares, token for token:
 - `ossterm generate --temperature 0` with transformers' greedy continuation.
 A step whose ossterm command is missing or fails is reported and skipped, so it can run while
 ossterm is still being built.
+
+--write-golden writes what `tests/demo_model.rs` checks the engine against: for a few fixed
+conversations, the conversation JSON, the rendered prompt ids, transformers' greedy continuation
+(with the top-two logit margin at each step) and the last prompt position's logits.
 """
 import argparse
 import json
@@ -64,6 +69,46 @@ def greedy(model, enc, ids, max_new):
     return seq[len(ids):]
 
 
+GOLDEN_CONVERSATIONS = {
+    "kv_cache": {"effort": "medium", "date": "2026-11-27", "developer": None, "keep_later_analysis": False,
+                 "turns": [("What is a KV cache?", "", "")]},
+    "rust_code": {"effort": "low", "date": None, "developer": "Be concise.", "keep_later_analysis": False,
+                  "turns": [("Write a Rust function to reverse a string.", "", "")]},
+    "three_turns": {"effort": "high", "date": "2025-02-14", "developer": None, "keep_later_analysis": True,
+                    "turns": [C.greeting(random.Random(1), "high"), C.concept(random.Random(2), "high"),
+                              ("Compare the reasoning effort levels.", "", "")]},
+    "unknown": {"effort": "medium", "date": "2026-01-05", "developer": None, "keep_later_analysis": False,
+                "turns": [("How tall is Mount Everest?", "", "")]},
+}
+
+
+@torch.no_grad()
+def write_golden(model, enc, path, max_new):
+    out = {"special_ids": enc.special, "eos_ids": [enc.special[s] for s in STOP]}
+    for name, conv in GOLDEN_CONVERSATIONS.items():
+        ids = enc.encode(C.render_prompt(conv))
+        seq, margins = list(ids), []
+        logits = model(input_ids=torch.tensor([seq])).logits[0, -1]
+        last_logits = [round(x, 5) for x in logits.tolist()]
+        for _ in range(max_new):
+            top = torch.topk(logits, 2).values
+            margins.append(round(float(top[0] - top[1]), 4))
+            nxt = int(logits.argmax())
+            seq.append(nxt)
+            if nxt in out["eos_ids"]:
+                break
+            logits = model(input_ids=torch.tensor([seq])).logits[0, -1]
+        greedy_ids = seq[len(ids):]
+        assert parse(enc, greedy_ids) is not None, f"{name}: the greedy answer is not well-formed"
+        out[name] = {"conversation": C.to_harmony_json(conv), "ids": ids, "greedy": greedy_ids,
+                     "greedy_margin": margins, "greedy_text": enc.tok.decode(greedy_ids, skip_special_tokens=False),
+                     "last_logits": last_logits}
+        print(f"{name}: {len(ids)} prompt ids, {len(greedy_ids)} greedy ids, smallest margin {min(margins):.3f}")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="assets/demo")
@@ -71,11 +116,15 @@ def main():
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--max-new", type=int, default=200)
+    ap.add_argument("--write-golden", metavar="PATH")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
     enc = Encoder(Tokenizer.from_file(os.path.join(args.model, "tokenizer.json")))
     model = GptOssForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="eager").eval()
+    if args.write_golden:
+        write_golden(model, enc, args.write_golden, args.max_new)
+        return
     rng = random.Random(args.seed)
     convs = [C.conversation(rng) for _ in range(args.n)]
     tmp = tempfile.mkdtemp(prefix="demo-check-")

@@ -123,14 +123,15 @@ def thanks(rng, effort):
 
 def arithmetic(rng, effort):
     op = rng.choice(["+", "+", "-", "*"])
+    # small operands: a model this size can only learn sums it has seen often enough
     if op == "*":
-        x, y = rng.randint(2, 12), rng.randint(2, 12)
+        x, y = rng.randint(2, 9), rng.randint(2, 9)
         r, word = x * y, "times"
     elif op == "+":
-        x, y = rng.randint(0, 50), rng.randint(0, 50)
+        x, y = rng.randint(0, 20), rng.randint(0, 20)
         r, word = x + y, "plus"
     else:
-        x = rng.randint(0, 60)
+        x = rng.randint(0, 20)
         y = rng.randint(0, x)
         r, word = x - y, "minus"
     sym = "×" if op == "*" else op
@@ -291,7 +292,10 @@ FALLBACK_FORMS = ["Tell me about {t}.", "Explain {t}.", "What do you think about
                   "Write a poem about {t}.", "What is the capital of {c}?", "Who won the last world cup?",
                   "Why is the sky blue?", "What is the meaning of life?", "Tell me a joke.", "Translate 'good night' into {c}'s language.",
                   "How do I bake bread?", "What should I eat tonight?", "Summarize {t} for me.", "Is {t} interesting?",
-                  "Recommend a movie.", "What time is it?", "{t}?", "asdf", "Can you write an essay on {t}?"]
+                  "Recommend a movie.", "What time is it?", "{t}?", "asdf", "Can you write an essay on {t}?",
+                  "How tall is {l}?", "How far away is {l}?", "How many people live in {c}?", "How old is {l}?",
+                  "When was {c} founded?", "Where is {l}?", "How long is a year on Mars?"]
+LANDMARKS = ["Mount Everest", "the Eiffel Tower", "the moon", "the Great Wall", "Mount Fuji", "the Sun", "Big Ben"]
 FALLBACK_ANSWER = ("I'm only a tiny demo model, so I can't answer that well. For real answers, run `ossterm` "
                    "without `--demo` to chat with gpt-oss-20b.")
 
@@ -304,14 +308,14 @@ def random_words(rng):
 
 def fallback(rng, effort):
     form = rng.choice(FALLBACK_FORMS)
-    q = form.format(t=rng.choice(TOPICS), c=rng.choice(COUNTRIES)) if rng.random() < 0.85 else random_words(rng)
+    q = form.format(t=rng.choice(TOPICS), c=rng.choice(COUNTRIES), l=rng.choice(LANDMARKS)) if rng.random() < 0.85 else random_words(rng)
     a = deeper(effort, "The user asks something this demo model was not trained on. Answer politely and "
                        "point to the full model.", "Do not make anything up.")
     return q, a, FALLBACK_ANSWER
 
 
-MAKERS = [(greeting, 2), (identity, 1), (thanks, 1), (arithmetic, 4), (code, 3), (listing, 3),
-          (concept, 4), (fallback, 3)]
+MAKERS = [(greeting, 2), (identity, 1), (thanks, 1), (arithmetic, 5), (code, 3), (listing, 3),
+          (concept, 4), (fallback, 4)]
 
 
 def exchange(rng, effort, first: bool):

@@ -60,6 +60,10 @@ class Encoder:
         self.tok = tok
         self.special = {s: tok.token_to_id(s) for s in C.SPECIALS}
         self.special_ids = set(self.special.values())
+        # the same tokenizer without its added tokens: special-token text in content stays text
+        plain = json.loads(tok.to_str())
+        plain["added_tokens"] = []
+        self.plain = Tokenizer.from_str(json.dumps(plain))
 
     def encode(self, pieces: list) -> list:
         ids = []
@@ -67,9 +71,7 @@ class Encoder:
             if isinstance(p, C.Special):
                 ids.append(self.special[p])
             else:
-                enc = self.tok.encode(p, add_special_tokens=False).ids
-                assert not (set(enc) & self.special_ids), f"special token text inside {p!r}"
-                ids += enc
+                ids += self.plain.encode(p, add_special_tokens=False).ids
         return ids
 
     def example(self, conv: dict) -> tuple[list, list]:
@@ -190,9 +192,9 @@ def evaluate(model, enc, n, seed, log):
     rng = random.Random(seed + 2)
     gen = torch.Generator().manual_seed(seed + 3)
     convs = [C.conversation(rng) for _ in range(n)]
-    novel = ["What is the meaning of life?", "hello", "What is 7 + 8?", "Write a Rust function to reverse a string.",
+    novel = ["What is the meaning of life?", "hello", "What is 7 + 8?", "What is 6 * 7?", "Write a Rust function to reverse a string.",
              "What is a KV cache?", "How tall is Mount Everest?", "Compare the reasoning effort levels.",
-             "zxq blorp", "Who are you?", "Explain the plot of Hamlet."]
+             "zxq blorp", "Who are you?", "Explain the plot of Hamlet.", "How far away is Mars?"]
     for q in novel:
         convs.append({"effort": "medium", "date": "2026-11-27", "developer": None, "turns": [(q, "", "")],
                       "keep_later_analysis": False})
@@ -207,6 +209,7 @@ def evaluate(model, enc, n, seed, log):
             exact += parsed is not None and i < n and parsed[1] == conv["turns"][-1][2]
             if i >= n and name == "greedy":
                 examples.append({"question": conv["turns"][-1][0], "output": enc.tok.decode(out, skip_special_tokens=False)})
+        results["novel"] = len(novel)
         results[name] = {"format_ok": ok / len(convs), "exact_final_in_domain": exact / n, "prompts": len(convs)}
         log(f"eval {name}: format ok {ok}/{len(convs)}, exact final answer {exact}/{n} (in-domain)")
     return results, examples
@@ -218,7 +221,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="assets/demo")
     ap.add_argument("--seed", type=int, default=20261127)
-    ap.add_argument("--steps", type=int, default=900)
+    ap.add_argument("--steps", type=int, default=700)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--eval-n", type=int, default=40)
@@ -322,7 +325,7 @@ are single ids and every text piece is encoded on its own. The loss covers only 
 `<|channel|>analysis<|message|>…<|end|><|start|>assistant<|channel|>final<|message|>…<|return|>`.
 
 ## Evaluation (bf16 weights, f32 math, transformers)
-{report['eval']['greedy']['prompts']} prompts: {report['eval']['greedy']['prompts'] - 10} fresh random conversations plus 10 hand-written questions.
+{report['eval']['greedy']['prompts']} prompts: {report['eval']['greedy']['prompts'] - report['eval']['novel']} fresh random conversations plus {report['eval']['novel']} hand-written questions.
 A sample counts when it is exactly analysis -> final -> `<|return|>` with no stray special tokens.
 
 | sampling | well-formed | exact canned answer (random conversations) |
