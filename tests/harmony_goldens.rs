@@ -332,3 +332,45 @@ fn malformed_streams_keep_every_byte_and_recover() {
         &["assistant|final|-|-|ok  \u{fffd}"],
     );
 }
+
+#[test]
+fn tokenizer_and_parser_can_be_shared_with_the_engine_thread() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Tokenizer>();
+    shareable::<StreamParser>();
+}
+
+#[test]
+fn rendered_messages_parse_back_with_both_tokenizers() {
+    use ossterm::harmony::Message;
+    let conversation = Conversation::from_messages([
+        Message::user("Type <|end|> literally, then 😀 and 東京."),
+        Message::assistant("analysis", "The user wants <|start|> text kept."),
+        Message::assistant("commentary", "{\"x\": 1}")
+            .with_recipient("functions.lookup")
+            .with_content_type("<|constrain|>json"),
+        Message::tool("functions.lookup", "{\"y\": 2}")
+            .with_channel("commentary")
+            .with_recipient("assistant"),
+        Message::assistant("final", "Done: é̂ \n\t end"),
+    ]);
+    let tiny_path = format!("{FIXTURES}/tiny-a-bf16/tokenizer.json");
+    let tiny = Arc::new(Tokenizer::from_file(Path::new(&tiny_path)).unwrap());
+    for tokenizer in [o200k(), tiny] {
+        let options = RenderOptions {
+            auto_drop_analysis: false,
+        };
+        let ids = render_conversation(&conversation, &tokenizer, &options).unwrap();
+        let mut parser = StreamParser::new(Arc::clone(&tokenizer), None);
+        for &id in &ids {
+            parser.push(id);
+        }
+        assert_eq!(parser.finish(), None);
+        assert_eq!(
+            parser.messages(),
+            conversation.messages.as_slice(),
+            "{:?}",
+            tokenizer.path()
+        );
+    }
+}
