@@ -374,3 +374,24 @@ fn rendered_messages_parse_back_with_both_tokenizers() {
         );
     }
 }
+
+#[test]
+fn text_without_a_header_streams_after_a_bounded_wait() {
+    let tokenizer = o200k();
+    let text = "Plain answer with no header at all, 東京 😀. ".repeat(12);
+    let mut ids = tokenizer.encode_ordinary(&text).unwrap();
+    ids.push(tokenizer.specials().return_);
+    let (messages, joined) = parse_collecting_deltas(&ids, Some(Role::Assistant));
+    assert_eq!(summary(&messages), [format!("assistant|-|-|-|{text}")]);
+    assert_eq!(joined, [text]);
+
+    let mut parser = StreamParser::new(tokenizer, Some(Role::Assistant));
+    let first_delta_at = ids
+        .iter()
+        .position(|&id| parser.push(id).delta.is_some())
+        .unwrap();
+    assert!(
+        first_delta_at <= 48,
+        "first text after {first_delta_at} tokens"
+    );
+}

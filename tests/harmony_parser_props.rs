@@ -85,7 +85,7 @@ proptest! {
 
     #[test]
     fn parser_keeps_every_byte_and_is_deterministic(
-        ids in proptest::collection::vec(token_strategy(), 0..48),
+        ids in proptest::collection::vec(token_strategy(), 0..72),
         role_known in any::<bool>(),
     ) {
         let role = role_known.then_some(Role::Assistant);
