@@ -114,26 +114,7 @@ pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) 
         .for_each(|(task, dst)| {
             for (k, dst_row) in dst.chunks_mut(m).enumerate() {
                 let r = task * ROWS_PER_TASK + k;
-                let weights = &bytes[r * row_bytes..][..row_bytes];
-                for (b, block) in weights.chunks_exact(Q4_0_BLOCK_BYTES).enumerate() {
-                    let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-                    let mut values = [0f32; Q4_0_BLOCK_LEN];
-                    for j in 0..16 {
-                        values[j] = (block[2 + j] & 0xF) as f32 - 8.0;
-                        values[j + 16] = (block[2 + j] >> 4) as f32 - 8.0;
-                    }
-                    for (t, out) in dst_row.iter_mut().enumerate() {
-                        let xs = &x[t * cols + b * Q4_0_BLOCK_LEN..][..Q4_0_BLOCK_LEN];
-                        // Eight lanes so the loop vectorizes without fast-math.
-                        let mut acc = [0f32; 8];
-                        for (v, xv) in values.chunks_exact(8).zip(xs.chunks_exact(8)) {
-                            for l in 0..8 {
-                                acc[l] += v[l] * xv[l];
-                            }
-                        }
-                        *out += d * acc.iter().sum::<f32>();
-                    }
-                }
+                q4_0_row(&bytes[r * row_bytes..][..row_bytes], x, cols, dst_row);
             }
         });
     if m == 1 {
@@ -146,6 +127,46 @@ pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) 
         }
     }
     out
+}
+
+/// One weight row (Q4_0 blocks) against every row of `x`, into `dst_row` [m].
+fn q4_0_row(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // Safety: the CPU supports AVX2, checked just above.
+        return unsafe { q4_0_row_avx2(weights, x, cols, dst_row) };
+    }
+    q4_0_row_generic(weights, x, cols, dst_row)
+}
+
+/// [`q4_0_row_generic`] compiled with AVX2 enabled (the default x86-64 target has SSE2 only).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn q4_0_row_avx2(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
+    q4_0_row_generic(weights, x, cols, dst_row)
+}
+
+#[inline(always)]
+fn q4_0_row_generic(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
+    for (b, block) in weights.chunks_exact(Q4_0_BLOCK_BYTES).enumerate() {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let mut values = [0f32; Q4_0_BLOCK_LEN];
+        for j in 0..16 {
+            values[j] = (block[2 + j] & 0xF) as f32 - 8.0;
+            values[j + 16] = (block[2 + j] >> 4) as f32 - 8.0;
+        }
+        for (t, out) in dst_row.iter_mut().enumerate() {
+            let xs = &x[t * cols + b * Q4_0_BLOCK_LEN..][..Q4_0_BLOCK_LEN];
+            // Eight lanes so the loop vectorizes without fast-math.
+            let mut acc = [0f32; 8];
+            for (v, xv) in values.chunks_exact(8).zip(xs.chunks_exact(8)) {
+                for l in 0..8 {
+                    acc[l] += v[l] * xv[l];
+                }
+            }
+            *out += d * acc.iter().sum::<f32>();
+        }
+    }
 }
 
 /// E2M1 code -> value (bit 3 is the sign).
