@@ -60,9 +60,17 @@ impl GptqInt4<'_> {
             ));
         }
         let blocks_per_row = self.in_dim / Q4_0_BLOCK_LEN;
+        let words_per_row = self.in_dim / 8;
         let mut bytes = vec![0u8; self.out_dim * blocks_per_row * Q4_0_BLOCK_BYTES];
+        // One output row's words (8 inputs each), gathered from the [in/8, out] columns.
+        let mut words = vec![0u32; words_per_row];
         for o in 0..self.out_dim {
-            for b in 0..blocks_per_row {
+            for (k, word) in words.iter_mut().enumerate() {
+                *word = self.qweight[k * self.out_dim + o] as u32;
+            }
+            let row = &mut bytes[o * blocks_per_row * Q4_0_BLOCK_BYTES..]
+                [..blocks_per_row * Q4_0_BLOCK_BYTES];
+            for (b, block) in row.chunks_exact_mut(Q4_0_BLOCK_BYTES).enumerate() {
                 let first = b * Q4_0_BLOCK_LEN;
                 let g = first / self.group;
                 let zero = self.zero(g, o);
@@ -71,13 +79,12 @@ impl GptqInt4<'_> {
                         "group {g} of output {o} has zero point {zero}, not 8: only symmetric int4 fits Q4_0"
                     ));
                 }
-                let block =
-                    &mut bytes[(o * blocks_per_row + b) * Q4_0_BLOCK_BYTES..][..Q4_0_BLOCK_BYTES];
                 block[..2].copy_from_slice(&self.scales[g * self.out_dim + o].to_le_bytes());
-                for j in 0..16 {
-                    let low = self.code(o, first + j);
-                    let high = self.code(o, first + j + 16);
-                    block[2 + j] = low | (high << 4);
+                // Inputs 0..16 of the block (low nibbles) and 16..32 (high nibbles).
+                let low = words[4 * b] as u64 | (words[4 * b + 1] as u64) << 32;
+                let high = words[4 * b + 2] as u64 | (words[4 * b + 3] as u64) << 32;
+                for (j, q) in block[2..].iter_mut().enumerate() {
+                    *q = ((low >> (4 * j)) & 0xF) as u8 | ((((high >> (4 * j)) & 0xF) as u8) << 4);
                 }
             }
         }
