@@ -51,6 +51,26 @@ impl Linear {
         ))
     }
 
+    /// From bf16 values: kept as they are on the CPU when `prefer_bf16`, else a tensor of
+    /// `dtype` (no f32 copy of the whole matrix on the way).
+    pub fn from_bf16(
+        values: Vec<bf16>,
+        rows: usize,
+        cols: usize,
+        dtype: DType,
+        device: &Device,
+        prefer_bf16: bool,
+    ) -> candle_core::Result<Self> {
+        if prefer_bf16 && device.is_cpu() {
+            return Ok(Self::Bf16Cpu { values, rows, cols });
+        }
+        Ok(Self::Tensor(
+            Tensor::from_vec(values, (rows, cols), &Device::Cpu)?
+                .to_dtype(dtype)?
+                .to_device(device)?,
+        ))
+    }
+
     /// Bytes the weight occupies.
     pub fn bytes(&self) -> u64 {
         match self {
