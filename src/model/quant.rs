@@ -139,18 +139,67 @@ pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) 
 /// One weight row (Q4_0 blocks) against every row of `x`, into `dst_row` [m].
 fn q4_0_row(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // Safety: the CPU supports AVX2, checked just above.
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // Safety: the CPU supports AVX2 and FMA, checked just above; slices are bounds-checked
+        // by the callers' layout (`weights` holds cols/32 blocks, `x` holds m rows of cols).
         return unsafe { q4_0_row_avx2(weights, x, cols, dst_row) };
     }
     q4_0_row_generic(weights, x, cols, dst_row)
 }
 
-/// [`q4_0_row_generic`] compiled with AVX2 enabled (the default x86-64 target has SSE2 only).
+/// Tokens that share one decode of a weight block in [`q4_0_row_avx2`].
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+const AVX2_TOKENS: usize = 8;
+
+/// AVX2/FMA version of [`q4_0_row_generic`]: nibbles -> i8 -> f32 in registers, one
+/// accumulator vector per token, a horizontal sum per token at the end of the row.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn q4_0_row_avx2(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
-    q4_0_row_generic(weights, x, cols, dst_row)
+    use std::arch::x86_64::*;
+    assert_eq!(weights.len(), cols / Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES);
+    assert!(x.len() >= dst_row.len() * cols);
+    let mask = _mm_set1_epi8(0x0F);
+    let eight = _mm_set1_epi8(8);
+    for (group, outs) in dst_row.chunks_mut(AVX2_TOKENS).enumerate() {
+        let first_token = group * AVX2_TOKENS;
+        let mut acc = [_mm256_setzero_ps(); AVX2_TOKENS];
+        for (b, block) in weights.chunks_exact(Q4_0_BLOCK_BYTES).enumerate() {
+            let d = _mm256_set1_ps(f16::from_le_bytes([block[0], block[1]]).to_f32());
+            // Safety: `block` has 18 bytes, so bytes 2..18 are in bounds.
+            let qs = unsafe { _mm_loadu_si128(block.as_ptr().add(2) as *const __m128i) };
+            let low = _mm_sub_epi8(_mm_and_si128(qs, mask), eight);
+            let high = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), mask), eight);
+            let v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(low));
+            let v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(low, 8)));
+            let v2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(high));
+            let v3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(high, 8)));
+            for (t, a) in acc.iter_mut().enumerate().take(outs.len()) {
+                let xs = &x[(first_token + t) * cols + b * Q4_0_BLOCK_LEN..][..Q4_0_BLOCK_LEN];
+                // Safety: `xs` has 32 floats, so the four 8-wide loads are in bounds.
+                let p = xs.as_ptr();
+                let (x0, x1, x2, x3) = unsafe {
+                    (
+                        _mm256_loadu_ps(p),
+                        _mm256_loadu_ps(p.add(8)),
+                        _mm256_loadu_ps(p.add(16)),
+                        _mm256_loadu_ps(p.add(24)),
+                    )
+                };
+                let mut dot = _mm256_mul_ps(v0, x0);
+                dot = _mm256_fmadd_ps(v1, x1, dot);
+                dot = _mm256_fmadd_ps(v2, x2, dot);
+                dot = _mm256_fmadd_ps(v3, x3, dot);
+                *a = _mm256_fmadd_ps(dot, d, *a);
+            }
+        }
+        for (out, a) in outs.iter_mut().zip(acc) {
+            let mut lanes = [0f32; 8];
+            // Safety: `lanes` holds 8 floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+            *out += lanes.iter().sum::<f32>();
+        }
+    }
 }
 
 #[inline(always)]
@@ -306,22 +355,24 @@ mod tests {
     #[test]
     fn q4_0_matmul_equals_dequantized_matmul() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let (rows, cols, m) = (40, 96, 3);
+        let (rows, cols) = (40, 96);
         let mut bytes = vec![0u8; rows * cols / 32 * Q4_0_BLOCK_BYTES];
         rng.fill(&mut bytes[..]);
         for block in bytes.chunks_exact_mut(Q4_0_BLOCK_BYTES) {
             block[..2]
                 .copy_from_slice(&f16::from_f32(rng.random_range(-0.5f32..0.5)).to_le_bytes());
         }
-        let x: Vec<f32> = (0..m * cols)
-            .map(|_| rng.random_range(-1f32..1.0))
-            .collect();
         let w = q4_0_dequantize(&bytes);
-        let got = q4_0_matmul(&bytes, rows, cols, &x, m);
-        for t in 0..m {
-            for r in 0..rows {
-                let want: f32 = (0..cols).map(|i| w[r * cols + i] * x[t * cols + i]).sum();
-                assert!((got[t * rows + r] - want).abs() < 1e-4, "({t},{r})");
+        for m in [1, 3, 11] {
+            let x: Vec<f32> = (0..m * cols)
+                .map(|_| rng.random_range(-1f32..1.0))
+                .collect();
+            let got = q4_0_matmul(&bytes, rows, cols, &x, m);
+            for t in 0..m {
+                for r in 0..rows {
+                    let want: f32 = (0..cols).map(|i| w[r * cols + i] * x[t * cols + i]).sum();
+                    assert!((got[t * rows + r] - want).abs() < 1e-4, "m={m} ({t},{r})");
+                }
             }
         }
     }
