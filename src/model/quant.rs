@@ -139,12 +139,52 @@ pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) 
 /// One weight row (Q4_0 blocks) against every row of `x`, into `dst_row` [m].
 fn q4_0_row(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // Safety: the CPU supports AVX-512F, checked just above.
+        return unsafe { q4_0_row_avx512(weights, x, cols, dst_row) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // Safety: the CPU supports AVX2 and FMA, checked just above; slices are bounds-checked
         // by the callers' layout (`weights` holds cols/32 blocks, `x` holds m rows of cols).
         return unsafe { q4_0_row_avx2(weights, x, cols, dst_row) };
     }
     q4_0_row_generic(weights, x, cols, dst_row)
+}
+
+/// AVX-512 version of [`q4_0_row_avx2`]: 16 lanes, two vectors per block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn q4_0_row_avx512(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert_eq!(weights.len(), cols / Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES);
+    assert!(x.len() >= dst_row.len() * cols);
+    let mask = _mm_set1_epi8(0x0F);
+    let eight = _mm_set1_epi8(8);
+    for (group, outs) in dst_row.chunks_mut(AVX2_TOKENS).enumerate() {
+        let first_token = group * AVX2_TOKENS;
+        let mut acc = [_mm512_setzero_ps(); AVX2_TOKENS];
+        for (b, block) in weights.chunks_exact(Q4_0_BLOCK_BYTES).enumerate() {
+            let d = _mm512_set1_ps(f16::from_le_bytes([block[0], block[1]]).to_f32());
+            // Safety: `block` has 18 bytes, so bytes 2..18 are in bounds.
+            let qs = unsafe { _mm_loadu_si128(block.as_ptr().add(2) as *const __m128i) };
+            let low = _mm_sub_epi8(_mm_and_si128(qs, mask), eight);
+            let high = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), mask), eight);
+            let v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(low));
+            let v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(high));
+            for (t, a) in acc.iter_mut().enumerate().take(outs.len()) {
+                let xs = &x[(first_token + t) * cols + b * Q4_0_BLOCK_LEN..][..Q4_0_BLOCK_LEN];
+                // Safety: `xs` has 32 floats, so the two 16-wide loads are in bounds.
+                let p = xs.as_ptr();
+                let (x0, x1) = unsafe { (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))) };
+                let dot = _mm512_fmadd_ps(v1, x1, _mm512_mul_ps(v0, x0));
+                *a = _mm512_fmadd_ps(dot, d, *a);
+            }
+        }
+        for (out, a) in outs.iter_mut().zip(acc) {
+            *out += _mm512_reduce_add_ps(a);
+        }
+    }
 }
 
 /// Tokens that share one decode of a weight block in [`q4_0_row_avx2`].
@@ -372,6 +412,43 @@ mod tests {
                 for r in 0..rows {
                     let want: f32 = (0..cols).map(|i| w[r * cols + i] * x[t * cols + i]).sum();
                     assert!((got[t * rows + r] - want).abs() < 1e-4, "m={m} ({t},{r})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_simd_variant_equals_the_generic_row() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let cols = 128;
+        let mut weights = vec![0u8; cols / 32 * Q4_0_BLOCK_BYTES];
+        rng.fill(&mut weights[..]);
+        for block in weights.chunks_exact_mut(Q4_0_BLOCK_BYTES) {
+            block[..2]
+                .copy_from_slice(&f16::from_f32(rng.random_range(-0.5f32..0.5)).to_le_bytes());
+        }
+        for m in [1, 9] {
+            let x: Vec<f32> = (0..m * cols)
+                .map(|_| rng.random_range(-1f32..1.0))
+                .collect();
+            let mut want = vec![0f32; m];
+            q4_0_row_generic(&weights, &x, cols, &mut want);
+            #[cfg(target_arch = "x86_64")]
+            {
+                let close = |got: &[f32]| got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4);
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    let mut got = vec![0f32; m];
+                    // Safety: AVX2 and FMA are present (checked above).
+                    unsafe { q4_0_row_avx2(&weights, &x, cols, &mut got) };
+                    assert!(close(&got), "avx2 {got:?} vs {want:?}");
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    let mut got = vec![0f32; m];
+                    // Safety: AVX-512F is present (checked above).
+                    unsafe { q4_0_row_avx512(&weights, &x, cols, &mut got) };
+                    assert!(close(&got), "avx512 {got:?} vs {want:?}");
                 }
             }
         }
