@@ -206,6 +206,8 @@ pub struct App {
     pub overlay: Overlay,
     pub show_reasoning: bool,
     pub expand_earlier_reasoning: bool,
+    /// Lines the help overlay is scrolled down.
+    pub help_scroll: u16,
     /// Lines scrolled up from the bottom (0 follows new text).
     pub chat_scroll: usize,
     pub reasoning_scroll: usize,
@@ -314,6 +316,7 @@ impl App {
             overlay: Overlay::None,
             show_reasoning: true,
             expand_earlier_reasoning: false,
+            help_scroll: 0,
             chat_scroll: 0,
             reasoning_scroll: 0,
             chat_width_percent: 60,
@@ -526,10 +529,15 @@ impl App {
         let action = self.keymap.action_for(&key);
         match &self.overlay {
             Overlay::Help => {
-                if action != Some(Action::Quit) {
-                    self.overlay = Overlay::None;
-                    return Vec::new();
+                match key.code {
+                    KeyCode::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
+                    KeyCode::Down => self.help_scroll = self.help_scroll.saturating_add(1),
+                    KeyCode::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
+                    KeyCode::PageDown => self.help_scroll = self.help_scroll.saturating_add(10),
+                    _ if action == Some(Action::Quit) => return self.quit(),
+                    _ => self.overlay = Overlay::None,
                 }
+                return Vec::new();
             }
             Overlay::Error { fatal, .. } => {
                 let fatal = *fatal;
@@ -667,7 +675,10 @@ impl App {
                 };
             }
             Action::ChatList => return vec![Effect::ListChats],
-            Action::Help => self.overlay = Overlay::Help,
+            Action::Help => {
+                self.help_scroll = 0;
+                self.overlay = Overlay::Help;
+            }
             Action::Quit => return self.quit(),
             Action::GrowChat => self.chat_width_percent = (self.chat_width_percent + 5).min(85),
             Action::ShrinkChat => {

@@ -166,8 +166,9 @@ fn welcome(app: &App) -> Vec<Line<'static>> {
                 theme.dim,
             )));
         }
-        ModelState::Loading { .. } => {
+        ModelState::Loading { stage, .. } => {
             lines.push(Line::from(Span::styled("Loading the model…", theme.text)));
+            lines.push(Line::from(Span::styled(stage.clone(), theme.dim)));
         }
         ModelState::Failed => {
             lines.push(Line::from(Span::styled(

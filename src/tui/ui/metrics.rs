@@ -11,7 +11,7 @@ use super::{format_bytes, format_tokens, pane_block};
 use crate::tui::app::{App, ModelState, Pane, context_percent};
 
 /// Rows the pane wants (borders included).
-pub(super) const HEIGHT: u16 = 12;
+pub(super) const HEIGHT: u16 = 15;
 
 fn row(app: &App, label: &str, value: String) -> Line<'static> {
     Line::from(vec![
@@ -35,48 +35,79 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let memory = &sample.memory;
     let on_cpu = matches!(&app.model, ModelState::Ready(info) if info.device == "cpu");
     let turn = sample.turn;
-    let mut lines = vec![
-        row(app, "device", memory.device_name.clone()),
-        row(app, "model", format_bytes(memory.model_bytes)),
-        row(
-            app,
-            if on_cpu { "RAM" } else { "VRAM" },
-            format!(
-                "{} used · {} free",
-                format_bytes(memory.device_used_bytes),
-                format_bytes(memory.device_free_bytes)
+    // (priority, line): when the pane is short, the most useful lines stay.
+    let mut rows = vec![
+        (4, row(app, "device", memory.device_name.clone())),
+        (5, row(app, "model", format_bytes(memory.model_bytes))),
+        (
+            3,
+            row(
+                app,
+                if on_cpu { "RAM" } else { "VRAM" },
+                format!(
+                    "{} used · {} free",
+                    format_bytes(memory.device_used_bytes),
+                    format_bytes(memory.device_free_bytes)
+                ),
             ),
         ),
     ];
     if on_cpu {
-        lines.push(row(app, "RSS", format_bytes(memory.process_rss_bytes)));
+        rows.push((7, row(app, "RSS", format_bytes(memory.process_rss_bytes))));
     }
-    lines.push(row(app, "KV cache", format_bytes(memory.kv_cache_bytes)));
-    lines.push(row(
-        app,
-        "prefill",
-        format!(
-            "{:.1} tok/s ({} new, {} cached)",
-            turn.prefill_tok_s(),
-            turn.prefill_tokens,
-            turn.cached_tokens
+    rows.push((6, row(app, "KV cache", format_bytes(memory.kv_cache_bytes))));
+    rows.push((
+        1,
+        row(
+            app,
+            "prefill",
+            format!(
+                "{:.1} tok/s · {} new · {} cached",
+                turn.prefill_tok_s(),
+                turn.prefill_tokens,
+                turn.cached_tokens
+            ),
         ),
     ));
-    lines.push(row(
-        app,
-        "decode",
-        format!(
-            "{:.1} tok/s now · {:.1} avg · {} tok",
-            sample.decode_tok_s_now,
-            turn.decode_tok_s(),
-            turn.decode_tokens
+    rows.push((
+        0,
+        row(
+            app,
+            "decode",
+            format!(
+                "{:.1} tok/s · avg {:.1} · {} tok",
+                sample.decode_tok_s_now,
+                turn.decode_tok_s(),
+                turn.decode_tokens
+            ),
         ),
     ));
-    lines.push(row(
-        app,
-        "TTFT",
-        format!("{:.0} ms", turn.time_to_first_token_ms),
+    rows.push((
+        2,
+        row(
+            app,
+            "TTFT",
+            format!("{:.0} ms", turn.time_to_first_token_ms),
+        ),
     ));
+    // One row for the context gauge; the sparkline gets what is left (at least 2 rows when
+    // all text fits).
+    let room = usize::from(inner.height.saturating_sub(1));
+    let keep = rows.len().min(room);
+    let mut by_priority: Vec<u8> = rows.iter().map(|(p, _)| *p).collect();
+    by_priority.sort_unstable();
+    let cutoff = by_priority
+        .get(keep.saturating_sub(1))
+        .copied()
+        .unwrap_or(0);
+    let lines: Vec<Line<'static>> = if keep == 0 {
+        Vec::new()
+    } else {
+        rows.into_iter()
+            .filter(|(p, _)| *p <= cutoff)
+            .map(|(_, l)| l)
+            .collect()
+    };
 
     let text_rows = lines.len() as u16;
     let [text_area, gauge_area, spark_area] = Layout::vertical([

@@ -87,10 +87,16 @@ pub(super) fn draw_hints(frame: &mut Frame<'_>, area: Rect, app: &App) {
             (k(Action::Quit), "quit"),
         ]);
         let mut spans = vec![Span::raw(" ")];
+        let mut used = 1;
         for (i, (key, what)) in hints.into_iter().enumerate() {
-            if i > 0 {
-                spans.push(Span::styled(" · ", app.theme.dim));
+            let sep = if i > 0 { " · " } else { "" };
+            let width = sep.chars().count() + key.chars().count() + 1 + what.chars().count();
+            // Only whole hints: a cut-off one reads as a different key.
+            if used + width > usize::from(area.width) {
+                break;
             }
+            used += width;
+            spans.push(Span::styled(sep, app.theme.dim));
             spans.push(Span::styled(key, app.theme.accent));
             spans.push(Span::styled(format!(" {what}"), app.theme.dim));
         }
