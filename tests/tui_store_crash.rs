@@ -14,7 +14,7 @@ const CHILD_ENV: &str = "OSSTERM_CRASH_TEST_DIR";
 
 fn message(i: usize) -> Message {
     Message {
-        role: if i % 2 == 0 {
+        role: if i.is_multiple_of(2) {
             Role::User
         } else {
             Role::Assistant
@@ -24,7 +24,7 @@ fn message(i: usize) -> Message {
         content: vec![Content::Text {
             text: format!("message {i} ").repeat(2000),
         }],
-        channel: (i % 2 == 1).then(|| "final".to_string()),
+        channel: (!i.is_multiple_of(2)).then(|| "final".to_string()),
         recipient: None,
         content_type: None,
     }
