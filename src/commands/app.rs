@@ -13,7 +13,7 @@ use crate::cli::AppArgs;
 use crate::config::{self, Settings};
 use crate::engine::{self, EngineOptions, ModelSource, SamplingParams};
 use crate::store::{ChatStore, new_chat_id};
-use crate::tui::app::{App, AppOptions, Effect, Input, parse_effort};
+use crate::tui::app::{App, AppOptions, Effect, Input, ModelState, parse_effort};
 use crate::tui::keys::KeyMap;
 use crate::tui::terminal;
 use crate::tui::theme::{DEFAULT_THEME, Theme};
@@ -186,7 +186,11 @@ async fn event_loop(
                 Some(event) => Some(Input::Engine(event)),
                 None => {
                     engine_alive = false;
-                    None
+                    // The thread ended without saying why (a panic in the engine).
+                    (!matches!(app.model, ModelState::Failed)).then(|| Input::Engine(engine::Event::Error {
+                        message: "the engine stopped unexpectedly; your chat is saved. Restart ossterm, and please report this with the steps that led to it.".into(),
+                        fatal: true,
+                    }))
                 }
             },
             _ = frame_tick.tick() => {
