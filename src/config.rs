@@ -1,98 +1,578 @@
-//! Settings from the config file, and the folders ossterm uses.
+//! Settings: a TOML file in the user's config dir, overridden by command-line flags.
 //!
-//! (Minimal version written by the TUI work against the agreed description; the memory work
-//! owns this file and may replace it — keep `Settings`' fields, `load`, `data_dir`, `config_dir`.)
+//! The file is parsed by hand from a `toml::Table` (not derived) so that every error can name
+//! the exact key (`sampling.top_p`) and the file, and so that unknown keys are refused with the
+//! list of known ones.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use crate::cli::{AppArgs, DeviceChoice, DtypeChoice};
+use crate::engine::protocol::SamplingParams;
+use crate::harmony::ReasoningEffort;
 
-/// Why settings could not be read.
+/// The default model: Intel's int4 AutoRound build of gpt-oss-20b.
+pub const DEFAULT_MODEL: &str = "Intel/gpt-oss-20b-int4-g64-rtn-AutoRound";
+/// The config file's name inside the config dir.
+pub const CONFIG_FILE_NAME: &str = "config.toml";
+/// Overrides the config dir (tests, the e2e test, portable installs).
+pub const CONFIG_DIR_ENV: &str = "OSSTERM_CONFIG_DIR";
+/// Overrides the data dir where chats are stored.
+pub const DATA_DIR_ENV: &str = "OSSTERM_DATA_DIR";
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "model",
+    "revision",
+    "device",
+    "dtype",
+    "context",
+    "effort",
+    "theme",
+    "developer_instructions",
+    "sampling",
+    "keybindings",
+];
+const SAMPLING_KEYS: &[&str] = &["temperature", "top_p", "top_k", "min_p", "seed"];
+
+/// Errors finding, reading or validating the settings.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot find a home folder for ossterm's {what}: set {env}")]
-    NoDir {
+    /// Neither the env override nor the OS gives a home for ossterm's files.
+    #[error("cannot find a {what} directory: set {env} to a folder ossterm may use")]
+    NoDirectory {
         what: &'static str,
         env: &'static str,
     },
+    /// The file exists but could not be read (or an explicit `--config` file is missing).
     #[error("cannot read config file {path}: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid: {source}")]
-    Parse {
+    /// The file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    /// A key ossterm does not know (often a typo).
+    #[error("config file {path}: unknown key `{key}` (known keys: {known})")]
+    UnknownKey {
         path: PathBuf,
-        source: toml::de::Error,
+        key: String,
+        known: String,
     },
+    /// A known key with a value ossterm cannot use.
+    #[error("config file {path}: `{key}` {problem}")]
+    BadValue {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+    /// A command-line flag with a value ossterm cannot use.
+    #[error("--{flag} {problem}")]
+    BadFlag { flag: &'static str, problem: String },
 }
 
-/// The config file's contents; every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// The effective settings: defaults, then the config file, then flags.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// Hub id or local folder of the model.
-    pub model: Option<String>,
-    /// Theme name (dark, light, high-contrast or a file in `<config dir>/themes/`).
-    pub theme: Option<String>,
-    /// Reasoning effort: low, medium or high.
-    pub effort: Option<String>,
-    /// Context limit in tokens.
+    /// The config file these settings were read from (it may not exist).
+    pub path: PathBuf,
+    /// Whether `path` existed and was read.
+    pub file_found: bool,
+    /// Hub id or local folder.
+    pub model: String,
+    /// Hub revision; `None` means `main`.
+    pub revision: Option<String>,
+    pub device: DeviceChoice,
+    pub dtype: DtypeChoice,
+    /// Context limit in tokens; `None` lets the planner pick the largest that fits.
     pub context: Option<usize>,
-    /// Developer instructions (the "system prompt") for new chats.
-    pub developer_instructions: Option<String>,
-    /// Action name -> key (`quit = "ctrl+x"`; several keys separated by spaces).
+    pub effort: ReasoningEffort,
+    /// Theme name from `themes/`.
+    pub theme: String,
+    pub sampling: SamplingParams,
+    /// Action name -> key, as written; the TUI validates both.
     pub keybindings: BTreeMap<String, String>,
+    /// Developer message text sent with every chat.
+    pub developer_instructions: Option<String>,
 }
 
-fn project_dirs() -> Option<directories::ProjectDirs> {
-    directories::ProjectDirs::from("", "", "ossterm")
-}
-
-/// Where chats live: `$OSSTERM_DATA_DIR`, else the platform data dir.
-pub fn data_dir() -> Result<PathBuf, ConfigError> {
-    if let Some(dir) = std::env::var_os("OSSTERM_DATA_DIR") {
-        return Ok(PathBuf::from(dir));
+impl Settings {
+    /// Built-in defaults, attributed to `path`.
+    pub fn defaults(path: PathBuf) -> Self {
+        Self {
+            path,
+            file_found: false,
+            model: DEFAULT_MODEL.to_string(),
+            revision: None,
+            device: DeviceChoice::Auto,
+            dtype: DtypeChoice::Auto,
+            context: None,
+            effort: ReasoningEffort::Medium,
+            theme: "dark".to_string(),
+            sampling: SamplingParams::default(),
+            keybindings: BTreeMap::new(),
+            developer_instructions: None,
+        }
     }
-    project_dirs()
-        .map(|d| d.data_dir().to_path_buf())
-        .ok_or(ConfigError::NoDir {
-            what: "data",
-            env: "OSSTERM_DATA_DIR",
-        })
+
+    /// Loads the config file: `path_override` if given (it must exist), else `config.toml`
+    /// in [`config_dir`] (a missing default file means defaults).
+    pub fn load(path_override: Option<&Path>) -> Result<Self, ConfigError> {
+        let (path, required) = match path_override {
+            Some(path) => (path.to_path_buf(), true),
+            None => (config_path()?, false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::from_toml(&text, &path),
+            Err(source) if !required && source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Self::defaults(path))
+            }
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// Parses config text; `path` names the file in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    message: e.to_string().trim_end().to_string(),
+                })?;
+        let reader = Reader { path };
+        let mut settings = Self::defaults(path.to_path_buf());
+        settings.file_found = true;
+        for (key, value) in &table {
+            match key.as_str() {
+                "model" => settings.model = reader.non_empty_string(key, value)?,
+                "revision" => settings.revision = Some(reader.non_empty_string(key, value)?),
+                "device" => {
+                    let text = reader.string(key, value)?;
+                    settings.device = text.parse().map_err(|e: String| reader.bad(key, e))?;
+                }
+                "dtype" => settings.dtype = reader.parse_dtype(key, value)?,
+                "context" => {
+                    let n = reader.integer(key, value)?;
+                    if n == 0 {
+                        return Err(reader.bad(key, "must be at least 1 token".into()));
+                    }
+                    settings.context = Some(to_usize(n));
+                }
+                "effort" => {
+                    let text = reader.string(key, value)?;
+                    settings.effort = parse_effort(&text).map_err(|e| reader.bad(key, e))?;
+                }
+                "theme" => settings.theme = reader.non_empty_string(key, value)?,
+                "developer_instructions" => {
+                    settings.developer_instructions = Some(reader.string(key, value)?)
+                }
+                "sampling" => reader.sampling(value, &mut settings.sampling)?,
+                "keybindings" => settings.keybindings = reader.keybindings(value)?,
+                other => return Err(reader.unknown(other, TOP_LEVEL_KEYS)),
+            }
+        }
+        Ok(settings)
+    }
+
+    /// Applies command-line flags over the file's values.
+    pub fn apply_args(&mut self, args: &AppArgs) -> Result<(), ConfigError> {
+        if let Some(model) = &args.model.model {
+            self.model = model.clone();
+        }
+        if let Some(revision) = &args.model.revision {
+            self.revision = Some(revision.clone());
+        }
+        if let Some(device) = args.model.device {
+            self.device = device;
+        }
+        // `--dtype` has a default of `auto`, so only an explicit other value overrides the file.
+        if args.model.dtype != DtypeChoice::Auto {
+            self.dtype = args.model.dtype;
+        }
+        if let Some(context) = args.context {
+            if context == 0 {
+                return Err(ConfigError::BadFlag {
+                    flag: "context",
+                    problem: "must be at least 1 token".into(),
+                });
+            }
+            self.context = Some(context);
+        }
+        if let Some(effort) = &args.effort {
+            self.effort = parse_effort(effort).map_err(|problem| ConfigError::BadFlag {
+                flag: "effort",
+                problem,
+            })?;
+        }
+        if let Some(theme) = &args.theme {
+            self.theme = theme.clone();
+        }
+        let s = &args.sampling;
+        let sampling = &mut self.sampling;
+        let checks: [(&'static str, Option<f64>, &mut f64); 3] = [
+            ("temperature", s.temperature, &mut sampling.temperature),
+            ("top-p", s.top_p, &mut sampling.top_p),
+            ("min-p", s.min_p, &mut sampling.min_p),
+        ];
+        for (flag, value, slot) in checks {
+            if let Some(value) = value {
+                check_sampling_float(flag, value)
+                    .map_err(|problem| ConfigError::BadFlag { flag, problem })?;
+                *slot = value;
+            }
+        }
+        if let Some(top_k) = s.top_k {
+            sampling.top_k = top_k;
+        }
+        if let Some(seed) = s.seed {
+            sampling.seed = seed;
+        }
+        Ok(())
+    }
+
+    /// The effective values as TOML (a valid config file).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&self.to_json()).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// The effective values as JSON (same keys as the file).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::json!({
+            "model": self.model,
+            "device": self.device.to_string(),
+            "dtype": dtype_name(self.dtype),
+            "effort": effort_name(self.effort),
+            "theme": self.theme,
+            "sampling": {
+                "temperature": self.sampling.temperature,
+                "top_p": self.sampling.top_p,
+                "top_k": self.sampling.top_k,
+                "min_p": self.sampling.min_p,
+                "seed": self.sampling.seed,
+            },
+            "keybindings": self.keybindings,
+        });
+        let object = value
+            .as_object_mut()
+            .expect("json! of an object literal is an object");
+        if let Some(revision) = &self.revision {
+            object.insert("revision".into(), revision.clone().into());
+        }
+        if let Some(context) = self.context {
+            object.insert("context".into(), context.into());
+        }
+        if let Some(text) = &self.developer_instructions {
+            object.insert("developer_instructions".into(), text.clone().into());
+        }
+        value
+    }
 }
 
-/// Where the config file and user themes live: `$OSSTERM_CONFIG_DIR`, else the platform's.
+/// The folder holding `config.toml`: `$OSSTERM_CONFIG_DIR`, else the OS config dir.
 pub fn config_dir() -> Result<PathBuf, ConfigError> {
-    if let Some(dir) = std::env::var_os("OSSTERM_CONFIG_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    project_dirs()
-        .map(|d| d.config_dir().to_path_buf())
-        .ok_or(ConfigError::NoDir {
-            what: "config",
-            env: "OSSTERM_CONFIG_DIR",
-        })
+    dir_from_env_or(CONFIG_DIR_ENV, "config", |dirs| {
+        dirs.config_dir().to_path_buf()
+    })
 }
 
 /// The default config file path.
 pub fn config_path() -> Result<PathBuf, ConfigError> {
-    Ok(config_dir()?.join("config.toml"))
+    Ok(config_dir()?.join(CONFIG_FILE_NAME))
 }
 
-/// Reads settings from `path` (or the default file); a missing default file means defaults.
-pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
-    let (path, required) = match path {
-        Some(p) => (p.to_path_buf(), true),
-        None => (config_path()?, false),
+/// The folder for saved chats: `$OSSTERM_DATA_DIR`, else the OS data dir.
+pub fn data_dir() -> Result<PathBuf, ConfigError> {
+    dir_from_env_or(DATA_DIR_ENV, "data", |dirs| dirs.data_dir().to_path_buf())
+}
+
+fn dir_from_env_or(
+    env: &'static str,
+    what: &'static str,
+    pick: impl Fn(&directories::ProjectDirs) -> PathBuf,
+) -> Result<PathBuf, ConfigError> {
+    if let Some(dir) = std::env::var_os(env).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    directories::ProjectDirs::from("", "", "ossterm")
+        .map(|dirs| pick(&dirs))
+        .ok_or(ConfigError::NoDirectory { what, env })
+}
+
+/// Parses `low`, `medium` or `high`.
+pub fn parse_effort(text: &str) -> Result<ReasoningEffort, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "low" => Ok(ReasoningEffort::Low),
+        "medium" => Ok(ReasoningEffort::Medium),
+        "high" => Ok(ReasoningEffort::High),
+        _ => Err(format!("is '{text}': use low, medium or high")),
+    }
+}
+
+/// The config-file spelling of an effort.
+pub fn effort_name(effort: ReasoningEffort) -> &'static str {
+    match effort {
+        ReasoningEffort::Low => "low",
+        ReasoningEffort::Medium => "medium",
+        ReasoningEffort::High => "high",
+    }
+}
+
+fn dtype_name(dtype: DtypeChoice) -> &'static str {
+    match dtype {
+        DtypeChoice::Auto => "auto",
+        DtypeChoice::F32 => "f32",
+    }
+}
+
+fn check_sampling_float(key: &str, value: f64) -> Result<(), String> {
+    let ok = match key {
+        "temperature" => value.is_finite() && value >= 0.0,
+        "top_p" | "top-p" => value > 0.0 && value <= 1.0,
+        _ => (0.0..=1.0).contains(&value),
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            return Ok(Settings::default());
+    if ok {
+        Ok(())
+    } else {
+        let range = match key {
+            "temperature" => "a number >= 0 (0 = greedy)",
+            "top_p" | "top-p" => "a number in (0, 1]",
+            _ => "a number in [0, 1]",
+        };
+        Err(format!("is {value}: must be {range}"))
+    }
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Reads typed values out of the table, with errors naming key and file.
+struct Reader<'a> {
+    path: &'a Path,
+}
+
+impl Reader<'_> {
+    fn bad(&self, key: &str, problem: String) -> ConfigError {
+        ConfigError::BadValue {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            problem,
         }
-        Err(source) => return Err(ConfigError::Read { path, source }),
-    };
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })
+    }
+
+    fn unknown(&self, key: &str, known: &[&str]) -> ConfigError {
+        ConfigError::UnknownKey {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            known: known.join(", "),
+        }
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str, value: &toml::Value) -> ConfigError {
+        self.bad(
+            key,
+            format!("must be {expected}, found {} {value}", value.type_str()),
+        )
+    }
+
+    fn string(&self, key: &str, value: &toml::Value) -> Result<String, ConfigError> {
+        value
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| self.wrong_type(key, "a string", value))
+    }
+
+    fn non_empty_string(&self, key: &str, value: &toml::Value) -> Result<String, ConfigError> {
+        let text = self.string(key, value)?;
+        if text.trim().is_empty() {
+            return Err(self.bad(key, "must not be empty".into()));
+        }
+        Ok(text)
+    }
+
+    fn integer(&self, key: &str, value: &toml::Value) -> Result<u64, ConfigError> {
+        let n = value
+            .as_integer()
+            .ok_or_else(|| self.wrong_type(key, "a whole number", value))?;
+        u64::try_from(n).map_err(|_| self.bad(key, format!("is {n}: must not be negative")))
+    }
+
+    fn float(&self, key: &str, value: &toml::Value) -> Result<f64, ConfigError> {
+        match value {
+            toml::Value::Float(x) => Ok(*x),
+            toml::Value::Integer(n) => Ok(*n as f64),
+            other => Err(self.wrong_type(key, "a number", other)),
+        }
+    }
+
+    fn parse_dtype(&self, key: &str, value: &toml::Value) -> Result<DtypeChoice, ConfigError> {
+        match self.string(key, value)?.as_str() {
+            "auto" => Ok(DtypeChoice::Auto),
+            "f32" => Ok(DtypeChoice::F32),
+            other => Err(self.bad(key, format!("is '{other}': use auto or f32"))),
+        }
+    }
+
+    fn sampling(
+        &self,
+        value: &toml::Value,
+        sampling: &mut SamplingParams,
+    ) -> Result<(), ConfigError> {
+        let table = value
+            .as_table()
+            .ok_or_else(|| self.wrong_type("sampling", "a table ([sampling])", value))?;
+        for (name, value) in table {
+            let key = format!("sampling.{name}");
+            match name.as_str() {
+                "temperature" | "top_p" | "min_p" => {
+                    let x = self.float(&key, value)?;
+                    check_sampling_float(name, x).map_err(|e| self.bad(&key, e))?;
+                    match name.as_str() {
+                        "temperature" => sampling.temperature = x,
+                        "top_p" => sampling.top_p = x,
+                        _ => sampling.min_p = x,
+                    }
+                }
+                "top_k" => sampling.top_k = to_usize(self.integer(&key, value)?),
+                "seed" => sampling.seed = self.integer(&key, value)?,
+                _ => return Err(self.unknown(&key, SAMPLING_KEYS)),
+            }
+        }
+        Ok(())
+    }
+
+    fn keybindings(&self, value: &toml::Value) -> Result<BTreeMap<String, String>, ConfigError> {
+        let table = value
+            .as_table()
+            .ok_or_else(|| self.wrong_type("keybindings", "a table ([keybindings])", value))?;
+        table
+            .iter()
+            .map(|(action, key)| {
+                let name = format!("keybindings.{action}");
+                Ok((action.clone(), self.non_empty_string(&name, key)?))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_toml(text, Path::new("/cfg/config.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let settings = parse("").expect("empty config is valid");
+        assert_eq!(settings.model, DEFAULT_MODEL);
+        assert_eq!(settings.effort, ReasoningEffort::Medium);
+        assert_eq!(settings.theme, "dark");
+        assert_eq!(settings.sampling, SamplingParams::default());
+        assert!(settings.file_found);
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let settings = parse(
+            r#"
+model = "/models/oss"
+revision = "v1"
+device = "cuda:1"
+dtype = "f32"
+context = 16384
+effort = "high"
+theme = "light"
+developer_instructions = "Be brief."
+[sampling]
+temperature = 0
+top_p = 0.9
+top_k = 40
+min_p = 0.05
+seed = 7
+[keybindings]
+submit = "ctrl-enter"
+"#,
+        )
+        .expect("valid config");
+        assert_eq!(settings.model, "/models/oss");
+        assert_eq!(settings.revision.as_deref(), Some("v1"));
+        assert_eq!(settings.device, DeviceChoice::Cuda(1));
+        assert_eq!(settings.dtype, DtypeChoice::F32);
+        assert_eq!(settings.context, Some(16384));
+        assert_eq!(settings.effort, ReasoningEffort::High);
+        assert_eq!(settings.theme, "light");
+        assert_eq!(
+            settings.developer_instructions.as_deref(),
+            Some("Be brief.")
+        );
+        assert_eq!(settings.sampling.temperature, 0.0);
+        assert_eq!(settings.sampling.top_p, 0.9);
+        assert_eq!(settings.sampling.top_k, 40);
+        assert_eq!(settings.sampling.min_p, 0.05);
+        assert_eq!(settings.sampling.seed, 7);
+        assert_eq!(settings.keybindings["submit"], "ctrl-enter");
+    }
+
+    #[test]
+    fn rendered_settings_read_back_the_same() {
+        let mut settings = parse("effort = \"low\"\ncontext = 4096\n[sampling]\ntop_k = 3\n")
+            .expect("valid config");
+        settings.keybindings.insert("quit".into(), "ctrl-q".into());
+        let again = parse(&settings.to_toml()).expect("rendered config parses");
+        assert_eq!(again, settings);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "ossterm",
+            "--model",
+            "/m",
+            "--device",
+            "cpu",
+            "--dtype",
+            "f32",
+            "--context",
+            "8192",
+            "--effort",
+            "LOW",
+            "--temperature",
+            "0",
+            "--top-k",
+            "5",
+        ])
+        .expect("flags parse");
+        let mut settings = parse("model = \"hub/x\"\ndevice = \"cuda\"\ncontext = 100\neffort = \"high\"\n[sampling]\ntemperature = 0.7\nseed = 3\n")
+            .expect("valid config");
+        settings.apply_args(&cli.app).expect("valid flags");
+        assert_eq!(settings.model, "/m");
+        assert_eq!(settings.device, DeviceChoice::Cpu);
+        assert_eq!(settings.dtype, DtypeChoice::F32);
+        assert_eq!(settings.context, Some(8192));
+        assert_eq!(settings.effort, ReasoningEffort::Low);
+        assert_eq!(settings.sampling.temperature, 0.0);
+        assert_eq!(settings.sampling.top_k, 5);
+        assert_eq!(
+            settings.sampling.seed, 3,
+            "a value no flag sets stays from the file"
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        use clap::Parser;
+        for (args, flag) in [
+            (["ossterm", "--effort", "max"], "--effort"),
+            (["ossterm", "--top-p", "0"], "--top-p"),
+            (["ossterm", "--context", "0"], "--context"),
+        ] {
+            let cli = crate::cli::Cli::try_parse_from(args).expect("flags parse");
+            let mut settings = parse("").expect("empty config");
+            let err = settings.apply_args(&cli.app).expect_err("bad flag refused");
+            assert!(err.to_string().starts_with(flag), "{err}");
+        }
+    }
 }
