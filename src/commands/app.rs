@@ -11,24 +11,23 @@ use futures::StreamExt;
 
 use crate::cli::AppArgs;
 use crate::config::{self, Settings};
-use crate::engine::{self, EngineOptions, ModelSource, SamplingParams};
+use crate::engine::{self, EngineOptions, ModelSource};
 use crate::store::{ChatStore, new_chat_id};
-use crate::tui::app::{App, AppOptions, Effect, Input, ModelState, parse_effort};
+use crate::tui::app::{App, AppOptions, Effect, Input, ModelState, Overlay};
 use crate::tui::keys::KeyMap;
 use crate::tui::terminal;
-use crate::tui::theme::{DEFAULT_THEME, Theme};
+use crate::tui::theme::Theme;
 use crate::tui::ui;
 
 /// The shortest time between two frames (~30 fps).
 const FRAME_INTERVAL: Duration = Duration::from_millis(33);
-/// The model ossterm runs by default.
-const DEFAULT_MODEL: &str = "Intel/gpt-oss-20b-int4-g64-rtn-AutoRound";
 
 /// Runs the app until the user quits.
 pub fn run(args: &AppArgs) -> anyhow::Result<()> {
-    let settings = config::load(args.config.as_deref())?;
-    let options = app_options(args, &settings)?;
-    let engine_options = engine_options(args, &settings, options.effort)?;
+    let mut settings = Settings::load(args.config.as_deref())?;
+    settings.apply_args(args)?;
+    let options = app_options(&settings)?;
+    let engine_options = engine_options(args, &settings)?;
     let store = ChatStore::new(&config::data_dir()?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -47,14 +46,9 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
     result
 }
 
-fn app_options(args: &AppArgs, settings: &Settings) -> anyhow::Result<AppOptions> {
-    let theme_name = args
-        .theme
-        .as_deref()
-        .or(settings.theme.as_deref())
-        .unwrap_or(DEFAULT_THEME);
+fn app_options(settings: &Settings) -> anyhow::Result<AppOptions> {
     let themes_dir = config::config_dir().ok().map(|d| d.join("themes"));
-    let theme = Theme::load(theme_name, themes_dir.as_deref())?;
+    let theme = Theme::load(&settings.theme, themes_dir.as_deref())?;
     let overrides = settings
         .keybindings
         .iter()
@@ -65,19 +59,12 @@ fn app_options(args: &AppArgs, settings: &Settings) -> anyhow::Result<AppOptions
             )
         })
         .collect();
-    let keymap =
-        KeyMap::with_overrides(&overrides).context("in the config file's [keybindings]")?;
-    let effort_text = args.effort.as_deref().or(settings.effort.as_deref());
-    let effort = match effort_text {
-        Some(text) => parse_effort(text).with_context(|| {
-            format!("unknown reasoning effort '{text}': use low, medium or high")
-        })?,
-        None => Default::default(),
-    };
+    let keymap = KeyMap::with_overrides(&overrides)
+        .with_context(|| format!("in [keybindings] of {}", settings.path.display()))?;
     Ok(AppOptions {
         theme,
         keymap,
-        effort,
+        effort: settings.effort,
         developer_instructions: settings.developer_instructions.clone().unwrap_or_default(),
         chat_id: new_chat_id(),
         today: chrono::Local::now().format("%Y-%m-%d").to_string(),
@@ -113,44 +100,24 @@ pub fn demo_model_dir() -> anyhow::Result<PathBuf> {
         })
 }
 
-fn engine_options(
-    args: &AppArgs,
-    settings: &Settings,
-    effort: crate::harmony::ReasoningEffort,
-) -> anyhow::Result<EngineOptions> {
+fn engine_options(args: &AppArgs, settings: &Settings) -> anyhow::Result<EngineOptions> {
     let source = if args.demo {
         ModelSource::Local(demo_model_dir()?)
+    } else if Path::new(&settings.model).is_dir() {
+        ModelSource::Local(PathBuf::from(&settings.model))
     } else {
-        let model = args
-            .model
-            .model
-            .clone()
-            .or_else(|| settings.model.clone())
-            .unwrap_or_else(|| DEFAULT_MODEL.to_string());
-        if Path::new(&model).is_dir() {
-            ModelSource::Local(PathBuf::from(model))
-        } else {
-            ModelSource::Hub {
-                id: model,
-                revision: args.model.revision.clone(),
-            }
+        ModelSource::Hub {
+            id: settings.model.clone(),
+            revision: settings.revision.clone(),
         }
     };
-    let defaults = SamplingParams::default();
-    let s = &args.sampling;
     Ok(EngineOptions {
         source,
-        device: args.model.device.unwrap_or_default(),
-        dtype: args.model.dtype,
-        context_limit: args.context.or(settings.context),
-        effort,
-        sampling: SamplingParams {
-            temperature: s.temperature.unwrap_or(defaults.temperature),
-            top_p: s.top_p.unwrap_or(defaults.top_p),
-            top_k: s.top_k.unwrap_or(defaults.top_k),
-            min_p: s.min_p.unwrap_or(defaults.min_p),
-            seed: s.seed.unwrap_or(defaults.seed),
-        },
+        device: settings.device,
+        dtype: settings.dtype,
+        context_limit: settings.context,
+        effort: settings.effort,
+        sampling: settings.sampling,
     })
 }
 
@@ -213,7 +180,13 @@ async fn event_loop(
             match perform(effect, &mut app, &engine, store) {
                 Ok(true) => quit = true,
                 Ok(false) => {}
-                Err(e) => app.notice = Some(format!("{e:#}")),
+                // A failed save or export must not go unnoticed: show it as a popup.
+                Err(e) => {
+                    app.overlay = Overlay::Error {
+                        message: format!("{e:#}"),
+                        fatal: false,
+                    }
+                }
             }
         }
         if quit {

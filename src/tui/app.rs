@@ -236,22 +236,10 @@ pub struct AppOptions {
 
 /// Parses "low", "medium", "high".
 pub fn parse_effort(text: &str) -> Option<ReasoningEffort> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "low" => Some(ReasoningEffort::Low),
-        "medium" | "med" => Some(ReasoningEffort::Medium),
-        "high" => Some(ReasoningEffort::High),
-        _ => None,
-    }
+    crate::config::parse_effort(text.trim()).ok()
 }
 
-/// "low", "medium", "high".
-pub fn effort_name(effort: ReasoningEffort) -> &'static str {
-    match effort {
-        ReasoningEffort::Low => "low",
-        ReasoningEffort::Medium => "medium",
-        ReasoningEffort::High => "high",
-    }
-}
+pub use crate::config::effort_name;
 
 fn text_message(role: Role, channel: Option<&str>, text: &str) -> Message {
     Message {
@@ -607,6 +595,10 @@ impl App {
                     self.notice = Some("stopping…".into());
                     return vec![Effect::Engine(CommandKind::Stop)];
                 }
+                self.notice = Some(format!(
+                    "nothing to stop · {} quits",
+                    self.keymap.label(Action::Quit)
+                ));
             }
             Action::FocusNext | Action::FocusPrev => self.cycle_focus(action == Action::FocusNext),
             Action::ScrollUp => self.scroll(self.scroll_target(), SCROLL_STEP_LINES, true),

@@ -291,6 +291,7 @@ impl Default for KeyMap {
             (KeyBinding::with(Enter, SHIFT), Action::Newline),
             (KeyBinding::with(Char('j'), CTRL), Action::Newline),
             (KeyBinding::plain(Esc), Action::Stop),
+            (KeyBinding::with(Char('c'), CTRL), Action::Stop),
             (KeyBinding::plain(Tab), Action::FocusNext),
             (KeyBinding::plain(BackTab), Action::FocusPrev),
             (KeyBinding::with(Up, ALT), Action::ScrollUp),
