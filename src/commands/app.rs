@@ -154,10 +154,13 @@ async fn event_loop(
                 None => {
                     engine_alive = false;
                     // The thread ended without saying why (a panic in the engine).
-                    (!matches!(app.model, ModelState::Failed)).then(|| Input::Engine(engine::Event::Error {
-                        message: "the engine stopped unexpectedly; your chat is saved. Restart ossterm, and please report this with the steps that led to it.".into(),
-                        fatal: true,
-                    }))
+                    (!matches!(app.model, ModelState::Failed)).then(|| {
+                        let why = terminal::take_background_panic().unwrap_or_default();
+                        Input::Engine(engine::Event::Error {
+                            message: format!("the engine stopped unexpectedly; your chat is saved. Restart ossterm, and please report this with the steps that led to it.\n{why}"),
+                            fatal: true,
+                        })
+                    })
                 }
             },
             _ = frame_tick.tick() => {

@@ -3,6 +3,7 @@
 //! that restores before the panic message prints).
 
 use std::io::{self, Stdout, Write};
+use std::sync::Mutex;
 
 use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
@@ -59,12 +60,33 @@ pub fn setup() -> io::Result<TerminalGuard> {
     }
 }
 
+/// The last panic message of a thread other than the UI's (shown by the UI, since printing it
+/// would scribble over the screen).
+static BACKGROUND_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
 fn install_panic_hook() {
     let previous = std::panic::take_hook();
+    let ui_thread = std::thread::current().id();
     std::panic::set_hook(Box::new(move |info| {
-        restore();
-        previous(info);
+        if std::thread::current().id() == ui_thread {
+            restore();
+            previous(info);
+        } else if let Ok(mut slot) = BACKGROUND_PANIC.lock() {
+            let thread = std::thread::current()
+                .name()
+                .unwrap_or("a background thread")
+                .to_string();
+            *slot = Some(format!("{thread} panicked: {info}"));
+        }
     }));
+}
+
+/// Takes the message of a panic in a background thread (the engine), if one happened.
+pub fn take_background_panic() -> Option<String> {
+    BACKGROUND_PANIC
+        .lock()
+        .ok()
+        .and_then(|mut slot| slot.take())
 }
 
 impl Drop for TerminalGuard {
