@@ -2,7 +2,8 @@
 //! answer already 1k, 16k and 128k characters long. Finished blocks are rendered and wrapped
 //! once and cached, so the cost per frame should stay flat as the answer grows.
 //!
-//! Run: `cargo bench --bench tui_streaming`.
+//! Run: `cargo bench --bench tui_streaming` (or add `--profile dev` to skip a release build of
+//! the dependencies; they are at opt-level 3 in dev too).
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
