@@ -252,6 +252,9 @@ pub struct DownloadArgs {
 /// `ossterm config`.
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
+    /// Read this config file instead of the default one.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

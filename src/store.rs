@@ -243,22 +243,12 @@ impl ChatStore {
     }
 }
 
-fn text_of(content: &[Content]) -> String {
-    content
-        .iter()
-        .map(|c| match c {
-            Content::Text { text } => text.as_str(),
-        })
-        .collect::<Vec<_>>()
-        .join("")
-}
-
 fn first_user_text(conversation: &Conversation) -> Option<String> {
     conversation
         .messages
         .iter()
         .find(|m| m.role == Role::User)
-        .map(|m| text_of(&m.content).chars().take(60).collect())
+        .map(|m| m.text().chars().take(60).collect())
 }
 
 /// The chat as Markdown: title, then each user message and answer; reasoning in a
@@ -266,10 +256,17 @@ fn first_user_text(conversation: &Conversation) -> Option<String> {
 pub fn to_markdown(chat: &ChatSnapshot) -> String {
     let mut out = format!("# {}\n\n", chat.meta.title);
     for message in &chat.conversation.messages {
-        let text = text_of(&message.content);
+        let text = message.text();
         match (message.role, message.channel.as_deref()) {
             (Role::System, _) => {}
-            (Role::Developer, _) => out.push_str(&format!("**Instructions:**\n\n{text}\n\n")),
+            (Role::Developer, _) => {
+                let instructions = message.content.iter().find_map(|c| match c {
+                    Content::DeveloperContent(d) => d.instructions.clone(),
+                    _ => None,
+                });
+                let instructions = instructions.unwrap_or(text);
+                out.push_str(&format!("**Instructions:**\n\n{instructions}\n\n"));
+            }
             (Role::User, _) => out.push_str(&format!("## You\n\n{text}\n\n")),
             (Role::Assistant, Some("analysis")) => out.push_str(&format!(
                 "<details><summary>Reasoning</summary>\n\n{text}\n\n</details>\n\n"

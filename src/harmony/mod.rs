@@ -1,55 +1,68 @@
 //! The harmony chat format: tokenizer, conversation model, renderer and streaming parser.
 //!
-//! (Skeleton: the conversation types below are the agreed names; the harmony issue fills in
-//! system/developer content, JSON compatibility with openai_harmony, rendering and parsing.)
+//! The judge is OpenAI's `openai_harmony` library (goldens in
+//! `../shared/fixtures/o200k_harmony/`): `render_for_completion` produces the ids it produces,
+//! `StreamParser` the per-token channel/recipient/content-type/delta it reports on well-formed
+//! output, and stays lenient (never panics, never drops text) on malformed output.
 
-use serde::{Deserialize, Serialize};
+mod conversation;
+mod parser;
+mod render;
+mod schema_typescript;
+mod tokenizer;
+mod utf8_stream;
 
-/// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    System,
-    Developer,
-    User,
-    Assistant,
-    Tool,
-}
+use std::path::PathBuf;
 
-/// How hard the model thinks before answering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum ReasoningEffort {
-    Low,
-    #[default]
-    Medium,
-    High,
-}
+pub use conversation::{
+    ChannelConfig, Content, Conversation, DEFAULT_KNOWLEDGE_CUTOFF, DEFAULT_MODEL_IDENTITY,
+    DEFAULT_VALID_CHANNELS, DeveloperContent, Message, ReasoningEffort, Role, SystemContent,
+    ToolDescription, ToolNamespaceConfig, ToolNamespaces,
+};
+pub use parser::{ParserStep, StopReason, StreamParser};
+pub use render::{
+    RenderOptions, render_conversation, render_conversation_for_training, render_for_completion,
+    render_for_completion_with_role,
+};
+pub use tokenizer::{SpecialIds, Tokenizer};
+pub use utf8_stream::Utf8StreamDecoder;
 
-/// One piece of a message's content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Content {
-    /// Plain text.
-    Text { text: String },
-}
-
-/// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Message {
-    pub role: Role,
-    #[serde(default)]
-    pub name: Option<String>,
-    pub content: Vec<Content>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipient: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-}
-
-/// A whole conversation, as openai_harmony's `Conversation.to_json()` writes it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Conversation {
-    pub messages: Vec<Message>,
+/// What can go wrong loading a tokenizer or rendering a conversation.
+#[derive(Debug, thiserror::Error)]
+pub enum HarmonyError {
+    /// The tokenizer file could not be loaded or is not usable.
+    #[error("cannot load tokenizer {path}: {reason}")]
+    TokenizerLoad {
+        /// The tokenizer.json.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An essential harmony special token is missing from the tokenizer.
+    #[error(
+        "tokenizer {path} has no {token} token: it is not a harmony (gpt-oss) tokenizer; use the \
+         model folder's tokenizer.json"
+    )]
+    MissingSpecial {
+        /// The tokenizer.json.
+        path: PathBuf,
+        /// The special token's text.
+        token: String,
+    },
+    /// The tokenizer failed on some text.
+    #[error("tokenizer {path} could not encode text: {reason}")]
+    Encode {
+        /// The tokenizer.json.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The conversation cannot be rendered (e.g. a tool message without a name).
+    #[error("cannot render message {index}: {reason}")]
+    InvalidMessage {
+        /// The message's position in the conversation.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

@@ -1,6 +1,354 @@
 //! gpt-oss itself: config, weights (checkpoint layouts -> tensors), quantization repacks,
 //! RoPE, attention, MoE, KV cache and the forward pass.
+//!
+//! Three checkpoint layouts load into one in-memory form: attention/router/norms/lm_head
+//! dense in the activation dtype, experts as [`moe::ExpertLinear`] (Q4_0 for int4 builds in
+//! the default mode, dense otherwise), the embedding table kept as stored on the host.
 
+pub mod attention;
+pub mod cache;
 pub mod config;
+pub mod device;
+pub mod error;
+pub mod linear;
+mod load;
+pub mod moe;
+pub mod quant;
+pub mod rope;
+pub mod synthetic;
+pub mod weights;
 
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+
+pub use cache::KvCache;
 pub use config::{Config, ConfigError, LayerKind};
+pub use error::ModelError;
+
+use attention::Attention;
+use moe::Moe;
+use rope::Rope;
+
+/// How weights and activations are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Fastest on the device: Q4_0 experts for int4 builds, activations f32 on CPU and Metal,
+    /// bf16 on CUDA.
+    #[default]
+    Default,
+    /// Every weight dequantized to f32, f32 activations: slow and exact.
+    F32,
+}
+
+impl From<crate::cli::DtypeChoice> for Precision {
+    fn from(choice: crate::cli::DtypeChoice) -> Self {
+        match choice {
+            crate::cli::DtypeChoice::Auto => Self::Default,
+            crate::cli::DtypeChoice::F32 => Self::F32,
+        }
+    }
+}
+
+impl Precision {
+    /// The activation (and dense weight) dtype on `device`.
+    pub fn activation_dtype(self, device: &Device) -> DType {
+        match (self, device) {
+            (Self::Default, Device::Cuda(_)) => DType::BF16,
+            _ => DType::F32,
+        }
+    }
+}
+
+/// Which positions of a forward pass get logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's (generation).
+    Last,
+    /// Every token's (scoring).
+    All,
+}
+
+/// The checkpoint layout the weights came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// transformers bf16, fused interleaved experts (spec 4a).
+    Bf16,
+    /// AutoRound int4 `auto_round:auto_gptq` per-expert linears (spec 4b).
+    Int4,
+    /// MXFP4 `*_blocks`/`*_scales` experts (spec 4c).
+    Mxfp4,
+    /// Seeded random weights, int4-like experts.
+    Synthetic,
+}
+
+/// Where the embedding rows live: the checkpoint's mapping or an owned buffer.
+enum HostBytes {
+    Mapped {
+        mmap: Arc<memmap2::Mmap>,
+        offset: usize,
+        len: usize,
+    },
+    Owned(Vec<u8>),
+}
+
+impl HostBytes {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Mapped { mmap, offset, len } => &mmap[*offset..*offset + *len],
+            Self::Owned(v) => v,
+        }
+    }
+}
+
+/// The embedding table as stored (bf16, f16 or f32) on the host; rows are gathered per step.
+struct Embedding {
+    bytes: HostBytes,
+    dtype: safetensors::Dtype,
+    hidden: usize,
+}
+
+impl Embedding {
+    fn rows(&self, ids: &[u32]) -> Vec<f32> {
+        let bytes = self.bytes.bytes();
+        let mut out = Vec::with_capacity(ids.len() * self.hidden);
+        for &id in ids {
+            match self.dtype {
+                safetensors::Dtype::F32 => {
+                    let row = &bytes[id as usize * self.hidden * 4..][..self.hidden * 4];
+                    out.extend(
+                        row.chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                    );
+                }
+                safetensors::Dtype::F16 => {
+                    let row = &bytes[id as usize * self.hidden * 2..][..self.hidden * 2];
+                    out.extend(
+                        row.chunks_exact(2)
+                            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
+                    );
+                }
+                _ => {
+                    let row = &bytes[id as usize * self.hidden * 2..][..self.hidden * 2];
+                    out.extend(
+                        row.chunks_exact(2)
+                            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One decoder layer.
+struct Layer {
+    input_norm: Tensor,
+    attention: Attention,
+    post_norm: Tensor,
+    moe: Moe,
+}
+
+/// Prefill runs at most this many tokens per chunk.
+const PREFILL_CHUNK: usize = 512;
+/// Attention scores of one chunk stay under this many bytes (f32).
+const SCORE_BUDGET_BYTES: usize = 512 << 20;
+
+/// A loaded gpt-oss model.
+pub struct GptOss {
+    config: Config,
+    device: Device,
+    dtype: DType,
+    layout: Layout,
+    embedding: Embedding,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: linear::Linear,
+    rope: Rope,
+    weight_bytes: u64,
+}
+
+impl GptOss {
+    /// Loads the checkpoint in `dir` (config.json + safetensors, any of the three layouts).
+    pub fn load(dir: &Path, device: &Device, precision: Precision) -> Result<Self, ModelError> {
+        load::load(dir, device, precision)
+    }
+
+    /// A model of `config`'s shape with seeded random weights, int4 (Q4_0) experts like the
+    /// Intel build; no checkpoint is written.
+    pub fn synthetic(
+        config: &Config,
+        seed: u64,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, ModelError> {
+        synthetic::build(config, seed, device, precision)
+    }
+
+    /// The model's config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The activation dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The layout the weights came from.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Bytes the weights occupy as stored (device tensors + host embedding table).
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
+    }
+
+    /// Bytes read from memory to decode one token at `context` tokens: attention, router and
+    /// norm weights, the top-k experts of every layer (average expert size), the KV cache
+    /// and lm_head. The bound on decode speed is memory bandwidth divided by this.
+    pub fn decode_bytes_per_token(&self, context: usize) -> u64 {
+        let size = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+        let c = &self.config;
+        let kv_per_position =
+            (2 * c.num_key_value_heads * c.head_dim * self.dtype.size_in_bytes()) as u64;
+        let mut total = self.lm_head.bytes() + size(&self.norm);
+        for layer in &self.layers {
+            let a = &layer.attention;
+            total +=
+                a.qkv_weight.bytes() + size(&a.qkv_bias) + a.o_weight.bytes() + size(&a.o_bias);
+            total += size(&layer.input_norm) + size(&layer.post_norm);
+            total += size(&layer.moe.router_weight) + size(&layer.moe.router_bias);
+            let experts = &layer.moe.experts;
+            let expert_bytes: u64 =
+                experts.iter().map(|e| e.bytes()).sum::<u64>() / experts.len().max(1) as u64;
+            total += expert_bytes * layer.moe.top_k as u64;
+            let positions = match a.window {
+                Some(w) => context.min(w),
+                None => context,
+            };
+            total += kv_per_position * positions as u64;
+        }
+        total
+    }
+
+    /// An empty KV cache for up to `context_limit` tokens.
+    pub fn new_cache(&self, context_limit: usize) -> Result<KvCache, ModelError> {
+        KvCache::new(&self.config, context_limit, self.dtype, &self.device)
+    }
+
+    /// Runs `ids` at positions `cache.len()..`, appends them to the cache and returns logits
+    /// [n, vocab] f32 for the requested positions (n = 1 for [`Logits::Last`]).
+    pub fn forward(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache,
+        logits: Logits,
+    ) -> Result<Tensor, ModelError> {
+        if ids.is_empty() {
+            return Err(ModelError::Invalid("no token ids to run".into()));
+        }
+        if let Some(bad) = ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            return Err(ModelError::Invalid(format!(
+                "token id {bad} is outside the vocabulary of {} tokens",
+                self.config.vocab_size
+            )));
+        }
+        cache.check_room(ids.len())?;
+        let mut finals = Vec::new();
+        let mut offset = 0;
+        while offset < ids.len() {
+            let n = self.chunk_len(cache.len(), ids.len() - offset);
+            let x = self.run_chunk(&ids[offset..offset + n], cache)?;
+            offset += n;
+            match logits {
+                Logits::All => finals.push(x),
+                Logits::Last if offset == ids.len() => finals.push(x.narrow(0, n - 1, 1)?),
+                Logits::Last => {}
+            }
+        }
+        let x = if finals.len() == 1 {
+            finals.remove(0)
+        } else {
+            Tensor::cat(&finals, 0)?
+        };
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps as f32)?;
+        Ok(self.lm_head.forward(&x)?.to_dtype(DType::F32)?)
+    }
+
+    /// Tokens of the next prefill chunk: at most [`PREFILL_CHUNK`], fewer deep in a long
+    /// context so the attention scores stay within [`SCORE_BUDGET_BYTES`].
+    fn chunk_len(&self, start: usize, remaining: usize) -> usize {
+        let per_token = self.config.num_attention_heads * 4 * (start + PREFILL_CHUNK);
+        (SCORE_BUDGET_BYTES / per_token)
+            .clamp(1, PREFILL_CHUNK)
+            .min(remaining)
+    }
+
+    /// Runs one chunk through every layer; returns the final residual stream [n, hidden].
+    fn run_chunk(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
+        let n = ids.len();
+        let start = cache.len();
+        let (cos, sin) = self.rope.tables(start, n, self.dtype, &self.device)?;
+        let rows = self.embedding.rows(ids);
+        let mut x = Tensor::from_vec(rows, (n, self.config.hidden_size), &Device::Cpu)?
+            .to_dtype(self.dtype)?
+            .to_device(&self.device)?;
+        let eps = self.config.rms_norm_eps as f32;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.input_norm, eps)?;
+            x = (x + layer.attention.forward(&h, &cos, &sin, cache, index)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.post_norm, eps)?;
+            x = (x + layer.moe.forward(&h)?)?;
+        }
+        cache.advance(n);
+        Ok(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_and_cache_can_move_to_the_engine_thread() {
+        fn send<T: Send + 'static>() {}
+        send::<GptOss>();
+        send::<KvCache>();
+    }
+
+    #[test]
+    fn decode_bytes_count_top_k_experts_and_the_kv_cache() -> Result<(), ModelError> {
+        let mut config = Config::gpt_oss_20b().with_layers(2);
+        config.vocab_size = 64;
+        config.hidden_size = 64;
+        config.intermediate_size = 64;
+        config.num_attention_heads = 4;
+        config.num_key_value_heads = 2;
+        config.head_dim = 16;
+        config.num_local_experts = 4;
+        config.num_experts_per_tok = 2;
+        config.sliding_window = 4;
+        let model = GptOss::synthetic(&config, 1, &Device::Cpu, Precision::Default)?;
+        let kv_position = (2 * 2 * 16 * 4) as u64;
+        let at_10 = model.decode_bytes_per_token(10);
+        let at_20 = model.decode_bytes_per_token(20);
+        // Only the full layer grows: 10 more positions of one layer.
+        assert_eq!(at_20 - at_10, 10 * kv_position);
+        // Q4_0 experts: 2 of 4 per layer, 18 bytes per 32 weights, f32 biases.
+        let expert = (3 * 64 * 64 / 32 * 18 + (2 * 64 + 64) * 4) as u64;
+        assert!(at_10 > 2 * 2 * expert);
+        assert!(model.weight_bytes() > at_10);
+        Ok(())
+    }
+}

@@ -16,7 +16,9 @@ use super::markdown;
 use super::theme::Theme;
 use crate::engine::protocol::{MetricsSample, ModelInfo};
 use crate::engine::{Command, Event, StopReason, TurnStats};
-use crate::harmony::{Content, Conversation, Message, ReasoningEffort, Role};
+use crate::harmony::{
+    Content, Conversation, DeveloperContent, Message, ReasoningEffort, Role, SystemContent,
+};
 use crate::store::{ChatMeta, ChatSnapshot, ChatSummary, TurnRecord};
 
 /// Tokens one answer may generate at most (the context limit usually ends it first).
@@ -242,37 +244,29 @@ pub fn parse_effort(text: &str) -> Option<ReasoningEffort> {
 pub use crate::config::effort_name;
 
 fn text_message(role: Role, channel: Option<&str>, text: &str) -> Message {
-    Message {
-        role,
-        name: None,
-        content: vec![Content::Text {
-            text: text.to_string(),
-        }],
-        channel: channel.map(str::to_string),
-        recipient: None,
-        content_type: None,
-    }
-}
-
-/// The text of a message's content.
-pub fn message_text(message: &Message) -> String {
+    let mut message = Message::from_role_and_content(role, Content::text(text));
+    message.channel = channel.map(str::to_string);
     message
-        .content
-        .iter()
-        .map(|c| match c {
-            Content::Text { text } => text.as_str(),
-        })
-        .collect()
 }
 
-/// The harmony system message: identity, knowledge cutoff, date, reasoning effort, channels.
-/// (Written as text in harmony's system layout until `harmony::SystemContent` lands.)
+/// The text of a message's content (system/developer content has none).
+pub fn message_text(message: &Message) -> String {
+    message.text()
+}
+
+/// The harmony system message: identity, knowledge cutoff, today's date, reasoning effort and
+/// the required channels (openai_harmony's defaults plus effort and date).
 pub fn system_message(effort: ReasoningEffort, today: &str) -> Message {
-    let text = format!(
-        "You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: 2024-06\nCurrent date: {today}\n\nReasoning: {}\n\n# Valid channels: analysis, commentary, final. Channel must be included for every message.",
-        effort_name(effort)
-    );
-    text_message(Role::System, None, &text)
+    Message::system(
+        SystemContent::new()
+            .with_reasoning_effort(effort)
+            .with_conversation_start_date(today),
+    )
+}
+
+/// The developer message carrying the user's instructions.
+fn developer_message(instructions: &str) -> Message {
+    Message::developer(DeveloperContent::new().with_instructions(instructions))
 }
 
 impl App {
@@ -320,11 +314,7 @@ impl App {
     pub fn conversation(&self) -> Conversation {
         let mut messages = vec![system_message(self.effort, &self.today)];
         if !self.developer_instructions.trim().is_empty() {
-            messages.push(text_message(
-                Role::Developer,
-                None,
-                &format!("# Instructions\n\n{}", self.developer_instructions.trim()),
-            ));
+            messages.push(developer_message(self.developer_instructions.trim()));
         }
         messages.extend(self.messages.iter().cloned());
         Conversation { messages }
@@ -981,10 +971,15 @@ impl App {
             match message.role {
                 Role::System => continue,
                 Role::Developer => {
-                    self.developer_instructions = text
-                        .strip_prefix("# Instructions\n\n")
-                        .unwrap_or(&text)
-                        .to_string();
+                    self.developer_instructions = message
+                        .content
+                        .iter()
+                        .find_map(|c| match c {
+                            Content::DeveloperContent(d) => d.instructions.clone(),
+                            Content::Text { text } => Some(text.clone()),
+                            Content::SystemContent(_) => None,
+                        })
+                        .unwrap_or_default();
                     continue;
                 }
                 Role::User => {

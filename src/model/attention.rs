@@ -1,0 +1,116 @@
+//! Grouped-query attention with biases, per-head sinks and an optional sliding window
+//! (spec 2). GQA without copying K/V: the query heads that share a kv head become rows of one
+//! matmul against that head's keys.
+
+use candle_core::{D, DType, Tensor};
+
+use super::cache::KvCache;
+use super::error::ModelError;
+use super::linear::Linear;
+use super::rope;
+
+/// One layer's attention weights (Linear layout [out, in]).
+pub struct Attention {
+    /// q, k and v projections stacked: [(heads + 2 kv_heads) * head_dim, hidden].
+    pub qkv_weight: Linear,
+    pub qkv_bias: Tensor,
+    /// [hidden, heads * head_dim].
+    pub o_weight: Linear,
+    pub o_bias: Tensor,
+    /// [kv_heads, heads_per_kv, 1, 1] f32: per-head logit that joins the softmax denominator.
+    pub sinks: Tensor,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// `Some(w)`: a query at t sees keys t-w+1..=t.
+    pub window: Option<usize>,
+}
+
+impl Attention {
+    /// Runs `x` [n, hidden] at positions `cache.len()..`; appends k/v to `layer` of the cache.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor, ModelError> {
+        let n = x.dim(0)?;
+        let (h, kv, d) = (self.heads, self.kv_heads, self.head_dim);
+        let start = cache.len();
+        let qkv = self.qkv_weight.forward(x)?.broadcast_add(&self.qkv_bias)?;
+        let q = qkv
+            .narrow(1, 0, h * d)?
+            .reshape((n, h, d))?
+            .transpose(0, 1)?;
+        let k = qkv
+            .narrow(1, h * d, kv * d)?
+            .reshape((n, kv, d))?
+            .transpose(0, 1)?;
+        let v = qkv
+            .narrow(1, (h + kv) * d, kv * d)?
+            .reshape((n, kv, d))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let q = rope::apply(&q.unsqueeze(0)?, cos, sin)?.squeeze(0)?;
+        let q = (q * (1.0 / (d as f64).sqrt()))?;
+        let k = rope::apply(&k.unsqueeze(0)?, cos, sin)?.squeeze(0)?;
+        let (k_all, v_all, first) = cache.append(layer, &k, &v)?;
+        let (k_all, v_all) = if k_all.device().is_cpu() {
+            (k_all, v_all)
+        } else {
+            (k_all.contiguous()?, v_all.contiguous()?)
+        };
+        let keys = k_all.dim(1)?;
+        let per_kv = h / kv;
+        // [kv, per_kv * n, d]: rows of one kv head's query heads, head-major.
+        let q = q.contiguous()?.reshape((kv, per_kv * n, d))?;
+        let scores = q
+            .matmul(&k_all.t()?)?
+            .to_dtype(DType::F32)?
+            .reshape((kv, per_kv, n, keys))?;
+        let scores = match self.mask(n, start, first, keys) {
+            Some(mask) => {
+                let mask = Tensor::from_vec(mask, (n, keys), x.device())?;
+                scores.broadcast_add(&mask)?
+            }
+            None => scores,
+        };
+        let sinks = self.sinks.broadcast_as((kv, per_kv, n, 1))?;
+        let probs = candle_nn::ops::softmax_last_dim(
+            &Tensor::cat(&[&scores, &sinks], D::Minus1)?.contiguous()?,
+        )?
+        .narrow(3, 0, keys)?
+        .to_dtype(v_all.dtype())?
+        .reshape((kv, per_kv * n, keys))?;
+        let out = probs
+            .matmul(&v_all)?
+            .reshape((h, n, d))?
+            .transpose(0, 1)?
+            .reshape((n, h * d))?;
+        Ok(self.o_weight.forward(&out)?.broadcast_add(&self.o_bias)?)
+    }
+
+    /// Additive mask [n, keys] (0 or -inf) for queries at `start..start+n` and keys at
+    /// `first..first+keys`; `None` when every key is visible.
+    fn mask(&self, n: usize, start: usize, first: usize, keys: usize) -> Option<Vec<f32>> {
+        let visible = |qp: usize, kp: usize| kp <= qp && self.window.is_none_or(|w| kp + w > qp);
+        let all_visible = (0..n).all(|i| {
+            let qp = start + i;
+            visible(qp, first) && visible(qp, first + keys - 1)
+        });
+        if all_visible {
+            return None;
+        }
+        let mut mask = vec![0f32; n * keys];
+        for i in 0..n {
+            for j in 0..keys {
+                if !visible(start + i, first + j) {
+                    mask[i * keys + j] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        Some(mask)
+    }
+}

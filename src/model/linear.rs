@@ -1,0 +1,195 @@
+//! Dense Linear weights [out, in]. On the CPU, 16-bit checkpoint weights stay bf16 (half the
+//! bytes to stream per token) and run through a bf16 x f32 kernel that accumulates in f32, so
+//! results equal the f32 matmul up to summation order; elsewhere a plain tensor.
+
+use candle_core::{DType, Device, Tensor};
+use half::bf16;
+
+/// Prefill batches larger than this convert the bf16 weight to f32 and use candle's gemm.
+const KERNEL_MAX_ROWS: usize = 8;
+/// Output rows per parallel task.
+const ROWS_PER_TASK: usize = 32;
+
+/// A Linear weight in Linear layout [out, in].
+pub enum Linear {
+    /// A tensor in the activation dtype.
+    Tensor(Tensor),
+    /// bf16 values on the host (CPU only).
+    Bf16Cpu {
+        values: Vec<bf16>,
+        rows: usize,
+        cols: usize,
+    },
+}
+
+impl Linear {
+    /// Keeps `values` as bf16 on the CPU when that is lossless, else a tensor of `dtype`.
+    pub fn new(
+        values: Vec<f32>,
+        rows: usize,
+        cols: usize,
+        dtype: DType,
+        device: &Device,
+        prefer_bf16: bool,
+    ) -> candle_core::Result<Self> {
+        if prefer_bf16
+            && device.is_cpu()
+            && values
+                .iter()
+                .all(|&v| bf16::from_f32(v).to_f32().to_bits() == v.to_bits())
+        {
+            return Ok(Self::Bf16Cpu {
+                values: values.into_iter().map(bf16::from_f32).collect(),
+                rows,
+                cols,
+            });
+        }
+        Ok(Self::Tensor(
+            Tensor::from_vec(values, (rows, cols), &Device::Cpu)?
+                .to_dtype(dtype)?
+                .to_device(device)?,
+        ))
+    }
+
+    /// From bf16 values: kept as they are on the CPU when `prefer_bf16`, else a tensor of
+    /// `dtype` (no f32 copy of the whole matrix on the way).
+    pub fn from_bf16(
+        values: Vec<bf16>,
+        rows: usize,
+        cols: usize,
+        dtype: DType,
+        device: &Device,
+        prefer_bf16: bool,
+    ) -> candle_core::Result<Self> {
+        if prefer_bf16 && device.is_cpu() {
+            return Ok(Self::Bf16Cpu { values, rows, cols });
+        }
+        Ok(Self::Tensor(
+            Tensor::from_vec(values, (rows, cols), &Device::Cpu)?
+                .to_dtype(dtype)?
+                .to_device(device)?,
+        ))
+    }
+
+    /// Bytes the weight occupies.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Self::Tensor(t) => (t.elem_count() * t.dtype().size_in_bytes()) as u64,
+            Self::Bf16Cpu { values, .. } => (values.len() * 2) as u64,
+        }
+    }
+
+    /// `x` [m, in] -> [m, out].
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Tensor(w) => x.matmul(&w.t()?),
+            Self::Bf16Cpu { values, rows, cols } => {
+                let m = x.dim(0)?;
+                if m > KERNEL_MAX_ROWS {
+                    let w: Vec<f32> = values.iter().map(|v| v.to_f32()).collect();
+                    let w = Tensor::from_vec(w, (*rows, *cols), x.device())?;
+                    return x.matmul(&w.t()?);
+                }
+                let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                let out = bf16_matmul(values, *rows, *cols, &xs, m);
+                Tensor::from_vec(out, (m, *rows), x.device())?.to_dtype(x.dtype())
+            }
+        }
+    }
+}
+
+/// `x` [m, cols] times the transpose of bf16 `w` [rows, cols], accumulated in f32.
+fn bf16_matmul(w: &[bf16], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut transposed = vec![0f32; rows * m];
+    transposed
+        .par_chunks_mut(m * ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(task, dst)| {
+            for (k, dst_row) in dst.chunks_mut(m).enumerate() {
+                let r = task * ROWS_PER_TASK + k;
+                let row = &w[r * cols..][..cols];
+                for (t, out) in dst_row.iter_mut().enumerate() {
+                    *out = dot(row, &x[t * cols..][..cols]);
+                }
+            }
+        });
+    if m == 1 {
+        return transposed;
+    }
+    let mut out = vec![0f32; m * rows];
+    for r in 0..rows {
+        for t in 0..m {
+            out[t * rows + r] = transposed[r * m + t];
+        }
+    }
+    out
+}
+
+/// bf16 `w` . f32 `x`, accumulated in f32.
+fn dot(w: &[bf16], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // Safety: the CPU supports AVX2, checked just above.
+        return unsafe { dot_avx2(w, x) };
+    }
+    dot_generic(w, x)
+}
+
+/// [`dot_generic`] compiled with AVX2 enabled (the default x86-64 target has SSE2 only).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(w: &[bf16], x: &[f32]) -> f32 {
+    dot_generic(w, x)
+}
+
+#[inline(always)]
+fn dot_generic(w: &[bf16], x: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut wc = w.chunks_exact(16);
+    let mut xc = x.chunks_exact(16);
+    for (wv, xv) in (&mut wc).zip(&mut xc) {
+        for l in 0..16 {
+            // bf16 -> f32 is a shift of the bits.
+            acc[l] += f32::from_bits((wv[l].to_bits() as u32) << 16) * xv[l];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (wv, xv) in wc.remainder().iter().zip(xc.remainder()) {
+        sum += wv.to_f32() * xv;
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn bf16_kernel_equals_the_f32_matmul() -> candle_core::Result<()> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let (rows, cols) = (70, 100);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|_| bf16::from_f32(rng.random_range(-1f32..1.0)).to_f32())
+            .collect();
+        let dense = Tensor::from_vec(values.clone(), (rows, cols), &Device::Cpu)?;
+        let linear = Linear::new(values, rows, cols, DType::F32, &Device::Cpu, true)?;
+        assert!(matches!(linear, Linear::Bf16Cpu { .. }));
+        assert_eq!(linear.bytes(), (rows * cols * 2) as u64);
+        for m in [1, 3, 20] {
+            let x: Vec<f32> = (0..m * cols)
+                .map(|_| rng.random_range(-1f32..1.0))
+                .collect();
+            let x = Tensor::from_vec(x, (m, cols), &Device::Cpu)?;
+            let want = x.matmul(&dense.t()?)?;
+            let got = linear.forward(&x)?;
+            let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "m={m}: {diff}");
+        }
+        // Values that bf16 cannot hold stay f32.
+        let lossy = Linear::new(vec![0.1; 4], 2, 2, DType::F32, &Device::Cpu, true)?;
+        assert!(matches!(lossy, Linear::Tensor(_)));
+        Ok(())
+    }
+}

@@ -1,0 +1,630 @@
+//! Checkpoint folder -> [`GptOss`]: layout detection (spec 4a/4b/4c), shape checks, and the
+//! builder that turns host values into device tensors (shared with the synthetic models).
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
+use candle_core::{DType, Device, Shape, Tensor};
+use half::f16;
+use safetensors::Dtype;
+
+use super::attention::Attention;
+use super::config::{Config, LayerKind};
+use super::error::ModelError;
+use super::linear::Linear;
+use super::moe::{Expert, ExpertLinear, Moe};
+use super::quant::{GptqInt4, mxfp4_dequantize, q4_0_dequantize};
+use super::rope::Rope;
+use super::weights::Checkpoint;
+use super::{Embedding, GptOss, HostBytes, Layer, Layout, Precision};
+
+/// An expert projection's weight on the host, Linear layout [out, in].
+pub(super) enum HostLinear {
+    F32(Vec<f32>),
+    /// GGML Q4_0 blocks, rows = outputs.
+    Q4_0(Vec<u8>),
+}
+
+/// A dense matrix on the host, in the dtype it came in.
+pub(super) enum HostDense {
+    Bf16(Vec<half::bf16>),
+    F32(Vec<f32>),
+}
+
+/// One expert on the host.
+pub(super) struct HostExpert {
+    /// [2I, H]: gate rows then up rows.
+    pub gate_up: HostLinear,
+    pub gate_up_bias: Vec<f32>,
+    /// [H, I].
+    pub down: HostLinear,
+    pub down_bias: Vec<f32>,
+}
+
+/// One layer on the host, f32 except the experts.
+pub(super) struct HostLayer {
+    pub input_norm: Vec<f32>,
+    pub post_norm: Vec<f32>,
+    /// [(heads + 2 kv) * d, H].
+    pub qkv_weight: Vec<f32>,
+    pub qkv_bias: Vec<f32>,
+    pub o_weight: Vec<f32>,
+    pub o_bias: Vec<f32>,
+    pub sinks: Vec<f32>,
+    pub router_weight: Vec<f32>,
+    pub router_bias: Vec<f32>,
+    pub experts: Vec<HostExpert>,
+}
+
+/// Moves host values to the device in the model's dtype, counting the bytes.
+pub(super) struct Builder<'a> {
+    pub config: &'a Config,
+    pub device: &'a Device,
+    pub dtype: DType,
+    pub precision: Precision,
+    pub bytes: u64,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(config: &'a Config, device: &'a Device, precision: Precision) -> Self {
+        Self {
+            config,
+            device,
+            dtype: precision.activation_dtype(device),
+            precision,
+            bytes: 0,
+        }
+    }
+
+    fn dense<S: Into<Shape>>(&mut self, values: Vec<f32>, shape: S) -> Result<Tensor, ModelError> {
+        let t = Tensor::from_vec(values, shape, &Device::Cpu)?
+            .to_dtype(self.dtype)?
+            .to_device(self.device)?;
+        self.bytes += (t.elem_count() * self.dtype.size_in_bytes()) as u64;
+        Ok(t)
+    }
+
+    /// A dense Linear; on the CPU in the default mode a bf16-exact weight stays bf16.
+    fn linear16(
+        &mut self,
+        values: Vec<f32>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Linear, ModelError> {
+        let prefer_bf16 = self.precision == Precision::Default;
+        let linear = Linear::new(values, rows, cols, self.dtype, self.device, prefer_bf16)?;
+        self.bytes += linear.bytes();
+        Ok(linear)
+    }
+
+    fn linear(
+        &mut self,
+        weight: HostLinear,
+        rows: usize,
+        cols: usize,
+    ) -> Result<ExpertLinear, ModelError> {
+        Ok(match weight {
+            HostLinear::F32(v) => ExpertLinear::Dense(self.dense(v, (rows, cols))?),
+            HostLinear::Q4_0(bytes) => match self.precision {
+                Precision::F32 => {
+                    ExpertLinear::Dense(self.dense(q4_0_dequantize(&bytes), (rows, cols))?)
+                }
+                Precision::Default if self.device.is_cpu() => {
+                    self.bytes += bytes.len() as u64;
+                    ExpertLinear::Q4Cpu { bytes, rows, cols }
+                }
+                Precision::Default => {
+                    self.bytes += bytes.len() as u64;
+                    let storage =
+                        QStorage::from_data(Cow::Owned(bytes), self.device, GgmlDType::Q4_0)?;
+                    ExpertLinear::Quantized(QMatMul::from_qtensor(QTensor::new(
+                        storage,
+                        (rows, cols),
+                    )?)?)
+                }
+            },
+        })
+    }
+
+    /// Builds a layer's tensors.
+    pub fn layer(&mut self, index: usize, host: HostLayer) -> Result<Layer, ModelError> {
+        let c = self.config;
+        let (h, kv, d, hidden, inter) = (
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+            c.hidden_size,
+            c.intermediate_size,
+        );
+        let sinks = Tensor::from_vec(host.sinks, (kv, h / kv, 1, 1), &Device::Cpu)?
+            .to_device(self.device)?;
+        self.bytes += (h * 4) as u64;
+        let attention = Attention {
+            qkv_weight: self.linear16(host.qkv_weight, (h + 2 * kv) * d, hidden)?,
+            qkv_bias: self.dense(host.qkv_bias, (h + 2 * kv) * d)?,
+            o_weight: self.linear16(host.o_weight, hidden, h * d)?,
+            o_bias: self.dense(host.o_bias, hidden)?,
+            sinks,
+            heads: h,
+            kv_heads: kv,
+            head_dim: d,
+            window: (c.layer_types[index] == LayerKind::SlidingAttention)
+                .then_some(c.sliding_window),
+        };
+        let mut experts = Vec::with_capacity(host.experts.len());
+        for e in host.experts {
+            experts.push(Expert {
+                gate_up: self.linear(e.gate_up, 2 * inter, hidden)?,
+                gate_up_bias: self.dense(e.gate_up_bias, 2 * inter)?,
+                down: self.linear(e.down, hidden, inter)?,
+                down_bias: self.dense(e.down_bias, hidden)?,
+            });
+        }
+        Ok(Layer {
+            input_norm: self.dense(host.input_norm, hidden)?,
+            attention,
+            post_norm: self.dense(host.post_norm, hidden)?,
+            moe: Moe {
+                router_weight: self.dense(host.router_weight, (c.num_local_experts, hidden))?,
+                router_bias: self.dense(host.router_bias, c.num_local_experts)?,
+                experts,
+                top_k: c.num_experts_per_tok,
+                intermediate: inter,
+                alpha: c.swiglu_alpha,
+                limit: c.swiglu_limit,
+            },
+        })
+    }
+
+    /// Assembles the model.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish(
+        mut self,
+        layout: Layout,
+        layers: Vec<Layer>,
+        embedding_bytes: HostBytes,
+        embedding_dtype: Dtype,
+        norm: Vec<f32>,
+        lm_head: HostDense,
+    ) -> Result<GptOss, ModelError> {
+        let c = self.config;
+        let norm = self.dense(norm, c.hidden_size)?;
+        let lm_head = match lm_head {
+            HostDense::Bf16(values) => {
+                let linear = Linear::from_bf16(
+                    values,
+                    c.vocab_size,
+                    c.hidden_size,
+                    self.dtype,
+                    self.device,
+                    self.precision == Precision::Default,
+                )?;
+                self.bytes += linear.bytes();
+                linear
+            }
+            HostDense::F32(values) => self.linear16(values, c.vocab_size, c.hidden_size)?,
+        };
+        let embedding = Embedding {
+            dtype: embedding_dtype,
+            hidden: c.hidden_size,
+            bytes: embedding_bytes,
+        };
+        Ok(GptOss {
+            config: c.clone(),
+            device: self.device.clone(),
+            dtype: self.dtype,
+            layout,
+            weight_bytes: self.bytes + embedding.bytes.bytes().len() as u64,
+            embedding,
+            layers,
+            norm,
+            lm_head,
+            rope: Rope::new(&c.rope, c.head_dim),
+        })
+    }
+}
+
+/// Reads config.json and the safetensors in `dir`.
+pub(super) fn load(
+    dir: &Path,
+    device: &Device,
+    precision: Precision,
+) -> Result<GptOss, ModelError> {
+    let config_path = dir.join("config.json");
+    let config = Config::from_file(&config_path)?;
+    let ckpt = Checkpoint::open(dir)?;
+    let layout = detect_layout(&config, &ckpt, &config_path)?;
+    let mut builder = Builder::new(&config, device, precision);
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for index in 0..config.num_hidden_layers {
+        let host = read_layer(&config, &ckpt, index, layout, precision)?;
+        layers.push(builder.layer(index, host)?);
+    }
+    let (hidden, vocab) = (config.hidden_size, config.vocab_size);
+    let embed = ckpt.get("model.embed_tokens.weight", "the embedding table")?;
+    embed.expect_shape(&[vocab, hidden])?;
+    embed.expect_dtype(&[Dtype::BF16, Dtype::F16, Dtype::F32])?;
+    let embedding = HostBytes::Mapped {
+        mmap: embed.mmap.clone(),
+        offset: embed.offset,
+        len: embed.bytes.len(),
+    };
+    let embedding_dtype = embed.dtype;
+    let norm = ckpt
+        .get("model.norm.weight", "the final norm")?
+        .to_f32(&[hidden])?;
+    let lm_head_raw = ckpt.get("lm_head.weight", "the untied output projection")?;
+    lm_head_raw.expect_shape(&[vocab, hidden])?;
+    // bf16 as stored (no f32 copy of the largest matrix); other dtypes through f32.
+    let lm_head = if lm_head_raw.dtype == Dtype::BF16 {
+        HostDense::Bf16(
+            lm_head_raw
+                .bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        )
+    } else {
+        HostDense::F32(lm_head_raw.to_f32(&[vocab, hidden])?)
+    };
+    builder.finish(layout, layers, embedding, embedding_dtype, norm, lm_head)
+}
+
+/// Which layout the experts use, checked against `quantization_config`.
+fn detect_layout(
+    config: &Config,
+    ckpt: &Checkpoint,
+    config_path: &Path,
+) -> Result<Layout, ModelError> {
+    if let Some(q) = &config.quantization {
+        let unsupported = |problem: String| ModelError::Unsupported {
+            path: config_path.to_path_buf(),
+            problem,
+        };
+        match q.quant_method.as_str() {
+            "auto-round" | "auto_round" | "intel/auto-round" | "gptq" => {
+                if q.bits != Some(4) {
+                    return Err(unsupported(format!(
+                        "quantization_config.bits is {:?}; ossterm reads 4-bit AutoRound checkpoints",
+                        q.bits
+                    )));
+                }
+                if q.sym == Some(false) {
+                    return Err(unsupported(
+                        "quantization_config.sym is false; ossterm reads symmetric int4 only"
+                            .into(),
+                    ));
+                }
+                if let Some(format) = &q.packing_format
+                    && !format.contains("gptq")
+                {
+                    return Err(unsupported(format!(
+                        "quantization_config.packing_format is '{format}'; ossterm reads 'auto_round:auto_gptq'"
+                    )));
+                }
+            }
+            "mxfp4" => {}
+            other => {
+                return Err(unsupported(format!(
+                    "quantization_config.quant_method is '{other}'; ossterm reads bf16, AutoRound int4 (auto_round:auto_gptq) and MXFP4 checkpoints"
+                )));
+            }
+        }
+    }
+    let prefix = "model.layers.0.mlp.experts";
+    if ckpt.contains(&format!("{prefix}.gate_up_proj")) {
+        Ok(Layout::Bf16)
+    } else if ckpt.contains(&format!("{prefix}.gate_up_proj_blocks")) {
+        Ok(Layout::Mxfp4)
+    } else if ckpt.contains(&format!("{prefix}.0.gate_proj.qweight")) {
+        Ok(Layout::Int4)
+    } else {
+        Err(ModelError::MissingTensor {
+            dir: ckpt.dir().to_path_buf(),
+            tensor: format!("{prefix}.gate_up_proj"),
+            expected: "expert weights in a known layout: bf16 'gate_up_proj', MXFP4 'gate_up_proj_blocks' or AutoRound int4 '0.gate_proj.qweight'".into(),
+        })
+    }
+}
+
+/// A Linear [out, in] as f32: 16-bit `weight`, or int4 `qweight`/`qzeros`/`scales` when the
+/// checkpoint quantized it.
+fn dense_linear(
+    ckpt: &Checkpoint,
+    prefix: &str,
+    out: usize,
+    inp: usize,
+    group: usize,
+) -> Result<Vec<f32>, ModelError> {
+    let qweight = format!("{prefix}.qweight");
+    if ckpt.contains(&qweight) {
+        return with_int4(
+            ckpt,
+            prefix,
+            inp,
+            out,
+            group,
+            |layer| Ok(layer.dequantize()),
+        );
+    }
+    let name = format!("{prefix}.weight");
+    ckpt.get(&name, &format!("[{out}, {inp}] Linear weight"))?
+        .to_f32(&[out, inp])
+}
+
+fn vector(ckpt: &Checkpoint, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+    ckpt.get(name, &format!("[{len}] vector"))?.to_f32(&[len])
+}
+
+/// Reads an int4 Linear (in -> out) and hands it to `f`.
+fn with_int4<T>(
+    ckpt: &Checkpoint,
+    prefix: &str,
+    inp: usize,
+    out: usize,
+    group: usize,
+    f: impl FnOnce(&GptqInt4) -> Result<T, ModelError>,
+) -> Result<T, ModelError> {
+    let names = [
+        format!("{prefix}.qweight"),
+        format!("{prefix}.qzeros"),
+        format!("{prefix}.scales"),
+    ];
+    if !inp.is_multiple_of(group) || !inp.is_multiple_of(8) {
+        return Err(ModelError::BadTensor {
+            path: ckpt.dir().to_path_buf(),
+            tensor: names[0].clone(),
+            problem: format!("has {inp} inputs, not a multiple of the group size {group}"),
+        });
+    }
+    let qweight = ckpt
+        .get(&names[0], "int4 weights")?
+        .to_i32(&[inp / 8, out])?;
+    let qzeros = ckpt
+        .get(&names[1], "int4 zero points")?
+        .to_i32(&[inp / group, out.div_ceil(8)])?;
+    let scales_raw = ckpt.get(&names[2], "f16 group scales")?;
+    scales_raw.expect_shape(&[inp / group, out])?;
+    scales_raw.expect_dtype(&[Dtype::F16])?;
+    let scales: Vec<f16> = scales_raw
+        .bytes
+        .chunks_exact(2)
+        .map(|c| f16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let layer = GptqInt4 {
+        qweight: &qweight,
+        qzeros: &qzeros,
+        scales: &scales,
+        in_dim: inp,
+        out_dim: out,
+        group,
+    };
+    f(&layer).map_err(|e| match e {
+        ModelError::Invalid(problem) => ModelError::BadTensor {
+            path: scales_raw.path.to_path_buf(),
+            tensor: names[1].clone(),
+            problem,
+        },
+        other => other,
+    })
+}
+
+/// An int4 Linear as Q4_0 (default mode) or f32.
+fn int4_linear(
+    ckpt: &Checkpoint,
+    prefix: &str,
+    inp: usize,
+    out: usize,
+    group: usize,
+    precision: Precision,
+) -> Result<HostLinear, ModelError> {
+    with_int4(ckpt, prefix, inp, out, group, |layer| match precision {
+        Precision::F32 => Ok(HostLinear::F32(layer.dequantize())),
+        Precision::Default => layer
+            .to_q4_0()
+            .map(HostLinear::Q4_0)
+            .map_err(ModelError::Invalid),
+    })
+}
+
+fn read_layer(
+    config: &Config,
+    ckpt: &Checkpoint,
+    index: usize,
+    layout: Layout,
+    precision: Precision,
+) -> Result<HostLayer, ModelError> {
+    let c = config;
+    let (h, kv, d, hidden, inter, n_experts) = (
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim,
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_local_experts,
+    );
+    let group = c
+        .quantization
+        .as_ref()
+        .and_then(|q| q.group_size)
+        .unwrap_or(64);
+    let p = format!("model.layers.{index}");
+    let mut qkv_weight =
+        dense_linear(ckpt, &format!("{p}.self_attn.q_proj"), h * d, hidden, group)?;
+    qkv_weight.extend(dense_linear(
+        ckpt,
+        &format!("{p}.self_attn.k_proj"),
+        kv * d,
+        hidden,
+        group,
+    )?);
+    qkv_weight.extend(dense_linear(
+        ckpt,
+        &format!("{p}.self_attn.v_proj"),
+        kv * d,
+        hidden,
+        group,
+    )?);
+    let mut qkv_bias = vector(ckpt, &format!("{p}.self_attn.q_proj.bias"), h * d)?;
+    qkv_bias.extend(vector(ckpt, &format!("{p}.self_attn.k_proj.bias"), kv * d)?);
+    qkv_bias.extend(vector(ckpt, &format!("{p}.self_attn.v_proj.bias"), kv * d)?);
+    let experts = match layout {
+        Layout::Int4 => (0..n_experts)
+            .map(|e| {
+                let ep = format!("{p}.mlp.experts.{e}");
+                let gate = int4_linear(
+                    ckpt,
+                    &format!("{ep}.gate_proj"),
+                    hidden,
+                    inter,
+                    group,
+                    precision,
+                )?;
+                let up = int4_linear(
+                    ckpt,
+                    &format!("{ep}.up_proj"),
+                    hidden,
+                    inter,
+                    group,
+                    precision,
+                )?;
+                let gate_up = match (gate, up) {
+                    (HostLinear::F32(mut g), HostLinear::F32(u)) => {
+                        g.extend(u);
+                        HostLinear::F32(g)
+                    }
+                    (HostLinear::Q4_0(mut g), HostLinear::Q4_0(u)) => {
+                        g.extend(u);
+                        HostLinear::Q4_0(g)
+                    }
+                    _ => unreachable!("both projections use the same precision"),
+                };
+                let mut gate_up_bias = vector(ckpt, &format!("{ep}.gate_proj.bias"), inter)?;
+                gate_up_bias.extend(vector(ckpt, &format!("{ep}.up_proj.bias"), inter)?);
+                Ok(HostExpert {
+                    gate_up,
+                    gate_up_bias,
+                    down: int4_linear(
+                        ckpt,
+                        &format!("{ep}.down_proj"),
+                        inter,
+                        hidden,
+                        group,
+                        precision,
+                    )?,
+                    down_bias: vector(ckpt, &format!("{ep}.down_proj.bias"), hidden)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?,
+        Layout::Bf16 | Layout::Mxfp4 => fused_experts(c, ckpt, &p, layout)?,
+        Layout::Synthetic => unreachable!("synthetic models are not loaded from files"),
+    };
+    Ok(HostLayer {
+        input_norm: vector(ckpt, &format!("{p}.input_layernorm.weight"), hidden)?,
+        post_norm: vector(
+            ckpt,
+            &format!("{p}.post_attention_layernorm.weight"),
+            hidden,
+        )?,
+        qkv_weight,
+        qkv_bias,
+        o_weight: dense_linear(ckpt, &format!("{p}.self_attn.o_proj"), hidden, h * d, group)?,
+        o_bias: vector(ckpt, &format!("{p}.self_attn.o_proj.bias"), hidden)?,
+        sinks: vector(ckpt, &format!("{p}.self_attn.sinks"), h)?,
+        router_weight: ckpt
+            .get(&format!("{p}.mlp.router.weight"), "router weight")?
+            .to_f32(&[n_experts, hidden])?,
+        router_bias: vector(ckpt, &format!("{p}.mlp.router.bias"), n_experts)?,
+        experts,
+    })
+}
+
+/// Experts of layouts 4a (bf16 `x @ W`, gate/up interleaved in columns) and 4c (MXFP4
+/// [E, out, in], gate/up interleaved in rows), converted to Linear layout, gate rows first.
+fn fused_experts(
+    c: &Config,
+    ckpt: &Checkpoint,
+    p: &str,
+    layout: Layout,
+) -> Result<Vec<HostExpert>, ModelError> {
+    let (e_count, hidden, inter) = (c.num_local_experts, c.hidden_size, c.intermediate_size);
+    let ep = format!("{p}.mlp.experts");
+    // [E, 2I, H] and [E, H, I] Linear layout, gate/up still interleaved in rows.
+    let (gate_up, down) = match layout {
+        Layout::Bf16 => {
+            let gu = ckpt
+                .get(&format!("{ep}.gate_up_proj"), "[E, H, 2I] fused experts")?
+                .to_f32(&[e_count, hidden, 2 * inter])?;
+            let dn = ckpt
+                .get(&format!("{ep}.down_proj"), "[E, I, H] fused experts")?
+                .to_f32(&[e_count, inter, hidden])?;
+            (
+                transpose_experts(&gu, e_count, hidden, 2 * inter),
+                transpose_experts(&dn, e_count, inter, hidden),
+            )
+        }
+        _ => {
+            let mx = |name: &str, out: usize, inp: usize| -> Result<Vec<f32>, ModelError> {
+                if !inp.is_multiple_of(32) {
+                    return Err(ModelError::Invalid(format!(
+                        "{name}: {inp} inputs are not a multiple of the MXFP4 block of 32"
+                    )));
+                }
+                let blocks_name = format!("{ep}.{name}_blocks");
+                let scales_name = format!("{ep}.{name}_scales");
+                let blocks = ckpt.get(&blocks_name, "MXFP4 blocks")?;
+                let blocks = blocks.to_u8(&[e_count, out, inp / 32, 16])?;
+                let scales = ckpt.get(&scales_name, "MXFP4 E8M0 scales")?;
+                let scales = scales.to_u8(&[e_count, out, inp / 32])?;
+                Ok(mxfp4_dequantize(blocks, scales, e_count * out, inp))
+            };
+            (
+                mx("gate_up_proj", 2 * inter, hidden)?,
+                mx("down_proj", hidden, inter)?,
+            )
+        }
+    };
+    let gu_bias = ckpt
+        .get(&format!("{ep}.gate_up_proj_bias"), "[E, 2I] bias")?
+        .to_f32(&[e_count, 2 * inter])?;
+    let down_bias = ckpt
+        .get(&format!("{ep}.down_proj_bias"), "[E, H] bias")?
+        .to_f32(&[e_count, hidden])?;
+    let mut experts = Vec::with_capacity(e_count);
+    for e in 0..e_count {
+        let rows = &gate_up[e * 2 * inter * hidden..][..2 * inter * hidden];
+        let mut w = Vec::with_capacity(2 * inter * hidden);
+        for parity in 0..2 {
+            for r in 0..inter {
+                w.extend_from_slice(&rows[(2 * r + parity) * hidden..][..hidden]);
+            }
+        }
+        let bias = &gu_bias[e * 2 * inter..][..2 * inter];
+        let gate_up_bias = (0..2)
+            .flat_map(|parity| (0..inter).map(move |r| bias[2 * r + parity]))
+            .collect();
+        experts.push(HostExpert {
+            gate_up: HostLinear::F32(w),
+            gate_up_bias,
+            down: HostLinear::F32(down[e * hidden * inter..][..hidden * inter].to_vec()),
+            down_bias: down_bias[e * hidden..][..hidden].to_vec(),
+        });
+    }
+    Ok(experts)
+}
+
+/// [E, a, b] -> [E, b, a].
+fn transpose_experts(values: &[f32], e_count: usize, a: usize, b: usize) -> Vec<f32> {
+    let mut out = vec![0f32; values.len()];
+    for e in 0..e_count {
+        let src = &values[e * a * b..][..a * b];
+        let dst = &mut out[e * a * b..][..a * b];
+        for i in 0..a {
+            for j in 0..b {
+                dst[j * a + i] = src[i * b + j];
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,282 @@
+//! Memory-mapped safetensors checkpoints, single file or sharded through
+//! `model.safetensors.index.json`, with typed, shape-checked reads that name the file and tensor
+//! on every error.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype, SafeTensors, TensorInfo};
+
+use super::error::ModelError;
+
+/// One mapped `.safetensors` file.
+struct Shard {
+    path: PathBuf,
+    mmap: Arc<Mmap>,
+    /// Byte offset of the data section (8 + header length).
+    data_start: usize,
+    tensors: HashMap<String, TensorInfo>,
+}
+
+/// A tensor's bytes as stored, with where it came from.
+pub struct RawTensor<'a> {
+    /// The shard that holds it (for error messages).
+    pub path: &'a Path,
+    pub name: &'a str,
+    pub dtype: Dtype,
+    pub shape: &'a [usize],
+    pub bytes: &'a [u8],
+    /// The mapping the bytes live in and their offset there, to keep rows on the host.
+    pub mmap: &'a Arc<Mmap>,
+    pub offset: usize,
+}
+
+impl RawTensor<'_> {
+    fn bad(&self, problem: String) -> ModelError {
+        ModelError::BadTensor {
+            path: self.path.to_path_buf(),
+            tensor: self.name.to_string(),
+            problem,
+        }
+    }
+
+    /// Fails unless the shape is `expected`.
+    pub fn expect_shape(&self, expected: &[usize]) -> Result<(), ModelError> {
+        if self.shape != expected {
+            return Err(self.bad(format!(
+                "has shape {:?}, expected {:?}",
+                self.shape, expected
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fails unless the dtype is one of `allowed`.
+    pub fn expect_dtype(&self, allowed: &[Dtype]) -> Result<(), ModelError> {
+        if !allowed.contains(&self.dtype) {
+            return Err(self.bad(format!(
+                "has dtype {:?}, expected {}",
+                self.dtype,
+                allowed
+                    .iter()
+                    .map(|d| format!("{d:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// The values as f32 (from F32, F16 or BF16), shape-checked.
+    pub fn to_f32(&self, expected: &[usize]) -> Result<Vec<f32>, ModelError> {
+        self.expect_shape(expected)?;
+        self.expect_dtype(&[Dtype::F32, Dtype::F16, Dtype::BF16])?;
+        Ok(match self.dtype {
+            Dtype::F32 => self
+                .bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => self
+                .bytes
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            _ => self
+                .bytes
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        })
+    }
+
+    /// The values of an I32 tensor, shape-checked.
+    pub fn to_i32(&self, expected: &[usize]) -> Result<Vec<i32>, ModelError> {
+        self.expect_shape(expected)?;
+        self.expect_dtype(&[Dtype::I32])?;
+        Ok(self
+            .bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    /// The bytes of a U8 tensor, shape-checked.
+    pub fn to_u8(&self, expected: &[usize]) -> Result<&[u8], ModelError> {
+        self.expect_shape(expected)?;
+        self.expect_dtype(&[Dtype::U8])?;
+        Ok(self.bytes)
+    }
+}
+
+/// Every tensor of a checkpoint folder, mapped, looked up by name.
+pub struct Checkpoint {
+    dir: PathBuf,
+    shards: Vec<Shard>,
+    /// Tensor name -> index into `shards`.
+    location: HashMap<String, usize>,
+}
+
+impl Checkpoint {
+    /// Opens `dir`: the shards listed in `model.safetensors.index.json`, else
+    /// `model.safetensors`, else every `*.safetensors` file.
+    pub fn open(dir: &Path) -> Result<Self, ModelError> {
+        let index_path = dir.join("model.safetensors.index.json");
+        let mut files: Vec<PathBuf> = Vec::new();
+        let mut index_map: Option<HashMap<String, String>> = None;
+        if index_path.exists() {
+            let text = std::fs::read_to_string(&index_path).map_err(|source| ModelError::Io {
+                path: index_path.clone(),
+                source,
+            })?;
+            let json: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| ModelError::File {
+                    path: index_path.clone(),
+                    problem: format!("is not valid JSON: {e}"),
+                })?;
+            let map = json
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| ModelError::File {
+                    path: index_path.clone(),
+                    problem: "has no 'weight_map' object".into(),
+                })?;
+            let mut names = HashMap::new();
+            let mut set = BTreeSet::new();
+            for (tensor, file) in map {
+                let file = file.as_str().ok_or_else(|| ModelError::File {
+                    path: index_path.clone(),
+                    problem: format!("weight_map entry '{tensor}' is not a file name"),
+                })?;
+                set.insert(file.to_string());
+                names.insert(tensor.clone(), file.to_string());
+            }
+            files = set.into_iter().map(|f| dir.join(f)).collect();
+            index_map = Some(names);
+        } else if dir.join("model.safetensors").exists() {
+            files.push(dir.join("model.safetensors"));
+        } else {
+            let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "safetensors") {
+                    files.push(path);
+                }
+            }
+            files.sort();
+        }
+        if files.is_empty() {
+            return Err(ModelError::File {
+                path: dir.to_path_buf(),
+                problem: "holds no .safetensors files (expected model.safetensors or model.safetensors.index.json)".into(),
+            });
+        }
+        let mut shards = Vec::with_capacity(files.len());
+        let mut location = HashMap::new();
+        for path in files {
+            let shard = Shard::open(&path)?;
+            for name in shard.tensors.keys() {
+                location.insert(name.clone(), shards.len());
+            }
+            shards.push(shard);
+        }
+        if let Some(names) = index_map {
+            for (tensor, file) in names {
+                let path = dir.join(&file);
+                let found = location.get(&tensor).map(|&i| &shards[i].path);
+                if found != Some(&path) {
+                    return Err(ModelError::File {
+                        path,
+                        problem: format!(
+                            "lacks tensor '{tensor}' that model.safetensors.index.json places there"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            shards,
+            location,
+        })
+    }
+
+    /// The checkpoint folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether a tensor of this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.location.contains_key(name)
+    }
+
+    /// Every tensor name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.location.keys().map(String::as_str)
+    }
+
+    /// The tensor `name`; `expected` describes it for the error when it is missing.
+    pub fn get<'a>(&'a self, name: &'a str, expected: &str) -> Result<RawTensor<'a>, ModelError> {
+        let shard = self
+            .location
+            .get(name)
+            .map(|&i| &self.shards[i])
+            .ok_or_else(|| ModelError::MissingTensor {
+                dir: self.dir.clone(),
+                tensor: name.to_string(),
+                expected: expected.to_string(),
+            })?;
+        let info = &shard.tensors[name];
+        let (start, end) = info.data_offsets;
+        let offset = shard.data_start + start;
+        Ok(RawTensor {
+            path: &shard.path,
+            name,
+            dtype: info.dtype,
+            shape: &info.shape,
+            bytes: &shard.mmap[offset..shard.data_start + end],
+            mmap: &shard.mmap,
+            offset,
+        })
+    }
+}
+
+impl Shard {
+    fn open(path: &Path) -> Result<Self, ModelError> {
+        let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // Safety: the file is opened read-only; like every mmap-based loader we assume nobody
+        // truncates it while ossterm runs.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (header_len, metadata) =
+            SafeTensors::read_metadata(&mmap).map_err(|e| ModelError::File {
+                path: path.to_path_buf(),
+                problem: format!(
+                    "is not a complete safetensors file ({e:?}); it may be truncated: download it again"
+                ),
+            })?;
+        let tensors = metadata
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| (name, info.clone()))
+            .collect();
+        Ok(Self {
+            path: path.to_path_buf(),
+            mmap: Arc::new(mmap),
+            data_start: 8 + header_len,
+            tensors,
+        })
+    }
+}

@@ -1,0 +1,121 @@
+//! `ossterm score` and `ossterm generate` through the binary, against the fixtures.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(name)
+}
+
+fn golden(dir: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(dir).join("golden.json")).expect("read"))
+        .expect("json")
+}
+
+fn ids_arg(v: &serde_json::Value) -> String {
+    v.as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn ossterm(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ossterm"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn score_prints_nll_and_argmax_and_writes_logits() {
+    let g = golden("tiny-a-int4");
+    let dir = fixture("tiny-a-int4");
+    let out_file = tempfile::NamedTempFile::new().expect("temp");
+    let ids = ids_arg(&g["mid"]["ids"]);
+    let (ok, stdout, stderr) = ossterm(&[
+        "score",
+        "--model",
+        dir.to_str().expect("utf8"),
+        "--ids",
+        &ids,
+        "--dtype",
+        "f32",
+        "--logits-out",
+        out_file.path().to_str().expect("utf8"),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json output");
+    let n = g["mid"]["ids"].as_array().expect("ids").len();
+    assert_eq!(json["n"], n);
+    let nll = json["nll_mean"].as_f64().expect("nll");
+    let want = g["mid"]["nll_mean"].as_f64().expect("nll");
+    assert!((nll - want).abs() < 1e-2, "{nll} vs {want}");
+    assert_eq!(json["argmax"].as_array().expect("argmax").len(), n);
+    let tensors = candle_core::safetensors::load(out_file.path(), &candle_core::Device::Cpu)
+        .expect("logits file");
+    assert_eq!(tensors["logits"].dims(), &[n, 533]);
+}
+
+#[test]
+fn generate_greedy_follows_the_reference_and_uses_the_cache() {
+    let g = golden("tiny-a-bf16");
+    let dir = fixture("tiny-a-bf16");
+    let prompt = &g["long"];
+    let (ok, stdout, stderr) = ossterm(&[
+        "generate",
+        "--model",
+        dir.to_str().expect("utf8"),
+        "--ids",
+        &ids_arg(&prompt["ids"]),
+        "--max-new-tokens",
+        "12",
+        "--temperature",
+        "0",
+        "--dtype",
+        "f32",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json output");
+    let got: Vec<u64> = json["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.as_u64().expect("id"))
+        .collect();
+    let want: Vec<u64> = prompt["greedy"]
+        .as_array()
+        .expect("greedy")
+        .iter()
+        .map(|x| x.as_u64().expect("id"))
+        .collect();
+    let margins = prompt["greedy_margin"].as_array().expect("margins");
+    let comparable = margins
+        .iter()
+        .position(|m| m.as_f64().expect("margin") < 0.1)
+        .unwrap_or(want.len())
+        .min(got.len());
+    assert!(comparable > 0);
+    assert_eq!(got[..comparable], want[..comparable]);
+    // Stops early on the config's eos id (526), else runs to the limit.
+    let eos_at = got.iter().position(|&id| id == 526);
+    assert_eq!(got.len(), eos_at.map_or(12, |i| i + 1));
+    assert!(json["prefill_tok_s"].as_f64().expect("rate") > 0.0);
+}
+
+#[test]
+fn a_missing_model_folder_is_a_clear_error() {
+    let (ok, _, stderr) = ossterm(&["score", "--model", "/no/such/model", "--ids", "1,2"]);
+    assert!(!ok);
+    assert!(stderr.contains("/no/such/model"), "{stderr}");
+}
