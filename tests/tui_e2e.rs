@@ -172,7 +172,6 @@ fn start_app(tmux: &Tmux) {
 }
 
 #[test]
-#[ignore = "needs the engine worker (src/engine/worker.rs) to run the demo model: remove this line when it does"]
 fn chat_stop_new_chat_quit_on_the_demo_model() {
     if !demo_present() {
         return;
@@ -263,7 +262,6 @@ fn chat_stop_new_chat_quit_on_the_demo_model() {
 }
 
 #[test]
-#[ignore = "needs the engine worker (src/engine/worker.rs) to run the demo model: remove this line when it does"]
 fn sigkill_mid_answer_keeps_a_valid_chat() {
     if !demo_present() {
         return;
