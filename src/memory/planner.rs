@@ -31,9 +31,8 @@ use super::inventory::TensorInfo;
 use crate::cli::DtypeChoice;
 use crate::model::{Config, LayerKind};
 
-/// Snapshots of the sliding rings the planner budgets for (the chat layer marks one per
-/// assistant turn; 8 turns kept).
-pub const SNAPSHOTS_BUDGETED: u64 = 8;
+/// Snapshots of the sliding rings the planner budgets for: as many as the cache keeps.
+pub const SNAPSHOTS_BUDGETED: u64 = crate::model::cache::MAX_SNAPSHOTS as u64;
 /// Prefill chunk size the planner assumes unless told otherwise.
 pub const DEFAULT_CHUNK_TOKENS: usize = 512;
 /// The contexts `ossterm fit` tabulates (capped at the model's maximum).
