@@ -5,6 +5,9 @@ use ossterm::cli::{Cli, Command};
 use ossterm::commands;
 
 fn main() -> anyhow::Result<()> {
+    // Large blocks (the preallocated KV cache) stay untouched zero pages until used, so
+    // resident memory follows the planner's figures.
+    ossterm::memory::allocator::map_large_blocks();
     let cli = Cli::parse();
     match cli.command {
         None => commands::app::run(&cli.app),

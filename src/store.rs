@@ -1,1 +1,371 @@
-//! (placeholder)
+//! Chat persistence: `<data dir>/chats/<id>.json` holds exactly the harmony conversation
+//! (openai_harmony's JSON), `<id>.meta.json` the title, times and per-turn stats. Every write
+//! goes to a temporary file in the same folder, is synced, then renamed over the old file, so
+//! a crash at any moment leaves either the old or the new file, never a torn one.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{StopReason, TurnStats};
+use crate::harmony::{Content, Conversation, Role};
+
+/// Why a chat could not be saved, read or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot write {path}: {source} (is the disk full or the folder read-only?)")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid chat file: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot encode chat {id}: {source}")]
+    Encode {
+        id: String,
+        source: serde_json::Error,
+    },
+    #[error("'{id}' is not a chat id (letters, digits, '-' and '_' only)")]
+    BadId { id: String },
+}
+
+/// The stats of one finished assistant turn.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TurnRecord {
+    /// How many conversation messages (system/developer excluded) the chat had after the turn.
+    pub messages_after: usize,
+    pub stop: StopReason,
+    pub stats: TurnStats,
+}
+
+/// What the chat list shows, and per-turn stats.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatMeta {
+    pub title: String,
+    /// RFC 3339.
+    pub created: String,
+    /// RFC 3339.
+    pub updated: String,
+    #[serde(default)]
+    pub turns: Vec<TurnRecord>,
+}
+
+/// One chat to save: its id, metadata and the whole harmony conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatSnapshot {
+    pub id: String,
+    pub meta: ChatMeta,
+    pub conversation: Conversation,
+}
+
+/// A saved chat in the list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatSummary {
+    pub id: String,
+    pub title: String,
+    pub updated: String,
+}
+
+/// The chats folder.
+#[derive(Debug, Clone)]
+pub struct ChatStore {
+    dir: PathBuf,
+}
+
+/// A new chat id from the time: sortable, unique enough for one user.
+pub fn new_chat_id() -> String {
+    chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f").to_string()
+}
+
+fn check_id(id: &str) -> Result<(), StoreError> {
+    let ok = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadId { id: id.to_string() })
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same folder, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let err = |source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(err)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        // Make the rename itself durable.
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result.map_err(err)
+}
+
+impl ChatStore {
+    /// The store under `data_dir/chats`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            dir: data_dir.join("chats"),
+        }
+    }
+
+    /// The chats folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The conversation file of a chat.
+    pub fn chat_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn meta_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.meta.json"))
+    }
+
+    /// Saves a chat (conversation first, then metadata; each atomically).
+    pub fn save(&self, chat: &ChatSnapshot) -> Result<(), StoreError> {
+        check_id(&chat.id)?;
+        let encode = |source| StoreError::Encode {
+            id: chat.id.clone(),
+            source,
+        };
+        let conversation = serde_json::to_vec_pretty(&chat.conversation).map_err(encode)?;
+        write_atomic(&self.chat_path(&chat.id), &conversation)?;
+        let meta = serde_json::to_vec_pretty(&chat.meta).map_err(encode)?;
+        write_atomic(&self.meta_path(&chat.id), &meta)
+    }
+
+    /// Loads a chat; a missing or broken meta file gives default metadata.
+    pub fn load(&self, id: &str) -> Result<ChatSnapshot, StoreError> {
+        check_id(id)?;
+        let path = self.chat_path(id);
+        let text = fs::read_to_string(&path).map_err(|source| StoreError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let conversation: Conversation =
+            serde_json::from_str(&text).map_err(|source| StoreError::Parse { path, source })?;
+        let meta = fs::read_to_string(self.meta_path(id))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| ChatMeta {
+                title: first_user_text(&conversation).unwrap_or_else(|| id.to_string()),
+                ..ChatMeta::default()
+            });
+        Ok(ChatSnapshot {
+            id: id.to_string(),
+            meta,
+            conversation,
+        })
+    }
+
+    /// The saved chats, newest first.
+    pub fn list(&self) -> Result<Vec<ChatSummary>, StoreError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StoreError::Read {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+        };
+        let mut chats = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if id.ends_with(".meta") || id.starts_with('.') {
+                continue;
+            }
+            let meta: Option<ChatMeta> = fs::read_to_string(self.meta_path(id))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            let (title, updated) =
+                meta.map_or_else(|| (id.to_string(), String::new()), |m| (m.title, m.updated));
+            chats.push(ChatSummary {
+                id: id.to_string(),
+                title,
+                updated,
+            });
+        }
+        chats.sort_by(|a, b| (&b.updated, &b.id).cmp(&(&a.updated, &a.id)));
+        Ok(chats)
+    }
+
+    /// Removes a chat's files.
+    pub fn delete(&self, id: &str) -> Result<(), StoreError> {
+        check_id(id)?;
+        for path in [self.chat_path(id), self.meta_path(id)] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Write { path, source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the chat as Markdown to `path` (atomically).
+    pub fn export_markdown(&self, chat: &ChatSnapshot, path: &Path) -> Result<(), StoreError> {
+        write_atomic(path, to_markdown(chat).as_bytes())
+    }
+}
+
+fn first_user_text(conversation: &Conversation) -> Option<String> {
+    conversation
+        .messages
+        .iter()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.text().chars().take(60).collect())
+}
+
+/// The chat as Markdown: title, then each user message and answer; reasoning in a
+/// collapsible `<details>` block.
+pub fn to_markdown(chat: &ChatSnapshot) -> String {
+    let mut out = format!("# {}\n\n", chat.meta.title);
+    for message in &chat.conversation.messages {
+        let text = message.text();
+        match (message.role, message.channel.as_deref()) {
+            (Role::System, _) => {}
+            (Role::Developer, _) => {
+                let instructions = message.content.iter().find_map(|c| match c {
+                    Content::DeveloperContent(d) => d.instructions.clone(),
+                    _ => None,
+                });
+                let instructions = instructions.unwrap_or(text);
+                out.push_str(&format!("**Instructions:**\n\n{instructions}\n\n"));
+            }
+            (Role::User, _) => out.push_str(&format!("## You\n\n{text}\n\n")),
+            (Role::Assistant, Some("analysis")) => out.push_str(&format!(
+                "<details><summary>Reasoning</summary>\n\n{text}\n\n</details>\n\n"
+            )),
+            (Role::Assistant, Some("commentary")) => {
+                out.push_str(&format!("> tool call: {text}\n\n"));
+            }
+            (Role::Assistant, _) => out.push_str(&format!("## gpt-oss\n\n{text}\n\n")),
+            (Role::Tool, _) => out.push_str(&format!("> tool result: {text}\n\n")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harmony::Message;
+
+    fn message(role: Role, channel: Option<&str>, text: &str) -> Message {
+        Message {
+            role,
+            name: None,
+            content: vec![Content::Text { text: text.into() }],
+            channel: channel.map(str::to_string),
+            recipient: None,
+            content_type: None,
+        }
+    }
+
+    fn chat(id: &str, updated: &str) -> ChatSnapshot {
+        ChatSnapshot {
+            id: id.into(),
+            meta: ChatMeta {
+                title: format!("chat {id}"),
+                created: updated.into(),
+                updated: updated.into(),
+                turns: vec![],
+            },
+            conversation: Conversation {
+                messages: vec![
+                    message(Role::User, None, "hi"),
+                    message(Role::Assistant, Some("analysis"), "think"),
+                    message(Role::Assistant, Some("final"), "hello"),
+                ],
+            },
+        }
+    }
+
+    #[test]
+    fn saves_lists_loads_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChatStore::new(dir.path());
+        assert!(store.list().unwrap().is_empty());
+        store.save(&chat("a", "2026-01-01T00:00:00Z")).unwrap();
+        store.save(&chat("b", "2026-01-02T00:00:00Z")).unwrap();
+        let ids: Vec<String> = store.list().unwrap().into_iter().map(|c| c.id).collect();
+        assert_eq!(ids, vec!["b", "a"]);
+        assert_eq!(store.load("a").unwrap(), chat("a", "2026-01-01T00:00:00Z"));
+        // The chat file is exactly the conversation JSON.
+        let raw: Conversation =
+            serde_json::from_str(&fs::read_to_string(store.chat_path("a")).unwrap()).unwrap();
+        assert_eq!(raw, chat("a", "").conversation);
+        store.delete("a").unwrap();
+        assert_eq!(store.list().unwrap().len(), 1);
+        // No temp files are left behind.
+        let names: Vec<String> = fs::read_dir(store.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn rejects_ids_that_escape_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChatStore::new(dir.path());
+        assert!(matches!(store.load("../x"), Err(StoreError::BadId { .. })));
+    }
+
+    #[test]
+    fn a_broken_chat_file_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChatStore::new(dir.path());
+        fs::create_dir_all(store.dir()).unwrap();
+        fs::write(store.chat_path("x"), "{not json").unwrap();
+        let err = store.load("x").unwrap_err().to_string();
+        assert!(
+            err.contains("x.json") && err.contains("not a valid chat file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn markdown_export_has_roles_and_reasoning() {
+        let md = to_markdown(&chat("a", ""));
+        assert!(md.starts_with("# chat a\n"));
+        assert!(md.contains("## You\n\nhi"));
+        assert!(md.contains("<summary>Reasoning</summary>\n\nthink"));
+        assert!(md.contains("## gpt-oss\n\nhello"));
+    }
+}

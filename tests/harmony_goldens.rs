@@ -332,3 +332,66 @@ fn malformed_streams_keep_every_byte_and_recover() {
         &["assistant|final|-|-|ok  \u{fffd}"],
     );
 }
+
+#[test]
+fn tokenizer_and_parser_can_be_shared_with_the_engine_thread() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Tokenizer>();
+    shareable::<StreamParser>();
+}
+
+#[test]
+fn rendered_messages_parse_back_with_both_tokenizers() {
+    use ossterm::harmony::Message;
+    let conversation = Conversation::from_messages([
+        Message::user("Type <|end|> literally, then 😀 and 東京."),
+        Message::assistant("analysis", "The user wants <|start|> text kept."),
+        Message::assistant("commentary", "{\"x\": 1}")
+            .with_recipient("functions.lookup")
+            .with_content_type("<|constrain|>json"),
+        Message::tool("functions.lookup", "{\"y\": 2}")
+            .with_channel("commentary")
+            .with_recipient("assistant"),
+        Message::assistant("final", "Done: é̂ \n\t end"),
+    ]);
+    let tiny_path = format!("{FIXTURES}/tiny-a-bf16/tokenizer.json");
+    let tiny = Arc::new(Tokenizer::from_file(Path::new(&tiny_path)).unwrap());
+    for tokenizer in [o200k(), tiny] {
+        let options = RenderOptions {
+            auto_drop_analysis: false,
+        };
+        let ids = render_conversation(&conversation, &tokenizer, &options).unwrap();
+        let mut parser = StreamParser::new(Arc::clone(&tokenizer), None);
+        for &id in &ids {
+            parser.push(id);
+        }
+        assert_eq!(parser.finish(), None);
+        assert_eq!(
+            parser.messages(),
+            conversation.messages.as_slice(),
+            "{:?}",
+            tokenizer.path()
+        );
+    }
+}
+
+#[test]
+fn text_without_a_header_streams_after_a_bounded_wait() {
+    let tokenizer = o200k();
+    let text = "Plain answer with no header at all, 東京 😀. ".repeat(12);
+    let mut ids = tokenizer.encode_ordinary(&text).unwrap();
+    ids.push(tokenizer.specials().return_);
+    let (messages, joined) = parse_collecting_deltas(&ids, Some(Role::Assistant));
+    assert_eq!(summary(&messages), [format!("assistant|-|-|-|{text}")]);
+    assert_eq!(joined, [text]);
+
+    let mut parser = StreamParser::new(tokenizer, Some(Role::Assistant));
+    let first_delta_at = ids
+        .iter()
+        .position(|&id| parser.push(id).delta.is_some())
+        .unwrap();
+    assert!(
+        first_delta_at <= 48,
+        "first text after {first_delta_at} tokens"
+    );
+}

@@ -1,16 +1,31 @@
 //! The engine thread: owns the model, tokenizer and KV cache; turns `Command`s into `Event`s.
 //!
-//! (Skeleton: `spawn` and `EngineHandle` are the agreed API; the body lands with the engine.)
+//! Loading happens on this thread and is reported as events, so the UI is drawn from the first
+//! frame. During a turn the thread polls its command queue between decode steps (and between
+//! prefill chunks), which is what bounds the latency of `Stop` to one step.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use super::protocol::{Command, Event, SamplingParams};
+use super::protocol::{
+    Command, Event, METRICS_INTERVAL, MetricsSample, ModelInfo, SamplingParams, StopReason,
+    TurnStats,
+};
+use super::sampler::Sampler;
+use super::session::{PREFILL_CHUNK_TOKENS, Session};
 use crate::cli::{DeviceChoice, DtypeChoice};
-use crate::harmony::ReasoningEffort;
+use std::sync::Arc;
+
+use crate::harmony::{self, Content, Conversation, ReasoningEffort, Role, StreamParser, Tokenizer};
+use crate::memory::inventory;
+use crate::memory::planner::{DEFAULT_CHUNK_TOKENS, Plan};
+use crate::memory::probe::{MemoryProbe, device_kind, probe_for};
+use crate::model::{Config, GptOss, ModelError, Precision};
 
 /// Where the engine gets its model.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +37,19 @@ pub enum ModelSource {
         id: String,
         revision: Option<String>,
     },
+}
+
+impl ModelSource {
+    /// The name shown in the status line: the hub id or the folder's name.
+    pub fn display_name(&self) -> String {
+        match self {
+            Self::Hub { id, .. } => id.clone(),
+            Self::Local(path) => path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string()),
+        }
+    }
 }
 
 /// Everything the engine needs to start.
@@ -48,6 +76,7 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Sends `Shutdown` and waits for the thread to end.
     pub fn shutdown(mut self) {
+        // A send error means the thread already ended, which is what we want.
         let _ = self.commands.send(Command::Shutdown);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -59,10 +88,20 @@ impl EngineHandle {
 pub fn spawn(options: EngineOptions) -> EngineHandle {
     let (command_tx, command_rx) = mpsc::channel();
     let (event_tx, event_rx) = unbounded_channel();
+    let fallback_tx = event_tx.clone();
     let thread = std::thread::Builder::new()
         .name("ossterm-engine".into())
-        .spawn(move || run(options, command_rx, event_tx))
-        .ok();
+        .spawn(move || run(options, command_rx, event_tx));
+    let thread = match thread {
+        Ok(handle) => Some(handle),
+        Err(err) => {
+            let _ = fallback_tx.send(Event::Error {
+                message: format!("cannot start the engine thread: {err}"),
+                fatal: true,
+            });
+            None
+        }
+    };
     EngineHandle {
         commands: command_tx,
         events: event_rx,
@@ -70,13 +109,478 @@ pub fn spawn(options: EngineOptions) -> EngineHandle {
     }
 }
 
-fn run(
-    _options: EngineOptions,
-    _commands: mpsc::Receiver<Command>,
-    events: UnboundedSender<Event>,
-) {
-    let _ = events.send(Event::Error {
-        message: "the engine is not built yet".into(),
-        fatal: true,
-    });
+/// Errors that end a turn or the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Hub(#[from] crate::hub::HubError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Harmony(#[from] crate::harmony::HarmonyError),
+    #[error(transparent)]
+    Plan(#[from] crate::memory::planner::PlanError),
+    #[error(transparent)]
+    Sampler(#[from] super::sampler::SamplerError),
+    #[error(transparent)]
+    Inventory(#[from] crate::memory::inventory::InventoryError),
+    /// The planner's refusal, with the numbers and the options.
+    #[error("{0}")]
+    ContextTooLarge(String),
+    #[error(
+        "the conversation is {prompt_tokens} tokens but the context limit is {limit}: start a new chat (Ctrl+N) or raise the limit with /ctx"
+    )]
+    PromptTooLong { prompt_tokens: usize, limit: usize },
+}
+
+/// Sends events; a closed channel (the UI has gone) is not an error for the engine.
+struct Outbox(UnboundedSender<Event>);
+
+impl Outbox {
+    fn send(&self, event: Event) {
+        let _ = self.0.send(event);
+    }
+}
+
+fn run(options: EngineOptions, commands: mpsc::Receiver<Command>, events: UnboundedSender<Event>) {
+    let out = Outbox(events);
+    // A bug in the engine must reach the user as a message, not as a silently closed channel.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        match Engine::start(&options, &out) {
+            Ok(mut engine) => engine.serve(&commands, &out),
+            Err(err) => out.send(Event::Error {
+                message: err.to_string(),
+                fatal: true,
+            }),
+        }
+    }));
+    if let Err(panic) = outcome {
+        let reason = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown cause");
+        out.send(Event::Error {
+            message: format!("the engine crashed ({reason}); please report this as a bug"),
+            fatal: true,
+        });
+    }
+}
+
+/// The loaded model and everything a turn needs.
+struct Engine {
+    model: GptOss,
+    tokenizer: Arc<Tokenizer>,
+    session: Session,
+    sampler: Sampler,
+    sampling: SamplingParams,
+    effort: ReasoningEffort,
+    probe: Box<dyn MemoryProbe>,
+    plan: Plan,
+    info: ModelInfo,
+    /// Commands that arrived during a turn and wait for it to end.
+    pending: VecDeque<Command>,
+    last_turn: TurnStats,
+}
+
+/// What interrupted a turn, if anything.
+enum Interrupt {
+    None,
+    Stop,
+    Shutdown,
+}
+
+impl Engine {
+    fn start(options: &EngineOptions, out: &Outbox) -> Result<Self, EngineError> {
+        let dir = match &options.source {
+            ModelSource::Local(dir) => dir.clone(),
+            ModelSource::Hub { id, revision } => {
+                crate::hub::resolve(id, revision.as_deref(), &mut |progress| {
+                    out.send(Event::LoadProgress {
+                        stage: format!("downloading {}", progress.file),
+                        done_bytes: progress.done_bytes,
+                        total_bytes: progress.total_bytes,
+                    })
+                })?
+            }
+        };
+        out.send(Event::LoadProgress {
+            stage: "planning memory".into(),
+            done_bytes: 0,
+            total_bytes: 0,
+        });
+        let (device, device_label) = crate::model::device::select(options.device)?;
+        let config = Config::from_file(&dir.join("config.json")).map_err(ModelError::from)?;
+        let tensors = inventory::read_dir(&dir)?;
+        let plan = Plan::new(
+            &config,
+            &tensors,
+            device_kind(&device),
+            options.dtype,
+            DEFAULT_CHUNK_TOKENS,
+        )?;
+        let mut probe = probe_for(&device);
+        // Planned before loading: what is free now is what the model may take.
+        let available = probe.sample().device_free_bytes;
+        let max_fit = plan.max_context(available);
+        let context_limit = match options.context_limit {
+            Some(requested) if requested > config.max_position_embeddings => {
+                return Err(EngineError::ContextTooLarge(format!(
+                    "a context of {requested} tokens is more than this model's maximum of {} tokens: use --context {} or less",
+                    config.max_position_embeddings,
+                    config.max_position_embeddings.min(max_fit)
+                )));
+            }
+            Some(requested) => match plan.refusal(requested, available) {
+                Some(reason) => return Err(EngineError::ContextTooLarge(reason)),
+                None => requested.min(config.max_position_embeddings),
+            },
+            None if max_fit == 0 => {
+                return Err(EngineError::ContextTooLarge(
+                    plan.refusal(1, available).unwrap_or_default(),
+                ));
+            }
+            None => max_fit,
+        };
+        out.send(Event::LoadProgress {
+            stage: "loading weights".into(),
+            done_bytes: 0,
+            total_bytes: plan.weight_bytes(),
+        });
+        let precision = Precision::from(options.dtype);
+        let model = GptOss::load(&dir, &device, precision)?;
+        let tokenizer = Arc::new(Tokenizer::from_file(&dir.join("tokenizer.json"))?);
+        let cache = model.new_cache(context_limit)?;
+        let info = ModelInfo {
+            name: options.source.display_name(),
+            device: device_label,
+            context_limit,
+            max_context: config.max_position_embeddings,
+        };
+        out.send(Event::Ready(info.clone()));
+        let mut engine = Self {
+            model,
+            tokenizer,
+            session: Session::new(cache),
+            sampler: Sampler::new(options.sampling),
+            sampling: options.sampling,
+            effort: options.effort,
+            probe,
+            plan,
+            info,
+            pending: VecDeque::new(),
+            last_turn: TurnStats::default(),
+        };
+        out.send(Event::Metrics(engine.metrics(false, 0.0)));
+        Ok(engine)
+    }
+
+    /// Handles commands until `Shutdown` or until the UI drops its sender.
+    fn serve(&mut self, commands: &mpsc::Receiver<Command>, out: &Outbox) {
+        loop {
+            let command = match self.pending.pop_front() {
+                Some(command) => command,
+                None => match commands.recv_timeout(Duration::from_secs(2)) {
+                    Ok(command) => command,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        // Idle: keep the memory figures live.
+                        out.send(Event::Metrics(self.metrics(false, 0.0)));
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+            };
+            match command {
+                Command::Submit {
+                    conversation,
+                    max_new_tokens,
+                } => match self.turn(conversation, max_new_tokens, commands, out) {
+                    Ok(Interrupt::Shutdown) => return,
+                    Ok(_) => {}
+                    Err(err) => out.send(Event::Error {
+                        message: err.to_string(),
+                        fatal: false,
+                    }),
+                },
+                // Nothing is generating: there is nothing to stop.
+                Command::Stop => {}
+                Command::SetEffort(effort) => self.effort = effort,
+                Command::SetSampling(sampling) => {
+                    self.sampling = sampling;
+                    self.sampler = Sampler::new(sampling);
+                }
+                Command::NewChat => {
+                    self.session.reset();
+                    out.send(Event::Metrics(self.metrics(false, 0.0)));
+                }
+                Command::Rewind { keep_tokens } => {
+                    self.session.rewind(keep_tokens);
+                    out.send(Event::Metrics(self.metrics(false, 0.0)));
+                }
+                Command::SetContextLimit(tokens) => {
+                    if let Err(err) = self.set_context_limit(tokens) {
+                        out.send(Event::Error {
+                            message: err.to_string(),
+                            fatal: false,
+                        });
+                    }
+                    out.send(Event::Ready(self.info.clone()));
+                    out.send(Event::Metrics(self.metrics(false, 0.0)));
+                }
+                Command::Shutdown => return,
+            }
+        }
+    }
+
+    /// Re-plans and re-allocates the KV cache; the conversation is re-processed on next submit.
+    fn set_context_limit(&mut self, tokens: usize) -> Result<(), EngineError> {
+        // The plan counts the weights and the cache, which already hold memory: the current
+        // cache is freed before the new one is allocated, and the weights stay.
+        let available = self.probe.sample().device_free_bytes
+            + self.session.cache_bytes()
+            + self.plan.weight_bytes();
+        let tokens = tokens.min(self.info.max_context);
+        if let Some(reason) = self.plan.refusal(tokens, available) {
+            return Err(EngineError::ContextTooLarge(reason));
+        }
+        // Drop the old cache before allocating the new one.
+        self.session = Session::new(self.model.new_cache(1)?);
+        self.session = Session::new(self.model.new_cache(tokens)?);
+        self.info.context_limit = tokens;
+        Ok(())
+    }
+
+    /// One assistant turn: render, prefill what is new, decode until a stop.
+    fn turn(
+        &mut self,
+        mut conversation: Conversation,
+        max_new_tokens: usize,
+        commands: &mpsc::Receiver<Command>,
+        out: &Outbox,
+    ) -> Result<Interrupt, EngineError> {
+        let submitted = Instant::now();
+        set_reasoning_effort(&mut conversation, self.effort);
+        let prompt = harmony::render_for_completion(
+            &conversation,
+            &self.tokenizer,
+            &harmony::RenderOptions::default(),
+        )?;
+        let limit = self.session.capacity();
+        if prompt.len() >= limit {
+            return Err(EngineError::PromptTooLong {
+                prompt_tokens: prompt.len(),
+                limit,
+            });
+        }
+        let mut stats = TurnStats::default();
+        let plan = self.session.plan_prefill(&prompt);
+        stats.cached_tokens = plan.cached_tokens;
+
+        let prefill_started = Instant::now();
+        let mut logits = None;
+        for chunk in prompt[plan.cached_tokens..].chunks(PREFILL_CHUNK_TOKENS) {
+            match self.poll(commands) {
+                Interrupt::None => {}
+                interrupt => return self.end_turn(interrupt, StopReason::Stopped, stats, out),
+            }
+            logits = Some(self.session.feed(&self.model, chunk)?);
+            stats.prefill_tokens += chunk.len();
+            stats.prefill_ms = ms_since(prefill_started);
+            out.send(Event::Metrics(self.metrics_with(true, stats, 0.0)));
+        }
+        self.session.mark_turn_start();
+        out.send(Event::PrefillDone { stats });
+
+        let mut logits = match logits {
+            Some(logits) => logits,
+            // plan_prefill always leaves one token to run; this is unreachable in practice.
+            None => self
+                .session
+                .feed(&self.model, &prompt[prompt.len() - 1..])?,
+        };
+        let mut parser = StreamParser::new(Arc::clone(&self.tokenizer), Some(Role::Assistant));
+        let decode_started = Instant::now();
+        let mut last_metrics = Instant::now();
+        let mut recent = RecentRate::default();
+        let mut stop = StopReason::Length;
+        let mut interrupt = Interrupt::None;
+        for _ in 0..max_new_tokens {
+            let token = self.sampler.sample(&logits)?;
+            if stats.decode_tokens == 0 {
+                stats.time_to_first_token_ms = ms_since(submitted);
+            }
+            stats.decode_tokens += 1;
+            stats.decode_ms = ms_since(decode_started);
+            recent.push(Instant::now());
+
+            let step = parser.push(token);
+            out.send(Event::Token {
+                token_id: token,
+                channel: step.channel.clone(),
+                recipient: step.recipient.clone(),
+                delta: step.delta.clone().unwrap_or_default(),
+            });
+            if step.message_ended
+                && let Some(message) = parser.messages().last()
+            {
+                out.send(Event::MessageDone(message.clone()));
+            }
+            if let Some(reason) = step.stop {
+                stop = match reason {
+                    harmony::StopReason::Return => StopReason::Return,
+                    harmony::StopReason::Call => StopReason::Call,
+                    harmony::StopReason::EndOfText => StopReason::EndOfText,
+                };
+                break;
+            }
+            if self.session.len() + 1 >= limit {
+                stop = StopReason::ContextFull;
+                break;
+            }
+            interrupt = self.poll(commands);
+            if !matches!(interrupt, Interrupt::None) {
+                stop = StopReason::Stopped;
+                break;
+            }
+            logits = self.session.feed(&self.model, &[token])?;
+            if last_metrics.elapsed() >= METRICS_INTERVAL {
+                last_metrics = Instant::now();
+                out.send(Event::Metrics(self.metrics_with(
+                    true,
+                    stats,
+                    recent.rate(),
+                )));
+            }
+        }
+        // Keep what arrived, also when stopped mid-message: close the open message.
+        let closed_before = parser.messages().len();
+        if let Some(tail) = parser.finish() {
+            out.send(Event::Token {
+                token_id: 0,
+                channel: parser.messages().last().and_then(|m| m.channel.clone()),
+                recipient: parser.messages().last().and_then(|m| m.recipient.clone()),
+                delta: tail,
+            });
+        }
+        if parser.messages().len() > closed_before
+            && let Some(message) = parser.messages().last()
+        {
+            out.send(Event::MessageDone(message.clone()));
+        }
+        self.end_turn(interrupt, stop, stats, out)
+    }
+
+    fn end_turn(
+        &mut self,
+        interrupt: Interrupt,
+        stop: StopReason,
+        stats: TurnStats,
+        out: &Outbox,
+    ) -> Result<Interrupt, EngineError> {
+        self.last_turn = stats;
+        out.send(Event::TurnDone { stop, stats });
+        out.send(Event::Metrics(self.metrics_with(
+            false,
+            stats,
+            stats.decode_tok_s(),
+        )));
+        Ok(interrupt)
+    }
+
+    /// Takes commands that arrived during a turn: stop/shutdown interrupt it, settings apply
+    /// at once, everything else waits for the turn to end.
+    fn poll(&mut self, commands: &mpsc::Receiver<Command>) -> Interrupt {
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Stop) => return Interrupt::Stop,
+                Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => {
+                    return Interrupt::Shutdown;
+                }
+                Ok(Command::SetEffort(effort)) => self.effort = effort,
+                Ok(Command::SetSampling(sampling)) => {
+                    self.sampling = sampling;
+                    self.sampler = Sampler::new(sampling);
+                }
+                Ok(other) => self.pending.push_back(other),
+                Err(mpsc::TryRecvError::Empty) => return Interrupt::None,
+            }
+        }
+    }
+
+    fn metrics(&mut self, generating: bool, decode_tok_s_now: f64) -> MetricsSample {
+        self.metrics_with(generating, self.last_turn, decode_tok_s_now)
+    }
+
+    fn metrics_with(
+        &mut self,
+        generating: bool,
+        turn: TurnStats,
+        decode_tok_s_now: f64,
+    ) -> MetricsSample {
+        let mut memory = self.probe.sample();
+        memory.model_bytes = self.model.weight_bytes();
+        memory.kv_cache_bytes = self.session.cache_bytes();
+        MetricsSample {
+            memory,
+            context_used: self.session.len(),
+            context_limit: self.info.context_limit,
+            turn,
+            decode_tok_s_now,
+            generating,
+        }
+    }
+}
+
+/// Decode speed over roughly the last second.
+#[derive(Default)]
+struct RecentRate {
+    stamps: VecDeque<Instant>,
+}
+
+impl RecentRate {
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    fn push(&mut self, now: Instant) {
+        self.stamps.push_back(now);
+        while let Some(first) = self.stamps.front() {
+            if now.duration_since(*first) > Self::WINDOW && self.stamps.len() > 2 {
+                self.stamps.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        match (self.stamps.front(), self.stamps.back()) {
+            (Some(first), Some(last)) if self.stamps.len() > 1 => {
+                let seconds = last.duration_since(*first).as_secs_f64();
+                if seconds > 0.0 {
+                    (self.stamps.len() - 1) as f64 / seconds
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// Makes the system message ask for `effort` (the conversation may carry another one).
+fn set_reasoning_effort(conversation: &mut Conversation, effort: ReasoningEffort) {
+    for message in conversation
+        .messages
+        .iter_mut()
+        .filter(|m| m.role == Role::System)
+    {
+        for content in &mut message.content {
+            if let Content::SystemContent(system) = content {
+                system.reasoning_effort = Some(effort);
+            }
+        }
+    }
+}
+
+fn ms_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
 }

@@ -71,6 +71,9 @@ impl Header {
     }
 }
 
+/// Past this many tokens without `<|message|>`, a header is taken to be text.
+const MAX_HEADER_TOKENS: usize = 48;
+
 #[derive(Debug, Clone)]
 enum State {
     /// Between messages.
@@ -215,7 +218,11 @@ impl StreamParser {
                     }
                 } else {
                     tokens.push(token);
-                    self.state = State::Header { role, tokens };
+                    if tokens.len() > MAX_HEADER_TOKENS {
+                        self.state = self.header_overflow_to_content(&tokens, role, &mut step);
+                    } else {
+                        self.state = State::Header { role, tokens };
+                    }
                 }
             }
             State::Content {
@@ -290,6 +297,36 @@ impl StreamParser {
                 self.messages.push(message(&header, text));
                 (!tail.is_empty()).then_some(tail)
             }
+        }
+    }
+
+    /// No header is this long: the model is writing text without one (or lost its
+    /// `<|message|>`). Show what it wrote as content now instead of holding it back until the
+    /// message ends; a character cut at the boundary is completed by the next token.
+    fn header_overflow_to_content(
+        &self,
+        tokens: &[u32],
+        role: Option<Role>,
+        step: &mut ParserStep,
+    ) -> State {
+        let bytes = self.tokenizer.decode_bytes(tokens);
+        let complete_len = match std::str::from_utf8(&bytes) {
+            Err(error) if error.error_len().is_none() => error.valid_up_to(),
+            _ => bytes.len(),
+        };
+        let text = String::from_utf8_lossy(&bytes[..complete_len]);
+        let (header, leftover) = recover_header(&text, role);
+        let mut decoder = Utf8StreamDecoder::new();
+        // Only an incomplete character is left: nothing to show yet.
+        let _held_back = decoder.push(&bytes[complete_len..]);
+        step.message_started = true;
+        if !leftover.is_empty() {
+            step.delta = Some(leftover.clone());
+        }
+        State::Content {
+            header,
+            decoder,
+            text: leftover,
         }
     }
 
@@ -425,7 +462,8 @@ fn parse_header(text: &str, role: Option<Role>) -> Option<Header> {
 /// present, the rest is the message's text.
 fn recover_header(text: &str, role: Option<Role>) -> (Header, String) {
     let (rest, channel) = take_channel(text);
-    let mut rest = rest.trim();
+    // Only leading whitespace goes: it separated the header words from the text.
+    let mut rest = rest.trim_start();
     let mut header = Header::bare(role.unwrap_or(Role::Assistant));
     let first_word = rest.split(char::is_whitespace).next().unwrap_or("");
     let role_from_text = match role {
@@ -480,8 +518,8 @@ mod tests {
             recover_header("<|channel|>analysis I must refuse", Some(Role::Assistant));
         assert_eq!(header.channel.as_deref(), Some("analysis"));
         assert_eq!(text, "I must refuse");
-        let (header, text) = recover_header("assistant  two  spaces", None);
+        let (header, text) = recover_header("assistant  two  spaces ", None);
         assert_eq!(header.role, Role::Assistant);
-        assert_eq!(text, "two  spaces");
+        assert_eq!(text, "two  spaces ");
     }
 }

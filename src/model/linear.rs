@@ -51,6 +51,26 @@ impl Linear {
         ))
     }
 
+    /// From bf16 values: kept as they are on the CPU when `prefer_bf16`, else a tensor of
+    /// `dtype` (no f32 copy of the whole matrix on the way).
+    pub fn from_bf16(
+        values: Vec<bf16>,
+        rows: usize,
+        cols: usize,
+        dtype: DType,
+        device: &Device,
+        prefer_bf16: bool,
+    ) -> candle_core::Result<Self> {
+        if prefer_bf16 && device.is_cpu() {
+            return Ok(Self::Bf16Cpu { values, rows, cols });
+        }
+        Ok(Self::Tensor(
+            Tensor::from_vec(values, (rows, cols), &Device::Cpu)?
+                .to_dtype(dtype)?
+                .to_device(device)?,
+        ))
+    }
+
     /// Bytes the weight occupies.
     pub fn bytes(&self) -> u64 {
         match self {
@@ -90,21 +110,7 @@ fn bf16_matmul(w: &[bf16], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec
                 let r = task * ROWS_PER_TASK + k;
                 let row = &w[r * cols..][..cols];
                 for (t, out) in dst_row.iter_mut().enumerate() {
-                    let xs = &x[t * cols..][..cols];
-                    let mut acc = [0f32; 16];
-                    let mut wc = row.chunks_exact(16);
-                    let mut xc = xs.chunks_exact(16);
-                    for (wv, xv) in (&mut wc).zip(&mut xc) {
-                        for l in 0..16 {
-                            // bf16 -> f32 is a shift of the bits.
-                            acc[l] += f32::from_bits((wv[l].to_bits() as u32) << 16) * xv[l];
-                        }
-                    }
-                    let mut sum: f32 = acc.iter().sum();
-                    for (wv, xv) in wc.remainder().iter().zip(xc.remainder()) {
-                        sum += wv.to_f32() * xv;
-                    }
-                    *out = sum;
+                    *out = dot(row, &x[t * cols..][..cols]);
                 }
             }
         });
@@ -118,6 +124,41 @@ fn bf16_matmul(w: &[bf16], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec
         }
     }
     out
+}
+
+/// bf16 `w` . f32 `x`, accumulated in f32.
+fn dot(w: &[bf16], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // Safety: the CPU supports AVX2, checked just above.
+        return unsafe { dot_avx2(w, x) };
+    }
+    dot_generic(w, x)
+}
+
+/// [`dot_generic`] compiled with AVX2 enabled (the default x86-64 target has SSE2 only).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(w: &[bf16], x: &[f32]) -> f32 {
+    dot_generic(w, x)
+}
+
+#[inline(always)]
+fn dot_generic(w: &[bf16], x: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut wc = w.chunks_exact(16);
+    let mut xc = x.chunks_exact(16);
+    for (wv, xv) in (&mut wc).zip(&mut xc) {
+        for l in 0..16 {
+            // bf16 -> f32 is a shift of the bits.
+            acc[l] += f32::from_bits((wv[l].to_bits() as u32) << 16) * xv[l];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (wv, xv) in wc.remainder().iter().zip(xc.remainder()) {
+        sum += wv.to_f32() * xv;
+    }
+    sum
 }
 
 #[cfg(test)]

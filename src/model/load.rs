@@ -26,6 +26,12 @@ pub(super) enum HostLinear {
     Q4_0(Vec<u8>),
 }
 
+/// A dense matrix on the host, in the dtype it came in.
+pub(super) enum HostDense {
+    Bf16(Vec<half::bf16>),
+    F32(Vec<f32>),
+}
+
 /// One expert on the host.
 pub(super) struct HostExpert {
     /// [2I, H]: gate rows then up rows.
@@ -180,11 +186,25 @@ impl<'a> Builder<'a> {
         embedding_bytes: HostBytes,
         embedding_dtype: Dtype,
         norm: Vec<f32>,
-        lm_head: Vec<f32>,
+        lm_head: HostDense,
     ) -> Result<GptOss, ModelError> {
         let c = self.config;
         let norm = self.dense(norm, c.hidden_size)?;
-        let lm_head = self.linear16(lm_head, c.vocab_size, c.hidden_size)?;
+        let lm_head = match lm_head {
+            HostDense::Bf16(values) => {
+                let linear = Linear::from_bf16(
+                    values,
+                    c.vocab_size,
+                    c.hidden_size,
+                    self.dtype,
+                    self.device,
+                    self.precision == Precision::Default,
+                )?;
+                self.bytes += linear.bytes();
+                linear
+            }
+            HostDense::F32(values) => self.linear16(values, c.vocab_size, c.hidden_size)?,
+        };
         let embedding = Embedding {
             dtype: embedding_dtype,
             hidden: c.hidden_size,
@@ -234,9 +254,20 @@ pub(super) fn load(
     let norm = ckpt
         .get("model.norm.weight", "the final norm")?
         .to_f32(&[hidden])?;
-    let lm_head = ckpt
-        .get("lm_head.weight", "the untied output projection")?
-        .to_f32(&[vocab, hidden])?;
+    let lm_head_raw = ckpt.get("lm_head.weight", "the untied output projection")?;
+    lm_head_raw.expect_shape(&[vocab, hidden])?;
+    // bf16 as stored (no f32 copy of the largest matrix); other dtypes through f32.
+    let lm_head = if lm_head_raw.dtype == Dtype::BF16 {
+        HostDense::Bf16(
+            lm_head_raw
+                .bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        )
+    } else {
+        HostDense::F32(lm_head_raw.to_f32(&[vocab, hidden])?)
+    };
     builder.finish(layout, layers, embedding, embedding_dtype, norm, lm_head)
 }
 

@@ -315,3 +315,40 @@ impl GptOss {
         Ok(x)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_and_cache_can_move_to_the_engine_thread() {
+        fn send<T: Send + 'static>() {}
+        send::<GptOss>();
+        send::<KvCache>();
+    }
+
+    #[test]
+    fn decode_bytes_count_top_k_experts_and_the_kv_cache() -> Result<(), ModelError> {
+        let mut config = Config::gpt_oss_20b().with_layers(2);
+        config.vocab_size = 64;
+        config.hidden_size = 64;
+        config.intermediate_size = 64;
+        config.num_attention_heads = 4;
+        config.num_key_value_heads = 2;
+        config.head_dim = 16;
+        config.num_local_experts = 4;
+        config.num_experts_per_tok = 2;
+        config.sliding_window = 4;
+        let model = GptOss::synthetic(&config, 1, &Device::Cpu, Precision::Default)?;
+        let kv_position = (2 * 2 * 16 * 4) as u64;
+        let at_10 = model.decode_bytes_per_token(10);
+        let at_20 = model.decode_bytes_per_token(20);
+        // Only the full layer grows: 10 more positions of one layer.
+        assert_eq!(at_20 - at_10, 10 * kv_position);
+        // Q4_0 experts: 2 of 4 per layer, 18 bytes per 32 weights, f32 biases.
+        let expert = (3 * 64 * 64 / 32 * 18 + (2 * 64 + 64) * 4) as u64;
+        assert!(at_10 > 2 * 2 * expert);
+        assert!(model.weight_bytes() > at_10);
+        Ok(())
+    }
+}

@@ -60,9 +60,17 @@ impl GptqInt4<'_> {
             ));
         }
         let blocks_per_row = self.in_dim / Q4_0_BLOCK_LEN;
+        let words_per_row = self.in_dim / 8;
         let mut bytes = vec![0u8; self.out_dim * blocks_per_row * Q4_0_BLOCK_BYTES];
+        // One output row's words (8 inputs each), gathered from the [in/8, out] columns.
+        let mut words = vec![0u32; words_per_row];
         for o in 0..self.out_dim {
-            for b in 0..blocks_per_row {
+            for (k, word) in words.iter_mut().enumerate() {
+                *word = self.qweight[k * self.out_dim + o] as u32;
+            }
+            let row = &mut bytes[o * blocks_per_row * Q4_0_BLOCK_BYTES..]
+                [..blocks_per_row * Q4_0_BLOCK_BYTES];
+            for (b, block) in row.chunks_exact_mut(Q4_0_BLOCK_BYTES).enumerate() {
                 let first = b * Q4_0_BLOCK_LEN;
                 let g = first / self.group;
                 let zero = self.zero(g, o);
@@ -71,13 +79,12 @@ impl GptqInt4<'_> {
                         "group {g} of output {o} has zero point {zero}, not 8: only symmetric int4 fits Q4_0"
                     ));
                 }
-                let block =
-                    &mut bytes[(o * blocks_per_row + b) * Q4_0_BLOCK_BYTES..][..Q4_0_BLOCK_BYTES];
                 block[..2].copy_from_slice(&self.scales[g * self.out_dim + o].to_le_bytes());
-                for j in 0..16 {
-                    let low = self.code(o, first + j);
-                    let high = self.code(o, first + j + 16);
-                    block[2 + j] = low | (high << 4);
+                // Inputs 0..16 of the block (low nibbles) and 16..32 (high nibbles).
+                let low = words[4 * b] as u64 | (words[4 * b + 1] as u64) << 32;
+                let high = words[4 * b + 2] as u64 | (words[4 * b + 3] as u64) << 32;
+                for (j, q) in block[2..].iter_mut().enumerate() {
+                    *q = ((low >> (4 * j)) & 0xF) as u8 | ((((high >> (4 * j)) & 0xF) as u8) << 4);
                 }
             }
         }
@@ -114,26 +121,7 @@ pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) 
         .for_each(|(task, dst)| {
             for (k, dst_row) in dst.chunks_mut(m).enumerate() {
                 let r = task * ROWS_PER_TASK + k;
-                let weights = &bytes[r * row_bytes..][..row_bytes];
-                for (b, block) in weights.chunks_exact(Q4_0_BLOCK_BYTES).enumerate() {
-                    let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-                    let mut values = [0f32; Q4_0_BLOCK_LEN];
-                    for j in 0..16 {
-                        values[j] = (block[2 + j] & 0xF) as f32 - 8.0;
-                        values[j + 16] = (block[2 + j] >> 4) as f32 - 8.0;
-                    }
-                    for (t, out) in dst_row.iter_mut().enumerate() {
-                        let xs = &x[t * cols + b * Q4_0_BLOCK_LEN..][..Q4_0_BLOCK_LEN];
-                        // Eight lanes so the loop vectorizes without fast-math.
-                        let mut acc = [0f32; 8];
-                        for (v, xv) in values.chunks_exact(8).zip(xs.chunks_exact(8)) {
-                            for l in 0..8 {
-                                acc[l] += v[l] * xv[l];
-                            }
-                        }
-                        *out += d * acc.iter().sum::<f32>();
-                    }
-                }
+                q4_0_row(&bytes[r * row_bytes..][..row_bytes], x, cols, dst_row);
             }
         });
     if m == 1 {
@@ -146,6 +134,135 @@ pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) 
         }
     }
     out
+}
+
+/// One weight row (Q4_0 blocks) against every row of `x`, into `dst_row` [m].
+fn q4_0_row(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // Safety: the CPU supports AVX-512F, checked just above.
+        return unsafe { q4_0_row_avx512(weights, x, cols, dst_row) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // Safety: the CPU supports AVX2 and FMA, checked just above; slices are bounds-checked
+        // by the callers' layout (`weights` holds cols/32 blocks, `x` holds m rows of cols).
+        return unsafe { q4_0_row_avx2(weights, x, cols, dst_row) };
+    }
+    q4_0_row_generic(weights, x, cols, dst_row)
+}
+
+/// AVX-512 version of [`q4_0_row_avx2`]: 16 lanes, two vectors per block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn q4_0_row_avx512(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert_eq!(weights.len(), cols / Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES);
+    assert!(x.len() >= dst_row.len() * cols);
+    let mask = _mm_set1_epi8(0x0F);
+    let eight = _mm_set1_epi8(8);
+    for (group, outs) in dst_row.chunks_mut(AVX2_TOKENS).enumerate() {
+        let first_token = group * AVX2_TOKENS;
+        let mut acc = [_mm512_setzero_ps(); AVX2_TOKENS];
+        for (b, block) in weights.chunks_exact(Q4_0_BLOCK_BYTES).enumerate() {
+            let d = _mm512_set1_ps(f16::from_le_bytes([block[0], block[1]]).to_f32());
+            // Safety: `block` has 18 bytes, so bytes 2..18 are in bounds.
+            let qs = unsafe { _mm_loadu_si128(block.as_ptr().add(2) as *const __m128i) };
+            let low = _mm_sub_epi8(_mm_and_si128(qs, mask), eight);
+            let high = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), mask), eight);
+            let v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(low));
+            let v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(high));
+            for (t, a) in acc.iter_mut().enumerate().take(outs.len()) {
+                let xs = &x[(first_token + t) * cols + b * Q4_0_BLOCK_LEN..][..Q4_0_BLOCK_LEN];
+                // Safety: `xs` has 32 floats, so the two 16-wide loads are in bounds.
+                let p = xs.as_ptr();
+                let (x0, x1) = unsafe { (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))) };
+                let dot = _mm512_fmadd_ps(v1, x1, _mm512_mul_ps(v0, x0));
+                *a = _mm512_fmadd_ps(dot, d, *a);
+            }
+        }
+        for (out, a) in outs.iter_mut().zip(acc) {
+            *out += _mm512_reduce_add_ps(a);
+        }
+    }
+}
+
+/// Tokens that share one decode of a weight block in [`q4_0_row_avx2`].
+#[cfg(target_arch = "x86_64")]
+const AVX2_TOKENS: usize = 8;
+
+/// AVX2/FMA version of [`q4_0_row_generic`]: nibbles -> i8 -> f32 in registers, one
+/// accumulator vector per token, a horizontal sum per token at the end of the row.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q4_0_row_avx2(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert_eq!(weights.len(), cols / Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES);
+    assert!(x.len() >= dst_row.len() * cols);
+    let mask = _mm_set1_epi8(0x0F);
+    let eight = _mm_set1_epi8(8);
+    for (group, outs) in dst_row.chunks_mut(AVX2_TOKENS).enumerate() {
+        let first_token = group * AVX2_TOKENS;
+        let mut acc = [_mm256_setzero_ps(); AVX2_TOKENS];
+        for (b, block) in weights.chunks_exact(Q4_0_BLOCK_BYTES).enumerate() {
+            let d = _mm256_set1_ps(f16::from_le_bytes([block[0], block[1]]).to_f32());
+            // Safety: `block` has 18 bytes, so bytes 2..18 are in bounds.
+            let qs = unsafe { _mm_loadu_si128(block.as_ptr().add(2) as *const __m128i) };
+            let low = _mm_sub_epi8(_mm_and_si128(qs, mask), eight);
+            let high = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), mask), eight);
+            let v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(low));
+            let v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(low, 8)));
+            let v2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(high));
+            let v3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(high, 8)));
+            for (t, a) in acc.iter_mut().enumerate().take(outs.len()) {
+                let xs = &x[(first_token + t) * cols + b * Q4_0_BLOCK_LEN..][..Q4_0_BLOCK_LEN];
+                // Safety: `xs` has 32 floats, so the four 8-wide loads are in bounds.
+                let p = xs.as_ptr();
+                let (x0, x1, x2, x3) = unsafe {
+                    (
+                        _mm256_loadu_ps(p),
+                        _mm256_loadu_ps(p.add(8)),
+                        _mm256_loadu_ps(p.add(16)),
+                        _mm256_loadu_ps(p.add(24)),
+                    )
+                };
+                let mut dot = _mm256_mul_ps(v0, x0);
+                dot = _mm256_fmadd_ps(v1, x1, dot);
+                dot = _mm256_fmadd_ps(v2, x2, dot);
+                dot = _mm256_fmadd_ps(v3, x3, dot);
+                *a = _mm256_fmadd_ps(dot, d, *a);
+            }
+        }
+        for (out, a) in outs.iter_mut().zip(acc) {
+            let mut lanes = [0f32; 8];
+            // Safety: `lanes` holds 8 floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+            *out += lanes.iter().sum::<f32>();
+        }
+    }
+}
+
+#[inline(always)]
+fn q4_0_row_generic(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
+    for (b, block) in weights.chunks_exact(Q4_0_BLOCK_BYTES).enumerate() {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let mut values = [0f32; Q4_0_BLOCK_LEN];
+        for j in 0..16 {
+            values[j] = (block[2 + j] & 0xF) as f32 - 8.0;
+            values[j + 16] = (block[2 + j] >> 4) as f32 - 8.0;
+        }
+        for (t, out) in dst_row.iter_mut().enumerate() {
+            let xs = &x[t * cols + b * Q4_0_BLOCK_LEN..][..Q4_0_BLOCK_LEN];
+            // Eight lanes so the loop vectorizes without fast-math.
+            let mut acc = [0f32; 8];
+            for (v, xv) in values.chunks_exact(8).zip(xs.chunks_exact(8)) {
+                for l in 0..8 {
+                    acc[l] += v[l] * xv[l];
+                }
+            }
+            *out += d * acc.iter().sum::<f32>();
+        }
+    }
 }
 
 /// E2M1 code -> value (bit 3 is the sign).
@@ -278,22 +395,61 @@ mod tests {
     #[test]
     fn q4_0_matmul_equals_dequantized_matmul() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let (rows, cols, m) = (40, 96, 3);
+        let (rows, cols) = (40, 96);
         let mut bytes = vec![0u8; rows * cols / 32 * Q4_0_BLOCK_BYTES];
         rng.fill(&mut bytes[..]);
         for block in bytes.chunks_exact_mut(Q4_0_BLOCK_BYTES) {
             block[..2]
                 .copy_from_slice(&f16::from_f32(rng.random_range(-0.5f32..0.5)).to_le_bytes());
         }
-        let x: Vec<f32> = (0..m * cols)
-            .map(|_| rng.random_range(-1f32..1.0))
-            .collect();
         let w = q4_0_dequantize(&bytes);
-        let got = q4_0_matmul(&bytes, rows, cols, &x, m);
-        for t in 0..m {
-            for r in 0..rows {
-                let want: f32 = (0..cols).map(|i| w[r * cols + i] * x[t * cols + i]).sum();
-                assert!((got[t * rows + r] - want).abs() < 1e-4, "({t},{r})");
+        for m in [1, 3, 11] {
+            let x: Vec<f32> = (0..m * cols)
+                .map(|_| rng.random_range(-1f32..1.0))
+                .collect();
+            let got = q4_0_matmul(&bytes, rows, cols, &x, m);
+            for t in 0..m {
+                for r in 0..rows {
+                    let want: f32 = (0..cols).map(|i| w[r * cols + i] * x[t * cols + i]).sum();
+                    assert!((got[t * rows + r] - want).abs() < 1e-4, "m={m} ({t},{r})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_simd_variant_equals_the_generic_row() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let cols = 128;
+        let mut weights = vec![0u8; cols / 32 * Q4_0_BLOCK_BYTES];
+        rng.fill(&mut weights[..]);
+        for block in weights.chunks_exact_mut(Q4_0_BLOCK_BYTES) {
+            block[..2]
+                .copy_from_slice(&f16::from_f32(rng.random_range(-0.5f32..0.5)).to_le_bytes());
+        }
+        for m in [1, 9] {
+            let x: Vec<f32> = (0..m * cols)
+                .map(|_| rng.random_range(-1f32..1.0))
+                .collect();
+            let mut want = vec![0f32; m];
+            q4_0_row_generic(&weights, &x, cols, &mut want);
+            #[cfg(target_arch = "x86_64")]
+            {
+                let close = |got: &[f32]| got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4);
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    let mut got = vec![0f32; m];
+                    // Safety: AVX2 and FMA are present (checked above).
+                    unsafe { q4_0_row_avx2(&weights, &x, cols, &mut got) };
+                    assert!(close(&got), "avx2 {got:?} vs {want:?}");
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    let mut got = vec![0f32; m];
+                    // Safety: AVX-512F is present (checked above).
+                    unsafe { q4_0_row_avx512(&weights, &x, cols, &mut got) };
+                    assert!(close(&got), "avx512 {got:?} vs {want:?}");
+                }
             }
         }
     }

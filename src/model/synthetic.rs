@@ -7,7 +7,7 @@ use rand::{Rng, RngCore, SeedableRng};
 
 use super::config::Config;
 use super::error::ModelError;
-use super::load::{Builder, HostExpert, HostLayer, HostLinear};
+use super::load::{Builder, HostDense, HostExpert, HostLayer, HostLinear};
 use super::quant::{Q4_0_BLOCK_BYTES, Q4_0_BLOCK_LEN};
 use super::{GptOss, HostBytes, Layout, Precision};
 
@@ -66,14 +66,17 @@ pub fn build(
         embedding
             .extend_from_slice(&half::bf16::from_f32(rng.random_range(-1.0f32..1.0)).to_le_bytes());
     }
-    let lm_head = bf16_exact(uniform(&mut rng, c.vocab_size * hidden, hidden));
+    let a = (3.0 / hidden as f32).sqrt();
+    let lm_head = (0..c.vocab_size * hidden)
+        .map(|_| half::bf16::from_f32(rng.random_range(-a..a)))
+        .collect();
     builder.finish(
         Layout::Synthetic,
         layers,
         HostBytes::Owned(embedding),
         safetensors::Dtype::BF16,
         vec![1.0; hidden],
-        lm_head,
+        HostDense::Bf16(lm_head),
     )
 }
 

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Makes screenshots/*.png from the real binary on the demo model: drives `ossterm --demo` in
+# tmux at 160x48, captures the panes with colours (capture-pane -e), renders them with
+# scripts/ansi_to_png.py (Pillow + DejaVu Sans Mono).
+#   scripts/screenshots.sh            # all screenshots (needs assets/demo and the engine)
+#   OSSTERM_ARGS="--model /x" scripts/screenshots.sh error   # just the error screen
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --quiet
+BIN="$PWD/target/debug/ossterm"
+OUT="$PWD/screenshots"
+WORK="$(mktemp -d)"
+SOCK="ossterm-shots-$$"
+trap 'tmux -L "$SOCK" kill-server 2>/dev/null || true; rm -rf "$WORK"' EXIT
+mkdir -p "$OUT" "$WORK/data" "$WORK/config"
+ONLY="${1:-all}"
+
+tm() { tmux -L "$SOCK" "$@"; }
+screen() { tm capture-pane -p -t s; }
+wait_for() { # wait_for PATTERN [SECONDS]
+  local deadline=$((SECONDS + ${2:-120}))
+  until screen | grep -qE -- "$1"; do
+    if ((SECONDS > deadline)); then echo "timed out waiting for '$1'" >&2; screen >&2; exit 1; fi
+    sleep 0.2
+  done
+}
+shot() { # shot NAME
+  sleep 0.3 # one more frame
+  tm capture-pane -e -p -t s >"$WORK/$1.txt"
+  python3 scripts/ansi_to_png.py "$WORK/$1.txt" "$OUT/$1.png" --cols 160
+  echo "screenshots/$1.png"
+}
+
+tm -f /dev/null new-session -d -s s -x 160 -y 48 \
+  -e "OSSTERM_DATA_DIR=$WORK/data" -e "OSSTERM_CONFIG_DIR=$WORK/config" -e TERM=xterm-256color \
+  bash --norc --noprofile
+tm set -g default-terminal "tmux-256color"
+tm send-keys -t s "clear; $BIN ${OSSTERM_ARGS:---demo}" Enter
+
+if [ "$ONLY" = error ]; then
+  wait_for "to quit"
+  shot error
+  tm send-keys -t s q
+  exit 0
+fi
+
+wait_for "is ready on"
+tm send-keys -t s -l "Explain what a hash map is, with a short Rust example."
+tm send-keys -t s Enter
+# Mid-answer: reasoning streamed and the answer under way.
+wait_for "● generating"
+wait_for "tok/s · avg [1-9]"
+shot main-mid-answer
+wait_for "tok · [0-9.]+ tok/s" 300
+shot main-answered
+tm send-keys -t s C-r
+shot reasoning-hidden
+tm send-keys -t s C-r Tab Tab
+shot reasoning-focused
+tm send-keys -t s F1
+shot help
+tm send-keys -t s Escape C-l
+wait_for "Chats"
+shot chats
+tm send-keys -t s Escape C-q

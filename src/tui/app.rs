@@ -1,0 +1,1048 @@
+//! The app's state and its one `update` function: keys, paste, mouse and engine events go in;
+//! state changes, and the effects the driver must perform (engine commands, saves, clipboard)
+//! come out as data. Nothing here does IO, so every behaviour is testable with scripted events.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use ratatui::layout::{Position, Rect};
+
+use super::doc::{DocKind, StreamDoc};
+use super::input::InputBox;
+use super::keys::{Action, KeyMap};
+use super::markdown;
+use super::theme::Theme;
+use crate::engine::protocol::{MetricsSample, ModelInfo};
+use crate::engine::{Command, Event, StopReason, TurnStats};
+use crate::harmony::{
+    Content, Conversation, DeveloperContent, Message, ReasoningEffort, Role, SystemContent,
+};
+use crate::store::{ChatMeta, ChatSnapshot, ChatSummary, TurnRecord};
+
+/// Tokens one answer may generate at most (the context limit usually ends it first).
+pub const MAX_NEW_TOKENS: usize = 32_768;
+/// Decode-speed points kept for the sparkline (about a minute at two samples a second).
+pub const SPEED_HISTORY_LEN: usize = 120;
+/// Lines one wheel notch or scroll key moves.
+const SCROLL_STEP_LINES: usize = 3;
+
+/// Everything the app reacts to.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Key(KeyEvent),
+    Paste(String),
+    Mouse(MouseEvent),
+    Resize,
+    Engine(Event),
+}
+
+/// What the driver must do after an update.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send a command to the engine thread.
+    Engine(CommandKind),
+    /// Save this chat (atomically).
+    Save(Box<ChatSnapshot>),
+    /// Put text on the clipboard (OSC 52).
+    Copy(String),
+    /// Write the chat as Markdown to this path (or a default one when `None`).
+    Export(Box<ChatSnapshot>, Option<PathBuf>),
+    /// Read the saved chats and hand them to `App::show_chat_list`.
+    ListChats,
+    /// Load a saved chat and hand it to `App::open_chat`.
+    OpenChat(String),
+    /// Delete a saved chat, then list again.
+    DeleteChat(String),
+    /// Leave the app.
+    Quit,
+}
+
+/// `engine::Command` without the non-comparable parts, so tests can match effects; the
+/// driver turns it into a real command with `into_command`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandKind {
+    Submit(Conversation),
+    Stop,
+    SetEffort(ReasoningEffort),
+    NewChat,
+    SetContextLimit(usize),
+}
+
+impl CommandKind {
+    /// The engine command.
+    pub fn into_command(self) -> Command {
+        match self {
+            CommandKind::Submit(conversation) => Command::Submit {
+                conversation,
+                max_new_tokens: MAX_NEW_TOKENS,
+            },
+            CommandKind::Stop => Command::Stop,
+            CommandKind::SetEffort(e) => Command::SetEffort(e),
+            CommandKind::NewChat => Command::NewChat,
+            CommandKind::SetContextLimit(n) => Command::SetContextLimit(n),
+        }
+    }
+}
+
+/// The model's state, for the status line and the loading screen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelState {
+    Loading {
+        stage: String,
+        done_bytes: u64,
+        total_bytes: u64,
+    },
+    Ready(ModelInfo),
+    Failed,
+}
+
+/// The panes focus moves between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Input,
+    Chat,
+    Reasoning,
+    Metrics,
+}
+
+/// A popup drawn over the panes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overlay {
+    None,
+    Help,
+    /// An error with what to do; fatal ones stay until quit.
+    Error {
+        message: String,
+        fatal: bool,
+    },
+    /// Saved chats; `selected` indexes `chats`.
+    Chats {
+        chats: Vec<ChatSummary>,
+        selected: usize,
+    },
+}
+
+/// One assistant turn as shown: reasoning, tool calls/preambles, answer and stats.
+#[derive(Debug, Clone)]
+pub struct AssistantTurn {
+    pub reasoning: StreamDoc,
+    pub answer: StreamDoc,
+    /// Commentary-channel lines (tool calls, preambles).
+    pub commentary: Vec<String>,
+    pub prefill: Option<TurnStats>,
+    pub stats: Option<TurnStats>,
+    pub stop: Option<StopReason>,
+}
+
+/// One item of the chat pane.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    User(StreamDoc),
+    Assistant(Box<AssistantTurn>),
+}
+
+/// Live metrics from the engine.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub latest: Option<MetricsSample>,
+    /// Recent decode tok/s, oldest first.
+    pub decode_history: VecDeque<f64>,
+}
+
+impl Metrics {
+    fn push(&mut self, sample: MetricsSample) {
+        if sample.generating {
+            if self.decode_history.len() == SPEED_HISTORY_LEN {
+                self.decode_history.pop_front();
+            }
+            self.decode_history.push_back(sample.decode_tok_s_now);
+        }
+        self.latest = Some(sample);
+    }
+}
+
+/// Context used as a percentage of the limit (0 when the limit is unknown).
+pub fn context_percent(used: usize, limit: usize) -> f64 {
+    if limit == 0 {
+        0.0
+    } else {
+        used as f64 * 100.0 / limit as f64
+    }
+}
+
+/// The message being streamed, until `MessageDone` replaces it with the engine's.
+#[derive(Debug, Clone, Default)]
+struct PendingMessage {
+    channel: Option<String>,
+    recipient: Option<String>,
+    text: String,
+}
+
+/// Where the panes were last drawn (for mouse hit-testing and page sizes).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PaneRects {
+    pub chat: Rect,
+    pub reasoning: Option<Rect>,
+    pub metrics: Rect,
+    pub input: Rect,
+}
+
+/// The whole app state.
+pub struct App {
+    pub theme: Theme,
+    pub keymap: KeyMap,
+    pub model: ModelState,
+    pub effort: ReasoningEffort,
+    pub developer_instructions: String,
+    pub chat_id: String,
+    pub meta: ChatMeta,
+    /// The conversation without system/developer messages (those are built per submit).
+    pub messages: Vec<Message>,
+    pub entries: Vec<Entry>,
+    pub generating: bool,
+    pending: PendingMessage,
+    pub input: InputBox,
+    pub focus: Pane,
+    pub overlay: Overlay,
+    pub show_reasoning: bool,
+    pub expand_earlier_reasoning: bool,
+    /// Lines the help overlay is scrolled down.
+    pub help_scroll: u16,
+    /// Lines scrolled up from the bottom (0 follows new text).
+    pub chat_scroll: usize,
+    pub reasoning_scroll: usize,
+    /// Width of the chat pane in percent of the screen.
+    pub chat_width_percent: u16,
+    pub metrics: Metrics,
+    /// A one-line message under the input (copied, saved, usage hints).
+    pub notice: Option<String>,
+    /// "2026-11-27", for the system message.
+    pub today: String,
+    pub quit: bool,
+    /// Set by drawing; read by mouse and paging.
+    pub rects: Cell<PaneRects>,
+}
+
+/// The parts of `App` that come from settings.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    pub theme: Theme,
+    pub keymap: KeyMap,
+    pub effort: ReasoningEffort,
+    pub developer_instructions: String,
+    pub chat_id: String,
+    pub today: String,
+}
+
+/// Parses "low", "medium", "high".
+pub fn parse_effort(text: &str) -> Option<ReasoningEffort> {
+    crate::config::parse_effort(text.trim()).ok()
+}
+
+pub use crate::config::effort_name;
+
+fn text_message(role: Role, channel: Option<&str>, text: &str) -> Message {
+    let mut message = Message::from_role_and_content(role, Content::text(text));
+    message.channel = channel.map(str::to_string);
+    message
+}
+
+/// The text of a message's content (system/developer content has none).
+pub fn message_text(message: &Message) -> String {
+    message.text()
+}
+
+/// The harmony system message: identity, knowledge cutoff, today's date, reasoning effort and
+/// the required channels (openai_harmony's defaults plus effort and date).
+pub fn system_message(effort: ReasoningEffort, today: &str) -> Message {
+    Message::system(
+        SystemContent::new()
+            .with_reasoning_effort(effort)
+            .with_conversation_start_date(today),
+    )
+}
+
+/// The developer message carrying the user's instructions.
+fn developer_message(instructions: &str) -> Message {
+    Message::developer(DeveloperContent::new().with_instructions(instructions))
+}
+
+impl App {
+    /// A new app with an empty chat, waiting for the engine to load.
+    pub fn new(options: AppOptions) -> Self {
+        let now = chrono::Utc::now().to_rfc3339();
+        Self {
+            theme: options.theme,
+            keymap: options.keymap,
+            model: ModelState::Loading {
+                stage: "starting".into(),
+                done_bytes: 0,
+                total_bytes: 0,
+            },
+            effort: options.effort,
+            developer_instructions: options.developer_instructions,
+            chat_id: options.chat_id,
+            meta: ChatMeta {
+                created: now.clone(),
+                updated: now,
+                ..ChatMeta::default()
+            },
+            messages: Vec::new(),
+            entries: Vec::new(),
+            generating: false,
+            pending: PendingMessage::default(),
+            input: InputBox::default(),
+            focus: Pane::Input,
+            overlay: Overlay::None,
+            show_reasoning: true,
+            expand_earlier_reasoning: false,
+            help_scroll: 0,
+            chat_scroll: 0,
+            reasoning_scroll: 0,
+            chat_width_percent: 60,
+            metrics: Metrics::default(),
+            notice: None,
+            today: options.today,
+            quit: false,
+            rects: Cell::new(PaneRects::default()),
+        }
+    }
+
+    /// The full conversation: system, developer (when instructions are set), then messages.
+    pub fn conversation(&self) -> Conversation {
+        let mut messages = vec![system_message(self.effort, &self.today)];
+        if !self.developer_instructions.trim().is_empty() {
+            messages.push(developer_message(self.developer_instructions.trim()));
+        }
+        messages.extend(self.messages.iter().cloned());
+        Conversation { messages }
+    }
+
+    /// What to save now.
+    pub fn snapshot(&self) -> ChatSnapshot {
+        ChatSnapshot {
+            id: self.chat_id.clone(),
+            meta: self.meta.clone(),
+            conversation: self.conversation(),
+        }
+    }
+
+    fn save(&self) -> Effect {
+        Effect::Save(Box::new(self.snapshot()))
+    }
+
+    /// The assistant turn being streamed (or the last one).
+    pub fn last_turn(&self) -> Option<&AssistantTurn> {
+        self.entries.iter().rev().find_map(|e| match e {
+            Entry::Assistant(t) => Some(t.as_ref()),
+            Entry::User(_) => None,
+        })
+    }
+
+    fn last_turn_mut(&mut self) -> Option<&mut AssistantTurn> {
+        match self.entries.last_mut() {
+            Some(Entry::Assistant(t)) => Some(t.as_mut()),
+            _ => None,
+        }
+    }
+
+    fn new_turn(&self) -> Entry {
+        Entry::Assistant(Box::new(AssistantTurn {
+            reasoning: StreamDoc::new(DocKind::Plain, self.theme.reasoning),
+            answer: StreamDoc::new(DocKind::Markdown, self.theme.text),
+            commentary: Vec::new(),
+            prefill: None,
+            stats: None,
+            stop: None,
+        }))
+    }
+
+    /// Handles one input; returns what the driver must do.
+    pub fn update(&mut self, input: Input) -> Vec<Effect> {
+        match input {
+            Input::Key(key) => self.key(key),
+            Input::Paste(text) => {
+                self.input.insert(&text);
+                self.focus = Pane::Input;
+                Vec::new()
+            }
+            Input::Mouse(mouse) => {
+                self.mouse(mouse);
+                Vec::new()
+            }
+            Input::Resize => Vec::new(),
+            Input::Engine(event) => self.engine_event(event),
+        }
+    }
+
+    // ─── Engine events ───
+
+    fn engine_event(&mut self, event: Event) -> Vec<Effect> {
+        match event {
+            Event::LoadProgress {
+                stage,
+                done_bytes,
+                total_bytes,
+            } => {
+                self.model = ModelState::Loading {
+                    stage,
+                    done_bytes,
+                    total_bytes,
+                };
+                Vec::new()
+            }
+            Event::Ready(info) => {
+                self.model = ModelState::Ready(info);
+                Vec::new()
+            }
+            Event::PrefillDone { stats } => {
+                if let Some(turn) = self.last_turn_mut() {
+                    turn.prefill = Some(stats);
+                }
+                Vec::new()
+            }
+            Event::Token {
+                channel,
+                recipient,
+                delta,
+                ..
+            } => {
+                self.token(channel, recipient, &delta);
+                Vec::new()
+            }
+            Event::MessageDone(message) => {
+                self.pending = PendingMessage::default();
+                let theme = self.theme.clone();
+                if let Some(turn) = self.last_turn_mut() {
+                    turn.reasoning.finish(&theme);
+                    turn.answer.finish(&theme);
+                }
+                self.messages.push(message);
+                vec![self.save()]
+            }
+            Event::TurnDone { stop, stats } => self.turn_done(stop, stats),
+            Event::Metrics(sample) => {
+                self.metrics.push(sample);
+                Vec::new()
+            }
+            Event::Error { message, fatal } => {
+                if fatal {
+                    self.model = ModelState::Failed;
+                    self.generating = false;
+                }
+                self.overlay = Overlay::Error { message, fatal };
+                Vec::new()
+            }
+        }
+    }
+
+    fn token(&mut self, channel: Option<String>, recipient: Option<String>, delta: &str) {
+        if !self.generating {
+            return;
+        }
+        let starts_message = self.pending.text.is_empty()
+            && (self.pending.channel != channel || self.pending.recipient != recipient);
+        if starts_message || self.pending.channel != channel {
+            self.pending.channel = channel.clone();
+            self.pending.recipient = recipient.clone();
+        }
+        self.pending.text.push_str(delta);
+        let theme = self.theme.clone();
+        let Some(turn) = self.last_turn_mut() else {
+            return;
+        };
+        match channel.as_deref() {
+            Some("analysis") => turn.reasoning.push(delta, &theme),
+            Some("commentary") => {
+                if starts_message || turn.commentary.is_empty() {
+                    let to = recipient
+                        .as_deref()
+                        .map(|r| format!("→ {r}: "))
+                        .unwrap_or_default();
+                    turn.commentary.push(to);
+                }
+                if let Some(line) = turn.commentary.last_mut() {
+                    line.push_str(delta);
+                }
+            }
+            _ => turn.answer.push(delta, &theme),
+        }
+    }
+
+    fn turn_done(&mut self, stop: StopReason, stats: TurnStats) -> Vec<Effect> {
+        self.generating = false;
+        // A message cut short (stop, length, full context) never gets MessageDone: keep what
+        // arrived so the chat shows and saves it.
+        let pending = std::mem::take(&mut self.pending);
+        if !pending.text.is_empty() {
+            let mut message =
+                text_message(Role::Assistant, pending.channel.as_deref(), &pending.text);
+            message.recipient = pending.recipient;
+            self.messages.push(message);
+        }
+        let theme = self.theme.clone();
+        if let Some(turn) = self.last_turn_mut() {
+            turn.reasoning.finish(&theme);
+            turn.answer.finish(&theme);
+            turn.stop = Some(stop);
+            turn.stats = Some(stats);
+        }
+        self.meta.turns.push(TurnRecord {
+            messages_after: self.messages.len(),
+            stop,
+            stats,
+        });
+        self.meta.updated = chrono::Utc::now().to_rfc3339();
+        vec![self.save()]
+    }
+
+    // ─── Keys ───
+
+    fn key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        if key.kind == KeyEventKind::Release {
+            return Vec::new();
+        }
+        let action = self.keymap.action_for(&key);
+        match &self.overlay {
+            Overlay::Help => {
+                match key.code {
+                    KeyCode::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
+                    KeyCode::Down => self.help_scroll = self.help_scroll.saturating_add(1),
+                    KeyCode::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
+                    KeyCode::PageDown => self.help_scroll = self.help_scroll.saturating_add(10),
+                    _ if action == Some(Action::Quit) => return self.quit(),
+                    _ => self.overlay = Overlay::None,
+                }
+                return Vec::new();
+            }
+            Overlay::Error { fatal, .. } => {
+                let fatal = *fatal;
+                if action == Some(Action::Quit) || (fatal && matches!(key.code, KeyCode::Char('q')))
+                {
+                    return self.quit();
+                }
+                if !fatal {
+                    self.overlay = Overlay::None;
+                }
+                return Vec::new();
+            }
+            Overlay::Chats { .. } => return self.chat_list_key(key, action),
+            Overlay::None => {}
+        }
+        if let Some(action) = action {
+            // '?' opens help only when it can't be the start of a question.
+            return self.action(action);
+        }
+        if key.code == KeyCode::Char('?') && self.input.is_empty() {
+            self.overlay = Overlay::Help;
+            return Vec::new();
+        }
+        self.edit(key);
+        Vec::new()
+    }
+
+    fn edit(&mut self, key: KeyEvent) {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Char(c) if !ctrl => {
+                self.input.insert(c.encode_utf8(&mut [0; 4]));
+                self.focus = Pane::Input;
+            }
+            KeyCode::Char('u') if ctrl => {
+                self.input.take();
+            }
+            KeyCode::Backspace => self.input.backspace(),
+            KeyCode::Delete => self.input.delete(),
+            KeyCode::Left => self.input.left(),
+            KeyCode::Right => self.input.right(),
+            KeyCode::Home => self.input.home(),
+            KeyCode::End => self.input.end(),
+            KeyCode::Up => match self.focus {
+                Pane::Input => {
+                    self.input.up();
+                }
+                pane => self.scroll(pane, 1, true),
+            },
+            KeyCode::Down => match self.focus {
+                Pane::Input => {
+                    self.input.down();
+                }
+                pane => self.scroll(pane, 1, false),
+            },
+            _ => {}
+        }
+    }
+
+    fn action(&mut self, action: Action) -> Vec<Effect> {
+        self.notice = None;
+        match action {
+            Action::Send => return self.send(),
+            Action::Newline => self.input.insert("\n"),
+            Action::Stop => {
+                if self.generating {
+                    self.notice = Some("stopping…".into());
+                    return vec![Effect::Engine(CommandKind::Stop)];
+                }
+                self.notice = Some(format!(
+                    "nothing to stop · {} quits",
+                    self.keymap.label(Action::Quit)
+                ));
+            }
+            Action::FocusNext | Action::FocusPrev => self.cycle_focus(action == Action::FocusNext),
+            Action::ScrollUp => self.scroll(self.scroll_target(), SCROLL_STEP_LINES, true),
+            Action::ScrollDown => self.scroll(self.scroll_target(), SCROLL_STEP_LINES, false),
+            Action::PageUp => self.scroll(self.scroll_target(), self.page_lines(), true),
+            Action::PageDown => self.scroll(self.scroll_target(), self.page_lines(), false),
+            Action::ToggleReasoning => {
+                self.show_reasoning = !self.show_reasoning;
+                if !self.show_reasoning && self.focus == Pane::Reasoning {
+                    self.focus = Pane::Chat;
+                }
+            }
+            Action::ToggleEarlierReasoning => {
+                self.expand_earlier_reasoning = !self.expand_earlier_reasoning;
+            }
+            Action::CycleEffort => {
+                self.effort = match self.effort {
+                    ReasoningEffort::Low => ReasoningEffort::Medium,
+                    ReasoningEffort::Medium => ReasoningEffort::High,
+                    ReasoningEffort::High => ReasoningEffort::Low,
+                };
+                self.notice = Some(format!(
+                    "reasoning effort: {} (from the next message)",
+                    effort_name(self.effort)
+                ));
+                return vec![Effect::Engine(CommandKind::SetEffort(self.effort))];
+            }
+            Action::NewChat => return self.new_chat(),
+            Action::Regenerate => return self.regenerate(),
+            Action::CopyAnswer => {
+                let answer = self
+                    .last_turn()
+                    .filter(|t| !t.answer.is_empty())
+                    .map(|t| t.answer.text().to_string());
+                return match answer {
+                    Some(answer) => {
+                        self.notice = Some("copied the last answer".into());
+                        vec![Effect::Copy(answer)]
+                    }
+                    None => {
+                        self.notice = Some("no answer to copy yet".into());
+                        Vec::new()
+                    }
+                };
+            }
+            Action::CopyCode => {
+                let block = self
+                    .last_turn()
+                    .and_then(|t| markdown::code_blocks(t.answer.text()).pop());
+                return match block {
+                    Some(block) => {
+                        self.notice = Some(format!(
+                            "copied a {} code block",
+                            if block.lang.is_empty() {
+                                "plain"
+                            } else {
+                                &block.lang
+                            }
+                        ));
+                        vec![Effect::Copy(block.code)]
+                    }
+                    None => {
+                        self.notice = Some("no code block in the last answer".into());
+                        Vec::new()
+                    }
+                };
+            }
+            Action::ChatList => return vec![Effect::ListChats],
+            Action::Help => {
+                self.help_scroll = 0;
+                self.overlay = Overlay::Help;
+            }
+            Action::Quit => return self.quit(),
+            Action::GrowChat => self.chat_width_percent = (self.chat_width_percent + 5).min(85),
+            Action::ShrinkChat => {
+                self.chat_width_percent = self.chat_width_percent.saturating_sub(5).max(30)
+            }
+        }
+        Vec::new()
+    }
+
+    fn quit(&mut self) -> Vec<Effect> {
+        self.quit = true;
+        let mut effects = Vec::new();
+        if self.generating {
+            effects.push(Effect::Engine(CommandKind::Stop));
+        }
+        if !self.messages.is_empty() {
+            effects.push(self.save());
+        }
+        effects.push(Effect::Quit);
+        effects
+    }
+
+    fn cycle_focus(&mut self, forward: bool) {
+        let mut order = vec![Pane::Input, Pane::Chat];
+        if self.show_reasoning {
+            order.push(Pane::Reasoning);
+        }
+        order.push(Pane::Metrics);
+        let i = order.iter().position(|p| *p == self.focus).unwrap_or(0);
+        let n = order.len();
+        self.focus = order[if forward {
+            (i + 1) % n
+        } else {
+            (i + n - 1) % n
+        }];
+    }
+
+    fn scroll_target(&self) -> Pane {
+        match self.focus {
+            Pane::Reasoning => Pane::Reasoning,
+            _ => Pane::Chat,
+        }
+    }
+
+    fn page_lines(&self) -> usize {
+        let rects = self.rects.get();
+        let rect = match self.scroll_target() {
+            Pane::Reasoning => rects.reasoning.unwrap_or(rects.chat),
+            _ => rects.chat,
+        };
+        usize::from(rect.height.saturating_sub(3)).max(1)
+    }
+
+    fn scroll(&mut self, pane: Pane, lines: usize, up: bool) {
+        let offset = match pane {
+            Pane::Reasoning => &mut self.reasoning_scroll,
+            _ => &mut self.chat_scroll,
+        };
+        *offset = if up {
+            offset.saturating_add(lines)
+        } else {
+            offset.saturating_sub(lines)
+        };
+    }
+
+    fn mouse(&mut self, mouse: MouseEvent) {
+        let up = match mouse.kind {
+            MouseEventKind::ScrollUp => true,
+            MouseEventKind::ScrollDown => false,
+            _ => return,
+        };
+        let at = Position::new(mouse.column, mouse.row);
+        let rects = self.rects.get();
+        let pane = if rects.reasoning.is_some_and(|r| r.contains(at)) {
+            Pane::Reasoning
+        } else {
+            Pane::Chat
+        };
+        self.scroll(pane, SCROLL_STEP_LINES, up);
+    }
+
+    // ─── Sending ───
+
+    fn send(&mut self) -> Vec<Effect> {
+        let text = self.input.text().trim().to_string();
+        if text.is_empty() {
+            return Vec::new();
+        }
+        if text.starts_with('/') {
+            self.input.take();
+            return self.slash_command(&text);
+        }
+        if self.generating {
+            self.notice = Some(format!(
+                "still answering: wait, or press {} to stop",
+                self.keymap.label(Action::Stop)
+            ));
+            return Vec::new();
+        }
+        if !matches!(self.model, ModelState::Ready(_)) {
+            self.notice = Some("the model is not loaded yet; your message stays in the box".into());
+            return Vec::new();
+        }
+        self.input.take();
+        if self.meta.title.is_empty() {
+            self.meta.title = title_from(&text);
+        }
+        self.messages.push(text_message(Role::User, None, &text));
+        self.entries.push(Entry::User(StreamDoc::finished(
+            DocKind::Plain,
+            self.theme.text,
+            &text,
+            &self.theme,
+        )));
+        self.submit()
+    }
+
+    fn submit(&mut self) -> Vec<Effect> {
+        self.entries.push(self.new_turn());
+        self.generating = true;
+        self.pending = PendingMessage::default();
+        self.chat_scroll = 0;
+        self.reasoning_scroll = 0;
+        self.meta.updated = chrono::Utc::now().to_rfc3339();
+        vec![
+            self.save(),
+            Effect::Engine(CommandKind::Submit(self.conversation())),
+        ]
+    }
+
+    fn regenerate(&mut self) -> Vec<Effect> {
+        if self.generating || !matches!(self.model, ModelState::Ready(_)) {
+            return Vec::new();
+        }
+        let Some(last_user) = self.messages.iter().rposition(|m| m.role == Role::User) else {
+            self.notice = Some("nothing to regenerate".into());
+            return Vec::new();
+        };
+        self.messages.truncate(last_user + 1);
+        let kept = self.messages.len();
+        self.meta.turns.retain(|t| t.messages_after <= kept);
+        if matches!(self.entries.last(), Some(Entry::Assistant(_))) {
+            self.entries.pop();
+        }
+        self.submit()
+    }
+
+    fn new_chat(&mut self) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if self.generating {
+            effects.push(Effect::Engine(CommandKind::Stop));
+        }
+        if !self.messages.is_empty() {
+            effects.push(self.save());
+        }
+        self.reset_chat(crate::store::new_chat_id(), ChatMeta::default());
+        effects.push(Effect::Engine(CommandKind::NewChat));
+        self.notice = Some("new chat".into());
+        effects
+    }
+
+    fn reset_chat(&mut self, id: String, meta: ChatMeta) {
+        let now = chrono::Utc::now().to_rfc3339();
+        self.chat_id = id;
+        self.meta = ChatMeta {
+            created: if meta.created.is_empty() {
+                now.clone()
+            } else {
+                meta.created.clone()
+            },
+            updated: if meta.updated.is_empty() {
+                now
+            } else {
+                meta.updated.clone()
+            },
+            ..meta
+        };
+        self.messages.clear();
+        self.entries.clear();
+        self.generating = false;
+        self.pending = PendingMessage::default();
+        self.chat_scroll = 0;
+        self.reasoning_scroll = 0;
+    }
+
+    fn slash_command(&mut self, line: &str) -> Vec<Effect> {
+        let (command, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        match command {
+            "/new" => return self.new_chat(),
+            "/chats" => return vec![Effect::ListChats],
+            "/help" => self.overlay = Overlay::Help,
+            "/quit" => return self.quit(),
+            "/ctx" => match rest.parse::<usize>() {
+                Ok(n) if n > 0 => {
+                    self.notice = Some(format!("context limit: {n} tokens"));
+                    return vec![Effect::Engine(CommandKind::SetContextLimit(n))];
+                }
+                _ => self.notice = Some("usage: /ctx TOKENS (e.g. /ctx 16384)".into()),
+            },
+            "/effort" => match parse_effort(rest) {
+                Some(effort) => {
+                    self.effort = effort;
+                    self.notice = Some(format!("reasoning effort: {}", effort_name(effort)));
+                    return vec![Effect::Engine(CommandKind::SetEffort(effort))];
+                }
+                None => self.notice = Some("usage: /effort low|medium|high".into()),
+            },
+            "/system" => {
+                if rest.is_empty() {
+                    // Put the current instructions in the box to edit them.
+                    self.input
+                        .set(&format!("/system {}", self.developer_instructions));
+                    self.notice = Some(
+                        "edit the instructions and press Enter (/system - clears them)".into(),
+                    );
+                } else {
+                    self.developer_instructions = if rest == "-" {
+                        String::new()
+                    } else {
+                        rest.to_string()
+                    };
+                    self.notice = Some(
+                        "developer instructions set (they apply from the next message)".into(),
+                    );
+                    if !self.messages.is_empty() {
+                        return vec![self.save()];
+                    }
+                }
+            }
+            "/export" => {
+                let path = (!rest.is_empty()).then(|| PathBuf::from(rest));
+                return vec![Effect::Export(Box::new(self.snapshot()), path)];
+            }
+            "/rename" => {
+                if rest.is_empty() {
+                    self.notice = Some("usage: /rename NEW TITLE".into());
+                } else {
+                    self.meta.title = rest.to_string();
+                    self.notice = Some(format!("renamed to '{rest}'"));
+                    return vec![self.save()];
+                }
+            }
+            other => {
+                self.notice = Some(format!(
+                    "unknown command {other}: try /new /chats /ctx /effort /system /export /rename /help"
+                ));
+            }
+        }
+        Vec::new()
+    }
+
+    // ─── Saved chats ───
+
+    /// Shows the saved chats (the driver's answer to `Effect::ListChats`).
+    pub fn show_chat_list(&mut self, chats: Vec<ChatSummary>) {
+        let selected = chats.iter().position(|c| c.id == self.chat_id).unwrap_or(0);
+        self.overlay = Overlay::Chats { chats, selected };
+    }
+
+    fn chat_list_key(&mut self, key: KeyEvent, action: Option<Action>) -> Vec<Effect> {
+        let Overlay::Chats { chats, selected } = &mut self.overlay else {
+            return Vec::new();
+        };
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                *selected = (*selected + 1).min(chats.len().saturating_sub(1));
+            }
+            KeyCode::Enter => {
+                if let Some(chat) = chats.get(*selected) {
+                    let id = chat.id.clone();
+                    self.overlay = Overlay::None;
+                    if id == self.chat_id {
+                        return Vec::new();
+                    }
+                    let mut effects = Vec::new();
+                    if self.generating {
+                        effects.push(Effect::Engine(CommandKind::Stop));
+                    }
+                    effects.push(Effect::OpenChat(id));
+                    return effects;
+                }
+            }
+            KeyCode::Delete | KeyCode::Char('d') => {
+                if let Some(chat) = chats.get(*selected) {
+                    if chat.id == self.chat_id {
+                        self.notice =
+                            Some("this chat is open: start a new chat to delete it".into());
+                        return Vec::new();
+                    }
+                    return vec![Effect::DeleteChat(chat.id.clone())];
+                }
+            }
+            _ if action == Some(Action::Quit) => return self.quit(),
+            _ => self.overlay = Overlay::None,
+        }
+        Vec::new()
+    }
+
+    /// Replaces the chat with a saved one (the driver's answer to `Effect::OpenChat`). The
+    /// engine re-uses whatever prefix of it is still cached.
+    pub fn open_chat(&mut self, chat: ChatSnapshot) {
+        self.reset_chat(chat.id, chat.meta);
+        let mut turn_index = 0;
+        for message in chat.conversation.messages {
+            let text = message_text(&message);
+            match message.role {
+                Role::System => continue,
+                Role::Developer => {
+                    self.developer_instructions = message
+                        .content
+                        .iter()
+                        .find_map(|c| match c {
+                            Content::DeveloperContent(d) => d.instructions.clone(),
+                            Content::Text { text } => Some(text.clone()),
+                            Content::SystemContent(_) => None,
+                        })
+                        .unwrap_or_default();
+                    continue;
+                }
+                Role::User => {
+                    self.entries.push(Entry::User(StreamDoc::finished(
+                        DocKind::Plain,
+                        self.theme.text,
+                        &text,
+                        &self.theme,
+                    )));
+                }
+                Role::Assistant | Role::Tool => {
+                    if !matches!(self.entries.last(), Some(Entry::Assistant(_))) {
+                        let turn = self.new_turn();
+                        self.entries.push(turn);
+                    }
+                    let theme = self.theme.clone();
+                    if let Some(turn) = self.last_turn_mut() {
+                        match message.channel.as_deref() {
+                            Some("analysis") => turn.reasoning.push(&text, &theme),
+                            Some("commentary") => {
+                                let to = message
+                                    .recipient
+                                    .as_deref()
+                                    .map(|r| format!("→ {r}: "))
+                                    .unwrap_or_default();
+                                turn.commentary.push(format!("{to}{text}"));
+                            }
+                            _ if message.role == Role::Tool => {
+                                turn.commentary.push(format!("← {text}"))
+                            }
+                            _ => turn.answer.push(&text, &theme),
+                        }
+                        turn.reasoning.finish(&theme);
+                        turn.answer.finish(&theme);
+                    }
+                }
+            }
+            self.messages.push(message);
+            // Attach stats to the turn they belong to.
+            while let Some(record) = self.meta.turns.get(turn_index) {
+                if record.messages_after > self.messages.len() {
+                    break;
+                }
+                turn_index += 1;
+                let record = *record;
+                if let Some(turn) = self.last_turn_mut() {
+                    turn.stats = Some(record.stats);
+                    turn.stop = Some(record.stop);
+                }
+            }
+        }
+        self.notice = Some(format!("opened '{}'", self.meta.title));
+    }
+}
+
+fn title_from(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    let mut title: String = line.chars().take(48).collect();
+    if line.chars().count() > 48 {
+        title.push('…');
+    }
+    title
+}
+
+#[cfg(test)]
+mod tests;

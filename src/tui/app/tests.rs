@@ -1,0 +1,425 @@
+//! Scripted engine events -> app state. The engine is not involved: events are built by hand
+//! exactly as the engine sends them.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::*;
+use crate::engine::protocol::{MemorySample, ModelInfo};
+
+fn app() -> App {
+    let mut app = App::new(AppOptions {
+        theme: Theme::default(),
+        keymap: KeyMap::default(),
+        effort: ReasoningEffort::Medium,
+        developer_instructions: String::new(),
+        chat_id: "test-chat".into(),
+        today: "2026-11-27".into(),
+    });
+    app.update(Input::Engine(Event::Ready(ModelInfo {
+        name: "demo".into(),
+        device: "cpu".into(),
+        context_limit: 4096,
+        max_context: 131_072,
+    })));
+    app
+}
+
+fn key(code: KeyCode) -> Input {
+    Input::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ctrl(c: char) -> Input {
+    Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        app.update(key(KeyCode::Char(c)));
+    }
+}
+
+fn token(channel: &str, delta: &str) -> Input {
+    Input::Engine(Event::Token {
+        token_id: 0,
+        channel: Some(channel.into()),
+        recipient: None,
+        delta: delta.into(),
+    })
+}
+
+fn message(channel: &str, text: &str) -> Message {
+    text_message(Role::Assistant, Some(channel), text)
+}
+
+fn stats(decode_tokens: usize, decode_ms: f64) -> TurnStats {
+    TurnStats {
+        prefill_tokens: 100,
+        cached_tokens: 20,
+        prefill_ms: 50.0,
+        decode_tokens,
+        decode_ms,
+        time_to_first_token_ms: 75.0,
+    }
+}
+
+fn system_content(conversation: &Conversation) -> &SystemContent {
+    match &conversation.messages[0].content[..] {
+        [Content::SystemContent(c)] => c,
+        other => panic!("not a system message: {other:?}"),
+    }
+}
+
+fn submitted(effects: &[Effect]) -> Option<&Conversation> {
+    effects.iter().find_map(|e| match e {
+        Effect::Engine(CommandKind::Submit(c)) => Some(c),
+        _ => None,
+    })
+}
+
+fn saves(effects: &[Effect]) -> usize {
+    effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Save(_)))
+        .count()
+}
+
+/// Sends "hi" and streams a full turn: reasoning, then a final answer.
+fn full_turn(app: &mut App) {
+    type_text(app, "hi");
+    app.update(key(KeyCode::Enter));
+    app.update(token("analysis", "User says hi."));
+    app.update(token("analysis", " Reply."));
+    app.update(Input::Engine(Event::MessageDone(message(
+        "analysis",
+        "User says hi. Reply.",
+    ))));
+    app.update(token("final", "Hello"));
+    app.update(token("final", "!"));
+    app.update(Input::Engine(Event::MessageDone(message(
+        "final", "Hello!",
+    ))));
+    app.update(Input::Engine(Event::TurnDone {
+        stop: StopReason::Return,
+        stats: stats(12, 600.0),
+    }));
+}
+
+#[test]
+fn submit_sends_the_whole_conversation_and_saves() {
+    let mut app = app();
+    type_text(&mut app, "What is Rust?");
+    let effects = app.update(key(KeyCode::Enter));
+    let conversation = submitted(&effects).expect("a submit");
+    assert_eq!(conversation.messages.len(), 2);
+    assert_eq!(conversation.messages[0].role, Role::System);
+    let system = system_content(conversation);
+    assert_eq!(system.reasoning_effort, Some(ReasoningEffort::Medium));
+    assert_eq!(
+        system.conversation_start_date.as_deref(),
+        Some("2026-11-27")
+    );
+    assert_eq!(message_text(&conversation.messages[1]), "What is Rust?");
+    assert_eq!(
+        saves(&effects),
+        1,
+        "the user's message is saved before the answer comes"
+    );
+    assert!(app.generating);
+    assert!(app.input.is_empty());
+    assert_eq!(app.meta.title, "What is Rust?");
+}
+
+#[test]
+fn tokens_go_to_reasoning_and_chat_by_channel() {
+    let mut app = app();
+    full_turn(&mut app);
+    let turn = app.last_turn().unwrap();
+    assert_eq!(turn.reasoning.text(), "User says hi. Reply.");
+    assert_eq!(turn.answer.text(), "Hello!");
+    assert_eq!(turn.stop, Some(StopReason::Return));
+    assert!(!app.generating);
+    // user, analysis, final: exactly what the engine reported, no duplicates.
+    let roles: Vec<_> = app
+        .messages
+        .iter()
+        .map(|m| (m.role, m.channel.clone()))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            (Role::User, None),
+            (Role::Assistant, Some("analysis".into())),
+            (Role::Assistant, Some("final".into()))
+        ]
+    );
+    assert_eq!(app.meta.turns.len(), 1);
+    assert_eq!(app.meta.turns[0].messages_after, 3);
+}
+
+#[test]
+fn commentary_becomes_a_tool_call_line() {
+    let mut app = app();
+    type_text(&mut app, "weather?");
+    app.update(key(KeyCode::Enter));
+    app.update(Input::Engine(Event::Token {
+        token_id: 0,
+        channel: Some("commentary".into()),
+        recipient: Some("functions.get_weather".into()),
+        delta: "{\"city\":\"Oslo\"}".into(),
+    }));
+    assert_eq!(
+        app.last_turn().unwrap().commentary,
+        vec!["→ functions.get_weather: {\"city\":\"Oslo\"}"]
+    );
+}
+
+#[test]
+fn stop_mid_stream_keeps_what_arrived() {
+    let mut app = app();
+    type_text(&mut app, "count");
+    app.update(key(KeyCode::Enter));
+    app.update(token("final", "one two"));
+    let effects = app.update(key(KeyCode::Esc));
+    assert_eq!(effects, vec![Effect::Engine(CommandKind::Stop)]);
+    assert!(app.generating, "still generating until the engine confirms");
+    // A token already in flight still lands.
+    app.update(token("final", " three"));
+    let effects = app.update(Input::Engine(Event::TurnDone {
+        stop: StopReason::Stopped,
+        stats: stats(3, 100.0),
+    }));
+    assert_eq!(saves(&effects), 1);
+    assert_eq!(app.last_turn().unwrap().answer.text(), "one two three");
+    assert_eq!(app.last_turn().unwrap().stop, Some(StopReason::Stopped));
+    let last = app.messages.last().unwrap();
+    assert_eq!(
+        (last.role, last.channel.as_deref()),
+        (Role::Assistant, Some("final"))
+    );
+    assert_eq!(message_text(last), "one two three");
+    // Tokens after the turn ended are ignored.
+    app.update(token("final", " late"));
+    assert_eq!(app.last_turn().unwrap().answer.text(), "one two three");
+}
+
+#[test]
+fn a_second_message_waits_for_the_first_answer() {
+    let mut app = app();
+    type_text(&mut app, "a");
+    app.update(key(KeyCode::Enter));
+    type_text(&mut app, "b");
+    let effects = app.update(key(KeyCode::Enter));
+    assert!(submitted(&effects).is_none());
+    assert_eq!(app.input.text(), "b", "the text stays in the box");
+    assert!(app.notice.as_deref().unwrap().contains("stop"));
+}
+
+#[test]
+fn nothing_is_sent_before_the_model_is_ready() {
+    let mut app = App::new(AppOptions {
+        theme: Theme::default(),
+        keymap: KeyMap::default(),
+        effort: ReasoningEffort::Medium,
+        developer_instructions: String::new(),
+        chat_id: "x".into(),
+        today: "2026-11-27".into(),
+    });
+    type_text(&mut app, "hi");
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(app.input.text(), "hi");
+}
+
+#[test]
+fn regenerate_drops_the_last_answer_and_resubmits() {
+    let mut app = app();
+    full_turn(&mut app);
+    let effects = app.update(ctrl('g'));
+    let conversation = submitted(&effects).expect("a submit");
+    assert_eq!(conversation.messages.last().unwrap().role, Role::User);
+    assert_eq!(app.messages.len(), 1);
+    assert!(app.meta.turns.is_empty());
+    assert_eq!(app.entries.len(), 2, "user entry + a fresh turn");
+    assert!(app.last_turn().unwrap().answer.is_empty());
+}
+
+#[test]
+fn new_chat_saves_the_old_one_and_resets() {
+    let mut app = app();
+    full_turn(&mut app);
+    let old_id = app.chat_id.clone();
+    let effects = app.update(ctrl('n'));
+    let saved = effects.iter().find_map(|e| match e {
+        Effect::Save(chat) => Some(chat),
+        _ => None,
+    });
+    assert_eq!(saved.unwrap().id, old_id);
+    assert!(effects.contains(&Effect::Engine(CommandKind::NewChat)));
+    assert!(app.messages.is_empty() && app.entries.is_empty());
+    assert_ne!(app.chat_id, old_id);
+}
+
+#[test]
+fn effort_cycles_and_goes_into_the_system_message() {
+    let mut app = app();
+    let effects = app.update(ctrl('e'));
+    assert_eq!(
+        effects,
+        vec![Effect::Engine(CommandKind::SetEffort(
+            ReasoningEffort::High
+        ))]
+    );
+    app.update(ctrl('e'));
+    assert_eq!(app.effort, ReasoningEffort::Low);
+    assert_eq!(
+        system_content(&app.conversation()).reasoning_effort,
+        Some(ReasoningEffort::Low)
+    );
+}
+
+#[test]
+fn slash_commands() {
+    let mut app = app();
+    type_text(&mut app, "/ctx 8192");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Engine(CommandKind::SetContextLimit(8192))]
+    );
+    type_text(&mut app, "/effort high");
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.effort, ReasoningEffort::High);
+    type_text(&mut app, "/system Answer in French.");
+    app.update(key(KeyCode::Enter));
+    let conversation = app.conversation();
+    assert_eq!(conversation.messages[1].role, Role::Developer);
+    assert!(matches!(
+        &conversation.messages[1].content[..],
+        [Content::DeveloperContent(d)] if d.instructions.as_deref() == Some("Answer in French.")
+    ));
+    type_text(&mut app, "/system");
+    app.update(key(KeyCode::Enter));
+    assert_eq!(
+        app.input.text(),
+        "/system Answer in French.",
+        "instructions come back to edit"
+    );
+    app.input.take();
+    type_text(&mut app, "/rename My chat");
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.meta.title, "My chat");
+    type_text(&mut app, "/bogus");
+    app.update(key(KeyCode::Enter));
+    assert!(
+        app.notice
+            .as_deref()
+            .unwrap()
+            .contains("unknown command /bogus")
+    );
+}
+
+#[test]
+fn copy_answer_and_last_code_block() {
+    let mut app = app();
+    type_text(&mut app, "code");
+    app.update(key(KeyCode::Enter));
+    app.update(token(
+        "final",
+        "Here:\n\n```rust\nfn a() {}\n```\n\n```py\nprint(1)\n```\n",
+    ));
+    app.update(Input::Engine(Event::TurnDone {
+        stop: StopReason::Return,
+        stats: stats(5, 100.0),
+    }));
+    assert_eq!(
+        app.update(ctrl('k')),
+        vec![Effect::Copy("print(1)\n".into())]
+    );
+    let copied = app.update(ctrl('y'));
+    assert!(matches!(&copied[..], [Effect::Copy(t)] if t.starts_with("Here:")));
+}
+
+#[test]
+fn fatal_error_shows_and_quit_still_works() {
+    let mut app = app();
+    app.update(Input::Engine(Event::Error {
+        message: "model file is broken".into(),
+        fatal: true,
+    }));
+    assert!(matches!(&app.overlay, Overlay::Error { fatal: true, .. }));
+    assert!(
+        app.update(key(KeyCode::Esc)).is_empty(),
+        "a fatal error stays up"
+    );
+    assert!(matches!(&app.overlay, Overlay::Error { .. }));
+    assert_eq!(app.update(ctrl('q')), vec![Effect::Quit]);
+}
+
+#[test]
+fn metrics_math() {
+    let s = stats(50, 2000.0);
+    assert_eq!(s.decode_tok_s(), 25.0);
+    assert_eq!(s.prefill_tok_s(), 2000.0);
+    assert_eq!(context_percent(1024, 4096), 25.0);
+    assert_eq!(context_percent(5, 0), 0.0);
+    let mut app = app();
+    for i in 0..(SPEED_HISTORY_LEN + 5) {
+        app.update(Input::Engine(Event::Metrics(MetricsSample {
+            memory: MemorySample::default(),
+            context_used: i,
+            context_limit: 4096,
+            turn: s,
+            decode_tok_s_now: i as f64,
+            generating: true,
+        })));
+    }
+    assert_eq!(app.metrics.decode_history.len(), SPEED_HISTORY_LEN);
+    assert_eq!(
+        app.metrics.decode_history.back(),
+        Some(&((SPEED_HISTORY_LEN + 4) as f64))
+    );
+    assert_eq!(app.metrics.decode_history.front(), Some(&5.0));
+}
+
+#[test]
+fn reopening_a_chat_restores_turns_stats_and_instructions() {
+    let mut app = app();
+    app.developer_instructions = "Be brief.".into();
+    full_turn(&mut app);
+    let snapshot = app.snapshot();
+    let mut reopened = self::app();
+    reopened.open_chat(snapshot.clone());
+    assert_eq!(reopened.developer_instructions, "Be brief.");
+    assert_eq!(reopened.messages, app.messages);
+    assert_eq!(reopened.conversation(), snapshot.conversation);
+    let turn = reopened.last_turn().unwrap();
+    assert_eq!(turn.answer.text(), "Hello!");
+    assert_eq!(turn.reasoning.text(), "User says hi. Reply.");
+    assert_eq!(turn.stats, Some(stats(12, 600.0)));
+}
+
+#[test]
+fn focus_cycles_and_skips_a_hidden_reasoning_pane() {
+    let mut app = app();
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Chat);
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Reasoning);
+    app.update(ctrl('r'));
+    assert!(!app.show_reasoning);
+    assert_eq!(app.focus, Pane::Chat);
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Metrics);
+    app.update(key(KeyCode::PageUp));
+    assert!(app.chat_scroll > 0);
+}
+
+#[test]
+fn help_opens_with_question_mark_only_on_an_empty_input() {
+    let mut app = app();
+    app.update(key(KeyCode::Char('?')));
+    assert_eq!(app.overlay, Overlay::Help);
+    app.update(key(KeyCode::Char('x')));
+    assert_eq!(app.overlay, Overlay::None);
+    type_text(&mut app, "why?");
+    assert_eq!(app.input.text(), "why?");
+    assert_eq!(app.overlay, Overlay::None);
+}

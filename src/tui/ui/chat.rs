@@ -1,0 +1,247 @@
+//! The chat pane: user messages, answers (markdown, streamed), tool calls and per-answer stats.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Gauge, Paragraph};
+
+use super::{format_bytes, pane_block};
+use crate::engine::StopReason;
+use crate::tui::app::{App, Entry, ModelState, Pane};
+use crate::tui::doc::StreamDoc;
+use crate::tui::theme::Theme;
+use crate::tui::wrap::wrap_lines;
+
+/// A piece of a pane's content: fixed lines, or a cached streaming document.
+pub(super) enum Segment<'a> {
+    Lines(Vec<Line<'static>>),
+    Doc(&'a StreamDoc),
+}
+
+/// The last `need` wrapped lines of `segments` (fewer when there aren't that many), touching
+/// only the segments that reach into them.
+pub(super) fn tail_lines(
+    segments: &[Segment<'_>],
+    width: u16,
+    theme: &Theme,
+    need: usize,
+) -> Vec<Line<'static>> {
+    let mut reversed: Vec<Line<'static>> = Vec::with_capacity(need);
+    for segment in segments.iter().rev() {
+        if reversed.len() >= need {
+            break;
+        }
+        let missing = need - reversed.len();
+        match segment {
+            Segment::Lines(lines) => {
+                let wrapped = wrap_lines(lines, width);
+                reversed.extend(wrapped.into_iter().rev().take(missing));
+            }
+            Segment::Doc(doc) => doc.with_wrapped(width, theme, |settled, tail| {
+                reversed.extend(
+                    tail.iter()
+                        .rev()
+                        .chain(settled.iter().rev())
+                        .take(missing)
+                        .cloned(),
+                );
+            }),
+        }
+    }
+    reversed.reverse();
+    reversed
+}
+
+/// The visible window of `segments` in a pane of `height` rows scrolled `scroll` lines up
+/// from the bottom; returns the lines and the scroll actually applied.
+pub(super) fn window(
+    segments: &[Segment<'_>],
+    width: u16,
+    theme: &Theme,
+    height: usize,
+    scroll: usize,
+) -> (Vec<Line<'static>>, usize) {
+    let need = height + scroll;
+    let mut lines = tail_lines(segments, width, theme, need);
+    let applied = if lines.len() < need {
+        lines.len().saturating_sub(height)
+    } else {
+        scroll
+    };
+    lines.truncate(height);
+    (lines, applied)
+}
+
+fn stop_label(stop: StopReason) -> &'static str {
+    match stop {
+        StopReason::Return | StopReason::EndOfText => "done",
+        StopReason::Call => "tool call",
+        StopReason::Length => "length limit",
+        StopReason::ContextFull => "context full",
+        StopReason::Stopped => "stopped",
+    }
+}
+
+fn segments(app: &App) -> Vec<Segment<'_>> {
+    let theme = &app.theme;
+    let mut out = Vec::new();
+    let last = app.entries.len().saturating_sub(1);
+    for (i, entry) in app.entries.iter().enumerate() {
+        match entry {
+            Entry::User(doc) => {
+                out.push(Segment::Lines(vec![Line::from(Span::styled(
+                    "▌ You", theme.user,
+                ))]));
+                out.push(Segment::Doc(doc));
+                out.push(Segment::Lines(vec![Line::default()]));
+            }
+            Entry::Assistant(turn) => {
+                out.push(Segment::Lines(vec![Line::from(Span::styled(
+                    "▌ gpt-oss",
+                    theme.accent,
+                ))]));
+                let streaming = app.generating && i == last;
+                let mut head = Vec::new();
+                if !turn.reasoning.is_empty() && !app.show_reasoning {
+                    let words = turn.reasoning.text().split_whitespace().count();
+                    head.push(Line::from(Span::styled(
+                        format!(
+                            "▸ reasoned {words} words ({} to show)",
+                            app.keymap.label(crate::tui::keys::Action::ToggleReasoning)
+                        ),
+                        theme.dim,
+                    )));
+                }
+                for call in &turn.commentary {
+                    head.push(Line::from(Span::styled(call.clone(), theme.dim)));
+                }
+                if streaming && turn.answer.is_empty() {
+                    let what = if turn.reasoning.is_empty() {
+                        "reading the prompt…"
+                    } else {
+                        "thinking…"
+                    };
+                    head.push(Line::from(Span::styled(what, theme.reasoning)));
+                }
+                out.push(Segment::Lines(head));
+                out.push(Segment::Doc(&turn.answer));
+                let mut foot = Vec::new();
+                if let (Some(stats), Some(stop)) = (turn.stats, turn.stop) {
+                    foot.push(Line::from(Span::styled(
+                        format!(
+                            "{} tok · {:.1} tok/s · prefill {:.0} tok/s · TTFT {:.0} ms · {}",
+                            stats.decode_tokens,
+                            stats.decode_tok_s(),
+                            stats.prefill_tok_s(),
+                            stats.time_to_first_token_ms,
+                            stop_label(stop)
+                        ),
+                        theme.dim,
+                    )));
+                }
+                foot.push(Line::default());
+                out.push(Segment::Lines(foot));
+            }
+        }
+    }
+    out
+}
+
+fn welcome(app: &App) -> Vec<Line<'static>> {
+    let theme = &app.theme;
+    let mut lines = vec![Line::default()];
+    match &app.model {
+        ModelState::Ready(info) => {
+            lines.push(Line::from(Span::styled(
+                format!("{} is ready on {}.", info.name, info.device),
+                theme.good,
+            )));
+            lines.push(Line::default());
+            lines.push(Line::from(Span::styled(
+                "Type a message and press Enter.",
+                theme.text,
+            )));
+            lines.push(Line::from(Span::styled(
+                "/system sets instructions · /effort low|medium|high · /ctx N · /chats · /export",
+                theme.dim,
+            )));
+        }
+        ModelState::Loading { stage, .. } => {
+            lines.push(Line::from(Span::styled("Loading the model…", theme.text)));
+            lines.push(Line::from(Span::styled(stage.clone(), theme.dim)));
+        }
+        ModelState::Failed => {
+            lines.push(Line::from(Span::styled(
+                "The model could not be loaded.",
+                theme.error,
+            )));
+        }
+    }
+    lines
+}
+
+pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
+    let title_base = if app.meta.title.is_empty() {
+        "Chat".to_string()
+    } else {
+        format!("Chat: {}", app.meta.title)
+    };
+    let inner_height = usize::from(area.height.saturating_sub(2));
+    let inner_width = area.width.saturating_sub(2);
+    let segments = segments(app);
+    let (lines, applied) = if app.entries.is_empty() {
+        (welcome(app), 0)
+    } else {
+        window(
+            &segments,
+            inner_width,
+            &app.theme,
+            inner_height,
+            app.chat_scroll,
+        )
+    };
+    let title = if applied > 0 {
+        format!(" {title_base} ↑{applied} ")
+    } else {
+        format!(" {title_base} ")
+    };
+    let block = pane_block(app, Pane::Chat, title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    frame.render_widget(Paragraph::new(lines), inner);
+
+    if let ModelState::Loading {
+        stage,
+        done_bytes,
+        total_bytes,
+    } = &app.model
+        && inner.height >= 4
+    {
+        let gauge_area = Rect {
+            y: inner.y + 3,
+            height: 1,
+            ..inner
+        };
+        let ratio = if *total_bytes > 0 {
+            (*done_bytes as f64 / *total_bytes as f64).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let label = if *total_bytes > 0 {
+            format!(
+                "{stage}: {} / {}",
+                format_bytes(*done_bytes),
+                format_bytes(*total_bytes)
+            )
+        } else {
+            stage.clone()
+        };
+        frame.render_widget(
+            Gauge::default()
+                .gauge_style(app.theme.accent)
+                .ratio(ratio)
+                .label(label),
+            gauge_area,
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Drawing: `draw(frame, &app)` lays out the panes and draws each from the app's state.
+//! Nothing here changes state (the pane rectangles are recorded for mouse hit-testing).
+
+mod chat;
+mod help;
+mod input;
+mod metrics;
+mod popup;
+mod reasoning;
+mod status;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::widgets::{Block, BorderType, Borders};
+
+use super::app::{App, Overlay, Pane, PaneRects};
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame<'_>, app: &App) {
+    let area = frame.area();
+    let input_rows = input::height(app, area.width);
+    let [status_area, body, input_area, hints_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(input_rows),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let [chat_area, side] = Layout::horizontal([
+        Constraint::Percentage(app.chat_width_percent),
+        Constraint::Min(20),
+    ])
+    .areas(body);
+    let (reasoning_area, metrics_area) = if app.show_reasoning {
+        let metrics_rows = metrics::HEIGHT.min(side.height / 2).max(side.height.min(7));
+        let [r, m] =
+            Layout::vertical([Constraint::Min(3), Constraint::Length(metrics_rows)]).areas(side);
+        (Some(r), m)
+    } else {
+        (None, side)
+    };
+    app.rects.set(PaneRects {
+        chat: chat_area,
+        reasoning: reasoning_area,
+        metrics: metrics_area,
+        input: input_area,
+    });
+
+    status::draw(frame, status_area, app);
+    chat::draw(frame, chat_area, app);
+    if let Some(r) = reasoning_area {
+        reasoning::draw(frame, r, app);
+    }
+    metrics::draw(frame, metrics_area, app);
+    input::draw(frame, input_area, app);
+    status::draw_hints(frame, hints_area, app);
+
+    match &app.overlay {
+        Overlay::None => {}
+        Overlay::Help => help::draw(frame, area, app),
+        Overlay::Error { message, fatal } => popup::draw_error(frame, area, app, message, *fatal),
+        Overlay::Chats { chats, selected } => popup::draw_chats(frame, area, app, chats, *selected),
+    }
+}
+
+/// A pane's frame: rounded border, title, highlighted when focused.
+fn pane_block<'a>(app: &App, pane: Pane, title: String) -> Block<'a> {
+    let focused = app.focus == pane;
+    let style: Style = if focused {
+        app.theme.border_focus
+    } else {
+        app.theme.border
+    };
+    Block::default()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Rounded)
+        .border_style(style)
+        .title(title)
+        .title_style(if focused {
+            app.theme.border_focus
+        } else {
+            app.theme.accent
+        })
+}
+
+/// A rectangle of at most `width` x `height` centred in `area`.
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
+/// Human-readable bytes: "12.3 GiB".
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Token counts as "950", "12.3k".
+pub fn format_tokens(tokens: usize) -> String {
+    if tokens < 1000 {
+        tokens.to_string()
+    } else {
+        format!("{:.1}k", tokens as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_sizes() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(3 * 1024 * 1024 * 1024 / 2), "1.5 GiB");
+        assert_eq!(format_tokens(950), "950");
+        assert_eq!(format_tokens(12_345), "12.3k");
+    }
+}

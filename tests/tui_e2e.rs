@@ -1,0 +1,328 @@
+//! End to end: the real binary in tmux on the demo model. Type a question, see reasoning then
+//! an answer and a non-zero decode speed, stop a generation, start a new chat, quit; the
+//! terminal is restored and the chat file exists. A second test SIGKILLs the app mid-answer
+//! and checks the saved chat is valid JSON.
+//!
+//! Needs tmux (installed by .ci/run) and the demo model in assets/demo.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ossterm::harmony::{Conversation, Role};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ossterm");
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str, data: &Path, config: &Path) -> Self {
+        let tmux = Self {
+            socket: format!("ossterm-e2e-{name}-{}", std::process::id()),
+        };
+        tmux.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            "140",
+            "-y",
+            "45",
+            "-e",
+            &format!("OSSTERM_DATA_DIR={}", data.display()),
+            "-e",
+            &format!("OSSTERM_CONFIG_DIR={}", config.display()),
+            "-e",
+            "PS1=$ ",
+            "-e",
+            "TERM=xterm-256color",
+            "bash",
+            "--norc",
+            "--noprofile",
+        ]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux is installed");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "e2e"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "e2e", "-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "e2e"])
+    }
+
+    /// Polls the screen until `ready` holds; panics with the screen after `WAIT`.
+    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn app_pid(&self) -> Option<u32> {
+        let shell = self.run(&["display", "-p", "-t", "e2e", "#{pane_pid}"]);
+        let out = Command::new("pgrep")
+            .args(["-P", shell.trim()])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn demo_present() -> bool {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/config.json");
+    if !demo.is_file() {
+        eprintln!(
+            "skipping: the demo model ({}) is not in this checkout yet",
+            demo.display()
+        );
+        return false;
+    }
+    true
+}
+
+/// The decode speeds in per-answer stat lines ("96 tok · 20.0 tok/s · ...").
+fn answer_speeds(screen: &str) -> Vec<f64> {
+    screen
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(" tok · ")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
+fn chat_files(data: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(data.join("chats")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && !p.to_string_lossy().ends_with(".meta.json")
+        })
+        .collect()
+}
+
+/// The shell printed the app's exit status (a line of its own, not the typed command).
+fn exited(screen: &str) -> bool {
+    screen.lines().any(|l| l.trim().starts_with("EXIT="))
+}
+
+fn start_app(tmux: &Tmux) {
+    tmux.type_text(&format!("{BIN} --demo --device cpu; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon"));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the model to load", |s| {
+        s.contains("is ready on") || s.contains("to quit (your chats")
+    });
+    assert!(
+        screen.contains("is ready on"),
+        "the demo model did not load:\n{screen}"
+    );
+}
+
+#[test]
+fn chat_stop_new_chat_quit_on_the_demo_model() {
+    if !demo_present() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start("chat", data.path(), config.path());
+    start_app(&tmux);
+
+    // A question: reasoning shows, then an answer with its stats.
+    tmux.type_text("What is the capital of France?");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the question in the chat", |s| {
+        s.contains("What is the capital of France?")
+    });
+    let screen = tmux.wait_for("the answer's stats", |s| !answer_speeds(s).is_empty());
+    assert!(
+        screen.contains("── turn 1"),
+        "reasoning pane has the turn:\n{screen}"
+    );
+    let speeds = answer_speeds(&screen);
+    assert!(speeds[0] > 0.0, "decode tok/s is zero:\n{screen}");
+    let decode_line = screen
+        .lines()
+        .find(|l| l.contains("decode "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        decode_line.contains("tok/s"),
+        "metrics show decode speed:\n{screen}"
+    );
+
+    // Stop a generation (retry when the tiny model finishes before the key lands).
+    let mut stopped = false;
+    for attempt in 0..5 {
+        tmux.type_text(&format!("Tell me a very long story, number {attempt}."));
+        tmux.keys(&["Enter"]);
+        tmux.wait_for("generation to start", |s| {
+            s.contains("● generating") || answer_speeds(s).len() > attempt + 1
+        });
+        tmux.keys(&["Escape"]);
+        let screen = tmux.wait_for("the turn to end", |s| !s.contains("● generating"));
+        if screen.contains("· stopped") {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(
+        stopped,
+        "no generation could be stopped:\n{}",
+        tmux.screen()
+    );
+
+    // New chat, then quit.
+    tmux.keys(&["C-n"]);
+    tmux.wait_for("a fresh chat", |s| s.contains("is ready on"));
+    tmux.keys(&["C-q"]);
+    let screen = tmux.wait_for("the shell", exited);
+    assert!(screen.lines().any(|l| l.trim() == "EXIT=0"), "{screen}");
+    let after = tmux.wait_for("stty output", |s| {
+        s.lines()
+            .any(|l| l.trim() == "icanon" || l.trim() == "-icanon")
+    });
+    assert!(
+        after.lines().any(|l| l.trim() == "icanon"),
+        "the terminal is still raw:\n{after}"
+    );
+    assert_eq!(
+        tmux.run(&["display", "-p", "-t", "e2e", "#{alternate_on}"])
+            .trim(),
+        "0"
+    );
+
+    let files = chat_files(data.path());
+    assert!(!files.is_empty(), "no chat file saved");
+    let found = files.iter().any(|path| {
+        let conversation: Conversation =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        conversation.messages.iter().any(|m| {
+            m.role == Role::User
+                && ossterm::tui::app::message_text(m) == "What is the capital of France?"
+        }) && conversation
+            .messages
+            .iter()
+            .any(|m| m.role == Role::Assistant)
+    });
+    assert!(found, "the first chat with its answer is on disk");
+}
+
+#[test]
+fn sigkill_mid_answer_keeps_a_valid_chat() {
+    if !demo_present() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start("kill", data.path(), config.path());
+    start_app(&tmux);
+    tmux.type_text("Write a long essay about rivers.");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("tokens to stream", |s| s.contains("● generating"));
+    let pid = tmux.app_pid().expect("the app's pid");
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tmux.wait_for("the shell", exited);
+    let files = chat_files(data.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let conversation: Conversation =
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap())
+            .expect("the chat file is valid JSON after SIGKILL");
+    assert!(
+        conversation.messages.iter().any(|m| m.role == Role::User),
+        "the question was saved before the answer"
+    );
+}
+
+#[test]
+fn a_fatal_engine_error_is_shown_and_the_terminal_restored() {
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let missing = data.path().join("no-such-model");
+    std::fs::create_dir_all(&missing).unwrap();
+    let tmux = Tmux::start("error", data.path(), config.path());
+    tmux.type_text(&format!(
+        "{BIN} --model {} --device cpu; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon",
+        missing.display()
+    ));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the error popup", |s| {
+        s.contains("Error") && s.contains("to quit")
+    });
+    assert!(screen.contains("ossterm"), "{screen}");
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the shell", exited);
+    assert!(screen.lines().any(|l| l.trim() == "EXIT=0"), "{screen}");
+    let after = tmux.wait_for("stty output", |s| {
+        s.lines()
+            .any(|l| l.trim() == "icanon" || l.trim() == "-icanon")
+    });
+    assert!(
+        after.lines().any(|l| l.trim() == "icanon"),
+        "the terminal is still raw:\n{after}"
+    );
+    assert_eq!(
+        tmux.run(&["display", "-p", "-t", "e2e", "#{alternate_on}"])
+            .trim(),
+        "0"
+    );
+}

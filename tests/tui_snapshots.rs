@@ -1,0 +1,248 @@
+//! Snapshot tests of the screen (ratatui TestBackend + insta): the main screen at 80x24 and
+//! 160x48 with the reasoning pane shown and hidden, the help overlay, an error screen, and a
+//! streamed answer with a highlighted code block. Text is snapshotted; colours that matter
+//! (syntax highlighting) are asserted on the buffer.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ossterm::engine::protocol::{MemorySample, MetricsSample, ModelInfo};
+use ossterm::engine::{Event, StopReason, TurnStats};
+use ossterm::harmony::{Content, Message, ReasoningEffort, Role};
+use ossterm::tui::app::{App, AppOptions, Input};
+use ossterm::tui::keys::KeyMap;
+use ossterm::tui::theme::Theme;
+use ossterm::tui::ui;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+
+fn app() -> App {
+    let mut app = App::new(AppOptions {
+        theme: Theme::load("dark", None).unwrap(),
+        keymap: KeyMap::default(),
+        effort: ReasoningEffort::Medium,
+        developer_instructions: String::new(),
+        chat_id: "snapshot".into(),
+        today: "2026-11-27".into(),
+    });
+    app.update(Input::Engine(Event::Ready(ModelInfo {
+        name: "gpt-oss-20b".into(),
+        device: "cpu".into(),
+        context_limit: 8192,
+        max_context: 131_072,
+    })));
+    app
+}
+
+fn send(app: &mut App, text: &str) {
+    for c in text.chars() {
+        app.update(Input::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::NONE,
+        )));
+    }
+    app.update(Input::Key(KeyEvent::new(
+        KeyCode::Enter,
+        KeyModifiers::NONE,
+    )));
+}
+
+fn token(app: &mut App, channel: &str, delta: &str) {
+    app.update(Input::Engine(Event::Token {
+        token_id: 0,
+        channel: Some(channel.into()),
+        recipient: None,
+        delta: delta.into(),
+    }));
+}
+
+fn done(app: &mut App, channel: &str, text: &str) {
+    app.update(Input::Engine(Event::MessageDone(Message {
+        role: Role::Assistant,
+        name: None,
+        content: vec![Content::Text { text: text.into() }],
+        channel: Some(channel.into()),
+        recipient: None,
+        content_type: None,
+    })));
+}
+
+fn stats() -> TurnStats {
+    TurnStats {
+        prefill_tokens: 84,
+        cached_tokens: 0,
+        prefill_ms: 420.0,
+        decode_tokens: 96,
+        decode_ms: 4800.0,
+        time_to_first_token_ms: 455.0,
+    }
+}
+
+fn metrics(app: &mut App, used: usize, generating: bool) {
+    for speed in [18.0, 19.5, 21.0, 20.0, 20.5] {
+        app.update(Input::Engine(Event::Metrics(MetricsSample {
+            memory: MemorySample {
+                device_name: "CPU (16 threads)".into(),
+                model_bytes: 13_700_000_000,
+                kv_cache_bytes: 50_331_648,
+                device_used_bytes: 20_000_000_000,
+                device_free_bytes: 12_000_000_000,
+                process_rss_bytes: 14_200_000_000,
+            },
+            context_used: used,
+            context_limit: 8192,
+            turn: stats(),
+            decode_tok_s_now: speed,
+            generating,
+        })));
+    }
+}
+
+/// One finished turn, then a second one streaming: reasoning done, answer half written.
+fn mid_answer() -> App {
+    let mut app = app();
+    send(&mut app, "What is a monad, briefly?");
+    token(
+        &mut app,
+        "analysis",
+        "The user wants a short definition. Keep it simple.",
+    );
+    done(
+        &mut app,
+        "analysis",
+        "The user wants a short definition. Keep it simple.",
+    );
+    token(
+        &mut app,
+        "final",
+        "A **monad** wraps values and chains computations on them.",
+    );
+    done(
+        &mut app,
+        "final",
+        "A **monad** wraps values and chains computations on them.",
+    );
+    app.update(Input::Engine(Event::TurnDone {
+        stop: StopReason::Return,
+        stats: stats(),
+    }));
+    send(&mut app, "Show one in Rust.");
+    let reasoning =
+        "Option is the classic example.\nUse and_then to chain.\nKeep the example under ten lines.";
+    token(&mut app, "analysis", reasoning);
+    done(&mut app, "analysis", reasoning);
+    token(
+        &mut app,
+        "final",
+        "`Option` is a monad:\n\n```rust\nfn half(x: i32) -> Option<i32> {\n    if x % 2 == 0 { Some(x / 2) } else { None }\n}\n",
+    );
+    metrics(&mut app, 412, true);
+    app
+}
+
+fn render(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| ui::draw(frame, app)).unwrap();
+    terminal
+}
+
+#[test]
+fn main_screen_80x24_with_reasoning() {
+    insta::assert_snapshot!(render(&mid_answer(), 80, 24).backend());
+}
+
+#[test]
+fn main_screen_160x48_with_reasoning() {
+    insta::assert_snapshot!(render(&mid_answer(), 160, 48).backend());
+}
+
+#[test]
+fn main_screen_80x24_reasoning_hidden() {
+    let mut app = mid_answer();
+    app.update(Input::Key(KeyEvent::new(
+        KeyCode::Char('r'),
+        KeyModifiers::CONTROL,
+    )));
+    insta::assert_snapshot!(render(&app, 80, 24).backend());
+}
+
+#[test]
+fn main_screen_160x48_reasoning_hidden() {
+    let mut app = mid_answer();
+    app.update(Input::Key(KeyEvent::new(
+        KeyCode::Char('r'),
+        KeyModifiers::CONTROL,
+    )));
+    insta::assert_snapshot!(render(&app, 160, 48).backend());
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = app();
+    app.update(Input::Key(KeyEvent::new(KeyCode::F(1), KeyModifiers::NONE)));
+    insta::assert_snapshot!("help_80x24", render(&app, 80, 24).backend());
+    insta::assert_snapshot!("help_160x48", render(&app, 160, 48).backend());
+}
+
+#[test]
+fn error_screen() {
+    let mut app = App::new(AppOptions {
+        theme: Theme::load("dark", None).unwrap(),
+        keymap: KeyMap::default(),
+        effort: ReasoningEffort::Medium,
+        developer_instructions: String::new(),
+        chat_id: "snapshot".into(),
+        today: "2026-11-27".into(),
+    });
+    app.update(Input::Engine(Event::Error {
+        message: "cannot load the model: /models/gpt-oss-20b/model-00001-of-00003.safetensors is missing.\nRun `ossterm download` or pass --model with a folder that has the safetensors files.".into(),
+        fatal: true,
+    }));
+    insta::assert_snapshot!(render(&app, 80, 24).backend());
+}
+
+#[test]
+fn loading_screen() {
+    let mut app = App::new(AppOptions {
+        theme: Theme::load("dark", None).unwrap(),
+        keymap: KeyMap::default(),
+        effort: ReasoningEffort::High,
+        developer_instructions: String::new(),
+        chat_id: "snapshot".into(),
+        today: "2026-11-27".into(),
+    });
+    app.update(Input::Engine(Event::LoadProgress {
+        stage: "downloading model-00001-of-00002.safetensors".into(),
+        done_bytes: 3 << 30,
+        total_bytes: 12 << 30,
+    }));
+    insta::assert_snapshot!(render(&app, 80, 24).backend());
+}
+
+#[test]
+fn streamed_code_block_is_highlighted() {
+    let app = mid_answer();
+    let terminal = render(&app, 160, 48);
+    let buffer = terminal.backend().buffer();
+    // Find "fn half" inside the code frame and check syntect coloured it.
+    let area = buffer.area;
+    let mut found = None;
+    for y in 0..area.height {
+        let row: String = (0..area.width)
+            .map(|x| buffer[(x, y)].symbol().to_string())
+            .collect();
+        if let Some(col) = row.find("│ fn half") {
+            let col = row[..col].chars().count() as u16 + 2;
+            found = Some((col, y));
+            break;
+        }
+    }
+    let (x, y) = found.expect("the code line is on screen");
+    let keyword = buffer[(x, y)].fg;
+    let name = buffer[(x + 3, y)].fg;
+    assert!(
+        matches!(keyword, Color::Rgb(..)),
+        "keyword colour {keyword:?}"
+    );
+    assert_ne!(keyword, name, "keyword and function name differ in colour");
+    insta::assert_snapshot!(terminal.backend());
+}
