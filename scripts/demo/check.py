@@ -38,7 +38,7 @@ def run(cmd):
     except OSError as e:
         return None, str(e)
     if p.returncode != 0:
-        return None, (p.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return None, (p.stderr.strip().splitlines() or ["(no output)"])[0]
     return p.stdout, None
 
 

@@ -332,6 +332,17 @@ A sample counts when it is exactly analysis -> final -> `<|return|>` with no str
 |----------|-------------|--------------------------------------------|
 | greedy | {ev['greedy']['format_ok']:.0%} | {ev['greedy']['exact_final_in_domain']:.0%} |
 | temperature 1.0 | {ev['t1.0']['format_ok']:.0%} | {ev['t1.0']['exact_final_in_domain']:.0%} |
+
+Sums and products come out wrong more often than the canned answers: a model this small, trained
+this briefly, copies the operands but has not learned the tables.
+
+## Checks
+- `scripts/demo/test_render.py`: the training renderer gives the same ids as openai-harmony on every
+  matching case of `shared/fixtures/o200k_harmony/harmony_render_cases.jsonl` (o200k tokenizer).
+- `scripts/demo/check.py --write-golden tests/data/demo_golden.json`: transformers' greedy answers and
+  logits for four conversations; `cargo test --test demo_model` checks ossterm's engine against them.
+- `scripts/demo/check.py`: compares `ossterm render`, `score` and `generate` with this script's
+  rendering and transformers on random demo conversations.
 """
     with open(os.path.join(out, "README.md"), "w") as f:
         f.write(text)
