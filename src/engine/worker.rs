@@ -209,7 +209,7 @@ impl Engine {
             done_bytes: 0,
             total_bytes: 0,
         });
-        let (device, device_label) = crate::model::device::select(options.device)?;
+        let (device, _device_description) = crate::model::device::select(options.device)?;
         let config = Config::from_file(&dir.join("config.json")).map_err(ModelError::from)?;
         let tensors = inventory::read_dir(&dir)?;
         let plan = Plan::new(
@@ -253,7 +253,7 @@ impl Engine {
         let cache = model.new_cache(context_limit)?;
         let info = ModelInfo {
             name: options.source.display_name(),
-            device: device_label,
+            device: device_id(&device, options.device),
             context_limit,
             max_context: config.max_position_embeddings,
         };
@@ -563,6 +563,19 @@ impl RecentRate {
             }
             _ => 0.0,
         }
+    }
+}
+
+/// "cpu", "cuda:N" or "metal": the short name the status line and the metrics pane key on
+/// (the probe's sample carries the long one).
+fn device_id(device: &candle_core::Device, choice: DeviceChoice) -> String {
+    match device {
+        candle_core::Device::Cpu => "cpu".into(),
+        candle_core::Device::Cuda(_) => match choice {
+            DeviceChoice::Cuda(ordinal) => format!("cuda:{ordinal}"),
+            _ => "cuda:0".into(),
+        },
+        candle_core::Device::Metal(_) => "metal".into(),
     }
 }
 

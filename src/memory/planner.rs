@@ -172,11 +172,14 @@ impl Plan {
     ) -> Result<Self, PlanError> {
         let elt = device.activation_bytes(precision);
         let f32_mode = precision == DtypeChoice::F32;
+        // The CPU's default mode keeps bf16 projection matrices (attention, lm_head) as stored
+        // and multiplies them with an f32-accumulating kernel.
+        let bf16_projections = device == DeviceKind::Cpu && !f32_mode;
         let mut device_weight_bytes = 0u64;
         let mut host_weight_bytes = 0u64;
         let mut quantized_matmuls = false;
         for tensor in tensors {
-            match weight_bytes(tensor, elt, f32_mode)? {
+            match weight_bytes(tensor, elt, f32_mode, bf16_projections)? {
                 Placement::Device(bytes) => device_weight_bytes += bytes,
                 Placement::Host(bytes) => host_weight_bytes += bytes,
                 Placement::Folded => {}
@@ -413,7 +416,12 @@ enum Placement {
     Folded,
 }
 
-fn weight_bytes(tensor: &TensorInfo, elt: u64, f32_mode: bool) -> Result<Placement, PlanError> {
+fn weight_bytes(
+    tensor: &TensorInfo,
+    elt: u64,
+    f32_mode: bool,
+    bf16_projections: bool,
+) -> Result<Placement, PlanError> {
     let name = tensor.name.as_str();
     let bad = |problem: String| PlanError::BadTensor {
         name: name.to_string(),
@@ -455,7 +463,18 @@ fn weight_bytes(tensor: &TensorInfo, elt: u64, f32_mode: bool) -> Result<Placeme
         };
         return Ok(Placement::Host(tensor.elements() * bytes));
     }
+    if bf16_projections && tensor.dtype == "BF16" && is_projection_matrix(name) {
+        return Ok(Placement::Device(tensor.elements() * 2));
+    }
     Ok(Placement::Device(tensor.elements() * elt))
+}
+
+/// Attention projections and the output head: the matrices the CPU keeps in bf16.
+fn is_projection_matrix(name: &str) -> bool {
+    name == "lm_head.weight"
+        || ["q_proj", "k_proj", "v_proj", "o_proj"]
+            .iter()
+            .any(|p| name.ends_with(&format!("self_attn.{p}.weight")))
 }
 
 fn layer_counts(config: &Config) -> (u64, u64) {
