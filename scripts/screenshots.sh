@@ -45,13 +45,23 @@ if [ "$ONLY" = error ]; then
 fi
 
 wait_for "is ready on"
-tm send-keys -t s -l "Explain what a hash map is, with a short Rust example."
+# A first exchange, so the chat and the reasoning pane have history.
+tm send-keys -t s -l "hello"
 tm send-keys -t s Enter
-# Mid-answer: reasoning streamed and the answer under way.
-wait_for "● generating"
-wait_for "tok/s · avg [1-9]"
-shot main-mid-answer
-wait_for "tok · [0-9.]+ tok/s" 300
+wait_for "tok · [0-9.]+ tok/s"
+tm send-keys -t s -l "Write a Rust function to reverse a string."
+tm send-keys -t s Enter
+# Mid-answer, best effort: the demo model is fast, so poll hard and capture at once.
+deadline=$((SECONDS + 5))
+until screen | grep -q "● generating" || ((SECONDS > deadline)); do sleep 0.01; done
+if screen | grep -q "● generating"; then
+  tm capture-pane -e -p -t s >"$WORK/main-mid-answer.txt"
+  python3 scripts/ansi_to_png.py "$WORK/main-mid-answer.txt" "$OUT/main-mid-answer.png" --cols 160
+  echo "screenshots/main-mid-answer.png"
+else
+  echo "the answer finished before a mid-answer frame could be captured" >&2
+fi
+until [ "$(screen | grep -cE "tok · [0-9.]+ tok/s")" -ge 2 ]; do sleep 0.2; done
 shot main-answered
 tm send-keys -t s C-r
 shot reasoning-hidden
@@ -59,7 +69,7 @@ tm send-keys -t s C-r Tab Tab
 shot reasoning-focused
 tm send-keys -t s F1
 shot help
-tm send-keys -t s Escape C-l
+tm send-keys -t s Escape; sleep 0.3; tm send-keys -t s C-l
 wait_for "Chats"
 shot chats
-tm send-keys -t s Escape C-q
+tm send-keys -t s Escape; sleep 0.3; tm send-keys -t s C-q

@@ -67,7 +67,7 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
         "Keys are set in the config file's [keybindings]. Esc closes this.",
         theme.dim,
     )));
-    let popup = centered(area, (key_width + 50) as u16, lines.len() as u16 + 2);
+    let popup = centered(area, (key_width + 54) as u16, lines.len() as u16 + 2);
     let hidden_rows = (lines.len() as u16 + 2).saturating_sub(popup.height);
     let scroll = app.help_scroll.min(hidden_rows);
     let title = if hidden_rows > 0 {

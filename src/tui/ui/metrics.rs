@@ -33,7 +33,7 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
         return;
     };
     let memory = &sample.memory;
-    let on_cpu = matches!(&app.model, ModelState::Ready(info) if info.device == "cpu");
+    let on_cpu = matches!(&app.model, ModelState::Ready(info) if info.device.starts_with("cpu"));
     let turn = sample.turn;
     // (priority, line): when the pane is short, the most useful lines stay.
     let mut rows = vec![
