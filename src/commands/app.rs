@@ -71,8 +71,9 @@ fn app_options(settings: &Settings) -> anyhow::Result<AppOptions> {
     })
 }
 
-/// Where the demo model lives: next to the executable (`assets/demo` beside it or above it),
-/// else in the source tree it was built from.
+/// Where the demo model lives: `assets/demo` next to the executable (or above it), else in the
+/// source tree it was built from, else the copy compiled into the binary, written once to the
+/// data dir (so an installed binary runs `--demo` too).
 pub fn demo_model_dir() -> anyhow::Result<PathBuf> {
     let mut candidates = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
@@ -84,20 +85,12 @@ pub fn demo_model_dir() -> anyhow::Result<PathBuf> {
         );
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo"));
-    candidates
-        .iter()
-        .find(|d| d.join("config.json").is_file())
-        .cloned()
-        .with_context(|| {
-            format!(
-                "the demo model is missing: looked for assets/demo/config.json in {}",
-                candidates
-                    .iter()
-                    .map(|c| c.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
+    if let Some(dir) = candidates.iter().find(|d| d.join("config.json").is_file()) {
+        return Ok(dir.clone());
+    }
+    let data_dir = config::data_dir()?;
+    crate::demo::materialize(&data_dir)
+        .with_context(|| format!("cannot write the demo model under {}", data_dir.display()))
 }
 
 fn engine_options(args: &AppArgs, settings: &Settings) -> anyhow::Result<EngineOptions> {

@@ -487,6 +487,11 @@ fn layer_counts(config: &Config) -> (u64, u64) {
 
 /// `1.23 GiB`-style text.
 pub fn format_bytes(bytes: u64) -> String {
+    format_bytes_with_decimals(bytes, 2)
+}
+
+/// Bytes in binary units with `decimals` digits after the point (plain bytes below 1 KiB).
+pub fn format_bytes_with_decimals(bytes: u64, decimals: usize) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -497,7 +502,7 @@ pub fn format_bytes(bytes: u64) -> String {
     if unit == 0 {
         format!("{bytes} B")
     } else {
-        format!("{value:.2} {}", UNITS[unit])
+        format!("{value:.decimals$} {}", UNITS[unit])
     }
 }
 

@@ -164,12 +164,7 @@ impl StreamDoc {
 mod tests {
     use super::*;
 
-    fn texts(lines: &[Line<'_>]) -> Vec<String> {
-        lines
-            .iter()
-            .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
-            .collect()
-    }
+    use crate::tui::line_texts as texts;
 
     #[test]
     fn streamed_markdown_matches_rendering_the_whole_text() {

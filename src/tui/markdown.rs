@@ -454,12 +454,7 @@ impl<'t> Renderer<'t> {
 mod tests {
     use super::*;
 
-    fn texts(lines: &[Line<'_>]) -> Vec<String> {
-        lines
-            .iter()
-            .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
-            .collect()
-    }
+    use crate::tui::line_texts as texts;
 
     #[test]
     fn renders_headings_lists_quotes_and_links() {

@@ -11,3 +11,12 @@ pub mod terminal;
 pub mod theme;
 pub mod ui;
 pub mod wrap;
+
+/// The plain text of rendered lines (for tests that compare what a pane shows).
+#[cfg(test)]
+pub(crate) fn line_texts(lines: &[ratatui::text::Line<'_>]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
+        .collect()
+}

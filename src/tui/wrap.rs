@@ -77,12 +77,7 @@ fn to_line(chars: &[(char, Style)]) -> Line<'static> {
 mod tests {
     use super::*;
 
-    fn texts(lines: &[Line<'_>]) -> Vec<String> {
-        lines
-            .iter()
-            .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
-            .collect()
-    }
+    use crate::tui::line_texts as texts;
 
     #[test]
     fn breaks_after_spaces_and_inside_long_words() {

@@ -96,20 +96,9 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     }
 }
 
-/// Human-readable bytes: "12.3 GiB".
+/// Human-readable bytes for the panes: "12.3 GiB".
 pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    crate::memory::planner::format_bytes_with_decimals(bytes, 1)
 }
 
 /// Token counts as "950", "12.3k".
