@@ -44,7 +44,7 @@ pub enum HubError {
     },
     /// The hub could not be reached.
     #[error(
-        "cannot reach the Hugging Face hub at {endpoint} ({problem}): check the network (or HF_ENDPOINT), set HF_HUB_OFFLINE=1 to use a cached copy, or pass --model /path/to/a/local/folder"
+        "cannot reach the Hugging Face hub at {endpoint} ({problem}): check the network (or HF_ENDPOINT), set HF_HUB_OFFLINE=1 to use a cached copy, pass --model /path/to/a/local/folder, or try the built-in demo model with --demo"
     )]
     Unreachable { endpoint: String, problem: String },
     /// The hub refused access (gated or private repo).
