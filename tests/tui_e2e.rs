@@ -117,16 +117,14 @@ impl Drop for Tmux {
     }
 }
 
-fn demo_present() -> bool {
+/// The demo model ships in the repo; without it these tests cannot mean anything.
+fn assert_demo_present() {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/config.json");
-    if !demo.is_file() {
-        eprintln!(
-            "skipping: the demo model ({}) is not in this checkout yet",
-            demo.display()
-        );
-        return false;
-    }
-    true
+    assert!(
+        demo.is_file(),
+        "the demo model {} is missing",
+        demo.display()
+    );
 }
 
 /// The decode speeds in per-answer stat lines ("96 tok · 20.0 tok/s · ...").
@@ -173,9 +171,7 @@ fn start_app(tmux: &Tmux) {
 
 #[test]
 fn chat_stop_new_chat_quit_on_the_demo_model() {
-    if !demo_present() {
-        return;
-    }
+    assert_demo_present();
     let data = tempfile::tempdir().unwrap();
     let config = tempfile::tempdir().unwrap();
     let tmux = Tmux::start("chat", data.path(), config.path());
@@ -269,9 +265,7 @@ fn chat_stop_new_chat_quit_on_the_demo_model() {
 
 #[test]
 fn sigkill_mid_answer_keeps_a_valid_chat() {
-    if !demo_present() {
-        return;
-    }
+    assert_demo_present();
     let data = tempfile::tempdir().unwrap();
     let config = tempfile::tempdir().unwrap();
     let tmux = Tmux::start("kill", data.path(), config.path());
