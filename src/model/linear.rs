@@ -5,6 +5,8 @@
 use candle_core::{DType, Device, Tensor};
 use half::bf16;
 
+use super::quant::tokens_major;
+
 /// Prefill batches larger than this convert the bf16 weight to f32 and use candle's gemm.
 const KERNEL_MAX_ROWS: usize = 8;
 /// Output rows per parallel task.
@@ -114,16 +116,7 @@ fn bf16_matmul(w: &[bf16], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec
                 }
             }
         });
-    if m == 1 {
-        return transposed;
-    }
-    let mut out = vec![0f32; m * rows];
-    for r in 0..rows {
-        for t in 0..m {
-            out[t * rows + r] = transposed[r * m + t];
-        }
-    }
-    out
+    tokens_major(transposed, rows, m)
 }
 
 /// bf16 `w` . f32 `x`, accumulated in f32.

@@ -124,13 +124,19 @@ pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) 
                 q4_0_row(&bytes[r * row_bytes..][..row_bytes], x, cols, dst_row);
             }
         });
+    tokens_major(transposed, rows, m)
+}
+
+/// Reorders a `[rows, m]` result (what the row-parallel kernels write) into `[m, rows]`, one
+/// row per token, as the callers expect.
+pub(crate) fn tokens_major(rows_major: Vec<f32>, rows: usize, m: usize) -> Vec<f32> {
     if m == 1 {
-        return transposed;
+        return rows_major;
     }
     let mut out = vec![0f32; m * rows];
     for r in 0..rows {
         for t in 0..m {
-            out[t * rows + r] = transposed[r * m + t];
+            out[t * rows + r] = rows_major[r * m + t];
         }
     }
     out
