@@ -16,14 +16,16 @@ CUDA_MAJOR=${CUDA_MINOR%%.*}
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 TOOLKIT=${CUDA_TOOLKIT_DIR:-$PWD/target/cuda-toolkit}
 
-# 1. The toolkit from PyPI (nvcc, headers, runtime libraries), pinned to one CUDA minor version.
+# 1. The toolkit from PyPI (nvcc, headers, runtime libraries), pinned to one CUDA minor version
+#    (nvvm too: an unpinned nvvm is newer and writes PTX that this ptxas refuses).
 if [ ! -x "$TOOLKIT/venv/bin/python" ]; then
   python3 -m venv "$TOOLKIT/venv"
 fi
 "$TOOLKIT/venv/bin/pip" install -q \
   "nvidia-cuda-nvcc==$CUDA_MINOR.*" "nvidia-cuda-runtime==$CUDA_MINOR.*" \
   "nvidia-cuda-crt==$CUDA_MINOR.*" "nvidia-cuda-cccl==$CUDA_MINOR.*" \
-  "nvidia-cuda-nvrtc==$CUDA_MINOR.*" "nvidia-cublas==$CUDA_MINOR.*" nvidia-curand
+  "nvidia-cuda-nvrtc==$CUDA_MINOR.*" "nvidia-nvvm==$CUDA_MINOR.*" "nvidia-cublas==$CUDA_MINOR.*" \
+  nvidia-curand
 ROOT=$("$TOOLKIT/venv/bin/python" -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], 'cu$CUDA_MAJOR'))")
 [ -x "$ROOT/bin/nvcc" ] || { echo "error: no nvcc under $ROOT" >&2; exit 1; }
 
