@@ -2,7 +2,7 @@
 //! (`../shared/fixtures/o200k_harmony/`): tokenizer, renderer and streaming parser.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use ossterm::harmony::{
     Conversation, RenderOptions, Role, StreamParser, Tokenizer, render_conversation,
@@ -10,18 +10,8 @@ use ossterm::harmony::{
 };
 use serde_json::Value;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
-
-/// The o200k tokenizer (28 MB), loaded once for the whole test binary.
-fn o200k() -> Arc<Tokenizer> {
-    static TOKENIZER: OnceLock<Arc<Tokenizer>> = OnceLock::new();
-    TOKENIZER
-        .get_or_init(|| {
-            let path = format!("{FIXTURES}/o200k_harmony/tokenizer.json");
-            Arc::new(Tokenizer::from_file(Path::new(&path)).unwrap())
-        })
-        .clone()
-}
+mod common;
+use common::harmony::{FIXTURES, o200k};
 
 fn jsonl(file: &str) -> Vec<Value> {
     let path = format!("{FIXTURES}/o200k_harmony/{file}");

@@ -4,23 +4,11 @@
 //!
 //! `PROPTEST_CASES=1000000 cargo test --test harmony_parser_props` runs a million cases.
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
-
-use ossterm::harmony::{Message, ParserStep, Role, StreamParser, Tokenizer};
+use ossterm::harmony::{Message, ParserStep, Role, StreamParser};
 use proptest::prelude::*;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
-
-fn o200k() -> Arc<Tokenizer> {
-    static TOKENIZER: OnceLock<Arc<Tokenizer>> = OnceLock::new();
-    TOKENIZER
-        .get_or_init(|| {
-            let path = format!("{FIXTURES}/o200k_harmony/tokenizer.json");
-            Arc::new(Tokenizer::from_file(Path::new(&path)).unwrap())
-        })
-        .clone()
-}
+mod common;
+use common::harmony::o200k;
 
 /// Ids that make headers: the words and pieces the model writes between `<|start|>` and
 /// `<|message|>`, so random streams often form (and break) real headers.

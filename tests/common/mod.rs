@@ -1,3 +1,7 @@
 //! Helpers shared by the integration tests.
 
+// Each test binary uses only some of these.
+#![allow(dead_code)]
+
 pub mod fake_hub;
+pub mod harmony;
