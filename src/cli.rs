@@ -35,6 +35,8 @@ pub enum Command {
     Download(DownloadArgs),
     /// Print the config file's path and the effective settings.
     Config(ConfigArgs),
+    /// Check the engine on this device against golden logits (reference fixtures).
+    Verify(VerifyArgs),
 }
 
 /// Which device runs the model.
@@ -89,6 +91,28 @@ pub enum DtypeChoice {
     F32,
 }
 
+/// How Q4_0 experts are held on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ExpertsChoice {
+    /// Stacked on CUDA (routing stays on the GPU), per expert elsewhere.
+    #[default]
+    Auto,
+    /// One weight per expert; the routing is read on the host.
+    PerExpert,
+    /// All experts of a projection in one tensor, run by the indexed kernels.
+    Stacked,
+}
+
+impl From<ExpertsChoice> for crate::model::ExpertForm {
+    fn from(choice: ExpertsChoice) -> Self {
+        match choice {
+            ExpertsChoice::Auto => Self::Auto,
+            ExpertsChoice::PerExpert => Self::PerExpert,
+            ExpertsChoice::Stacked => Self::Stacked,
+        }
+    }
+}
+
 /// Where the model comes from and what runs it.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
@@ -104,6 +128,9 @@ pub struct ModelArgs {
     /// Precision mode.
     #[arg(long, value_enum, default_value_t = DtypeChoice::Auto)]
     pub dtype: DtypeChoice,
+    /// How Q4_0 experts are held (for comparing the GPU paths).
+    #[arg(long, value_enum, default_value_t = ExpertsChoice::Auto)]
+    pub experts: ExpertsChoice,
 }
 
 /// Token ids given as `1,2,3`.
@@ -186,12 +213,33 @@ pub struct BenchArgs {
     /// Tokens to decode.
     #[arg(long, default_value_t = 128)]
     pub tg: usize,
-    /// Context already in the cache before decoding (measures decode at depth).
-    #[arg(long, default_value_t = 0)]
-    pub depth: usize,
+    /// Context already in the cache before the timed prefill and decode; a list (0,8192)
+    /// measures each depth on the same loaded model.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub depth: Vec<usize>,
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ossterm verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// A fixture folder (config, weights, golden.json, golden.safetensors) or a folder of them.
+    #[arg(long)]
+    pub fixtures: PathBuf,
+    /// auto, cpu, cuda:N or metal.
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
+    /// Check this precision mode only (default: both, each against its own tolerances).
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeChoice>,
+    /// How Q4_0 experts are held.
+    #[arg(long, value_enum, default_value_t = ExpertsChoice::Auto)]
+    pub experts: ExpertsChoice,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

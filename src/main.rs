@@ -19,5 +19,6 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Parse(args)) => commands::parse::run(&args),
         Some(Command::Download(args)) => commands::download::run(&args),
         Some(Command::Config(args)) => commands::config::run(&args),
+        Some(Command::Verify(args)) => commands::verify::run(&args),
     }
 }

@@ -1,4 +1,4 @@
-//! `ossterm score` and `ossterm generate` through the binary, against the fixtures.
+//! `ossterm score`, `generate`, `verify` and `bench` through the binary, against the fixtures.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -118,4 +118,65 @@ fn a_missing_model_folder_is_a_clear_error() {
     let (ok, _, stderr) = ossterm(&["score", "--model", "/no/such/model", "--ids", "1,2"]);
     assert!(!ok);
     assert!(stderr.contains("/no/such/model"), "{stderr}");
+}
+
+#[test]
+fn verify_passes_on_the_fixtures_and_names_the_device() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    let (ok, stdout, stderr) = ossterm(&[
+        "verify",
+        "--fixtures",
+        root.to_str().expect("utf8"),
+        "--device",
+        "cpu",
+        "--dtype",
+        "auto",
+        "--experts",
+        "stacked",
+        "--json",
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json output");
+    assert!(json["device"].as_str().expect("device").starts_with("cpu"));
+    assert_eq!(json["failures"], serde_json::json!([]));
+    // Both fixtures with golden data, in the one mode asked for.
+    assert_eq!(json["reports"].as_array().expect("reports").len(), 2);
+}
+
+#[test]
+fn verify_on_a_folder_without_fixtures_says_what_it_expected() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let (ok, _, stderr) = ossterm(&["verify", "--fixtures", empty.path().to_str().expect("utf8")]);
+    assert!(!ok);
+    assert!(stderr.contains("golden.json"), "{stderr}");
+}
+
+#[test]
+fn bench_measures_each_depth_on_one_model() {
+    let (ok, stdout, stderr) = ossterm(&[
+        "bench",
+        "--synthetic",
+        "gpt-oss-20b",
+        "--layers",
+        "1",
+        "--pp",
+        "4",
+        "--tg",
+        "2",
+        "--depth",
+        "0,8",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["depth"], 0);
+    assert_eq!(rows[1]["depth"], 8);
+    for row in &rows {
+        assert!(row["tg_tok_s"].as_f64().expect("tg") > 0.0);
+        assert!(row["peak_device_bytes"].is_null(), "no device memory on the CPU");
+    }
 }

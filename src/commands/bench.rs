@@ -6,7 +6,10 @@ use std::time::Instant;
 use anyhow::Context;
 use rand::{Rng, SeedableRng};
 
+use candle_core::{DType, Device, Tensor};
+
 use crate::cli::BenchArgs;
+use crate::memory::probe::probe_for;
 use crate::model::{Config, GptOss, Logits, Precision, device};
 
 /// Runs the command.
@@ -20,17 +23,25 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .context("setting the thread count")?;
     }
     let threads = rayon::current_num_threads();
+    let (device, device_label) = device::select(args.model.device.unwrap_or_default())?;
+    let mut probe = probe_for(&device);
     // Measured before the model takes the memory.
-    let bandwidth_bytes_s = measure_bandwidth();
+    let bandwidth_bytes_s = measure_bandwidth(&device)?;
+    let used_before = probe.sample().device_used_bytes;
     let (model, device_name, model_name) = match &args.synthetic.synthetic {
         Some(preset) => {
             let mut config = preset_config(preset)?;
             if let Some(layers) = args.synthetic.layers {
                 config = config.with_layers(layers);
             }
-            let (device, name) = device::select(args.model.device.unwrap_or_default())?;
-            let model = GptOss::synthetic(&config, 0, &device, Precision::from(args.model.dtype))?;
-            (model, name, format!("{preset} (synthetic)"))
+            let model = GptOss::synthetic_with(
+                &config,
+                0,
+                &device,
+                Precision::from(args.model.dtype),
+                args.model.experts.into(),
+            )?;
+            (model, device_label, format!("{preset} (synthetic)"))
         }
         None => {
             let (model, name) = super::load::model(&args.model)?;
@@ -45,14 +56,109 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .map(|_| rng.random_range(0..config.vocab_size as u32))
             .collect()
     };
-    let mut cache = model.new_cache(args.depth + args.pp.max(1) + args.tg + 1)?;
-    if args.depth > 0 {
-        model.forward(&random_ids(args.depth), &mut cache, Logits::Last)?;
+    warm_up(&model, &mut random_ids)?;
+    let mut device_peak = probe.sample().device_used_bytes;
+    if !args.json {
+        println!("| model | layers | device | threads | depth | pp t/s | tg t/s | tg vs bound |");
+        println!("|---|---|---|---|---|---|---|---|");
     }
-    let prompt = random_ids(args.pp.max(1));
+    let mut notes = Vec::new();
+    for &depth in &args.depth {
+        let run = run_at_depth(&model, args, depth, &mut random_ids)?;
+        device_peak = device_peak.max(probe.sample().device_used_bytes);
+        let bytes_per_token = model.decode_bytes_per_token(depth + run.pp + args.tg / 2);
+        let bound_tok_s = bandwidth_bytes_s / bytes_per_token as f64;
+        let ratio = run.tg_tok_s / bound_tok_s;
+        // On a GPU: what the device had in use at its fullest so far, less before loading.
+        let peak_device_bytes =
+            (!model.device().is_cpu()).then(|| device_peak.saturating_sub(used_before));
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "model": model_name,
+                    "layers": config.num_hidden_layers,
+                    "device": device_name,
+                    "dtype": format!("{:?}", model.dtype()),
+                    "threads": threads,
+                    "pp": run.pp,
+                    "tg": args.tg,
+                    "depth": depth,
+                    "pp_tok_s": run.pp_tok_s,
+                    "tg_tok_s": run.tg_tok_s,
+                    "peak_rss_bytes": peak_rss_bytes(),
+                    "peak_device_bytes": peak_device_bytes,
+                    "weight_bytes": model.weight_bytes(),
+                    "memory_bandwidth_bytes_s": bandwidth_bytes_s,
+                    "decode_bytes_per_token": bytes_per_token,
+                    "decode_bound_tok_s": bound_tok_s,
+                    "decode_vs_bound": ratio,
+                })
+            );
+        } else {
+            println!(
+                "| {model_name} | {} | {device_name} | {threads} | {depth} | {:.1} (pp{}) | {:.2} (tg{}) | {ratio:.2}x of {bound_tok_s:.2} |",
+                config.num_hidden_layers, run.pp_tok_s, run.pp, run.tg_tok_s, args.tg,
+            );
+            notes.push(format!(
+                "depth {depth}: {:.1} MB read per decoded token",
+                bytes_per_token as f64 / 1e6
+            ));
+        }
+    }
+    if !args.json {
+        let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
+        println!();
+        println!("peak RSS {:.2} GiB", gib(peak_rss_bytes()));
+        if !model.device().is_cpu() {
+            println!(
+                "peak device memory {:.2} GiB (in use at the fullest, less before loading)",
+                gib(device_peak.saturating_sub(used_before))
+            );
+        }
+        println!(
+            "weights {:.2} GiB; memory bandwidth {:.1} GB/s ({})",
+            gib(model.weight_bytes()),
+            bandwidth_bytes_s / 1e9,
+            if model.device().is_cpu() {
+                format!("host read, {threads} threads")
+            } else {
+                "device, measured by a copy".to_string()
+            }
+        );
+        for note in notes {
+            println!("{note}");
+        }
+    }
+    Ok(())
+}
+
+/// Speeds measured at one depth.
+struct DepthRun {
+    pp: usize,
+    pp_tok_s: f64,
+    tg_tok_s: f64,
+}
+
+/// Fills a fresh cache with `depth` tokens (untimed), then times a prefill of `--pp` tokens and
+/// `--tg` decode steps.
+fn run_at_depth(
+    model: &GptOss,
+    args: &BenchArgs,
+    depth: usize,
+    random_ids: &mut impl FnMut(usize) -> Vec<u32>,
+) -> anyhow::Result<DepthRun> {
+    let pp = args.pp.max(1);
+    let mut cache = model.new_cache(depth + pp + args.tg + 1)?;
+    if depth > 0 {
+        model.forward(&random_ids(depth), &mut cache, Logits::Last)?;
+    }
+    let prompt = random_ids(pp);
+    model.device().synchronize()?;
     let start = Instant::now();
     let mut logits = model.forward(&prompt, &mut cache, Logits::Last)?;
-    let pp_tok_s = prompt.len() as f64 / start.elapsed().as_secs_f64();
+    model.device().synchronize()?;
+    let pp_tok_s = pp as f64 / start.elapsed().as_secs_f64();
     let start = Instant::now();
     for _ in 0..args.tg {
         let next = logits.argmax(1)?.to_vec1::<u32>()?[0];
@@ -63,55 +169,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     } else {
         0.0
     };
-    let peak_rss_bytes = peak_rss_bytes();
-    let bytes_per_token = model.decode_bytes_per_token(args.depth + prompt.len() + args.tg / 2);
-    let bound_tok_s = bandwidth_bytes_s / bytes_per_token as f64;
-    let ratio = tg_tok_s / bound_tok_s;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": model_name,
-                "layers": config.num_hidden_layers,
-                "device": device_name,
-                "dtype": format!("{:?}", model.dtype()),
-                "threads": threads,
-                "pp": prompt.len(),
-                "tg": args.tg,
-                "depth": args.depth,
-                "pp_tok_s": pp_tok_s,
-                "tg_tok_s": tg_tok_s,
-                "peak_rss_bytes": peak_rss_bytes,
-                "weight_bytes": model.weight_bytes(),
-                "memory_bandwidth_bytes_s": bandwidth_bytes_s,
-                "decode_bytes_per_token": bytes_per_token,
-                "decode_bound_tok_s": bound_tok_s,
-                "decode_vs_bound": ratio,
-            })
-        );
-    } else {
-        println!("| model | layers | device | threads | pp t/s | tg t/s | peak RSS |");
-        println!("|---|---|---|---|---|---|---|");
-        println!(
-            "| {model_name} | {} | {device_name} | {threads} | {pp_tok_s:.1} (pp{}) | {tg_tok_s:.2} (tg{}) | {:.2} GiB |",
-            config.num_hidden_layers,
-            prompt.len(),
-            args.tg,
-            peak_rss_bytes as f64 / (1u64 << 30) as f64
-        );
-        println!();
-        println!(
-            "weights {:.2} GiB; memory read bandwidth {:.1} GB/s (host, {threads} threads)",
-            model.weight_bytes() as f64 / (1u64 << 30) as f64,
-            bandwidth_bytes_s / 1e9
-        );
-        println!(
-            "bytes read per decoded token {:.1} MB -> bound {bound_tok_s:.2} tok/s; measured {tg_tok_s:.2} = {:.2}x of the bound",
-            bytes_per_token as f64 / 1e6,
-            ratio
-        );
-    }
-    Ok(())
+    Ok(DepthRun {
+        pp,
+        pp_tok_s,
+        tg_tok_s,
+    })
 }
 
 /// The config of a synthetic preset.
@@ -136,8 +198,41 @@ fn peak_rss_bytes() -> u64 {
     memory_stats::memory_stats().map_or(0, |m| m.physical_mem as u64)
 }
 
+/// A short prefill and two decode steps on a scratch cache, so that kernel loading (CUDA
+/// compiles its PTX on first use) and thread start-up stay out of the figures.
+fn warm_up(model: &GptOss, random_ids: &mut impl FnMut(usize) -> Vec<u32>) -> anyhow::Result<()> {
+    let mut cache = model.new_cache(64)?;
+    let prompt = random_ids(48);
+    model.forward(&prompt, &mut cache, Logits::Last)?;
+    for id in random_ids(2) {
+        model.forward(&[id], &mut cache, Logits::Last)?;
+    }
+    model.device().synchronize()?;
+    Ok(())
+}
+
+/// Memory bandwidth in bytes/s of the device the model runs on.
+fn measure_bandwidth(device: &Device) -> anyhow::Result<f64> {
+    if device.is_cpu() {
+        return Ok(measure_host_bandwidth());
+    }
+    // A 1 GiB copy reads and writes every byte once; the best of a few.
+    let source = Tensor::zeros((1usize << 28,), DType::F32, device)?;
+    let mut best = 0f64;
+    for _ in 0..5 {
+        device.synchronize()?;
+        let start = Instant::now();
+        let copy = source.affine(1.0, 0.0)?;
+        device.synchronize()?;
+        let seconds = start.elapsed().as_secs_f64();
+        drop(copy);
+        best = best.max(2.0 * (1u64 << 30) as f64 / seconds);
+    }
+    Ok(best)
+}
+
 /// Host memory read bandwidth in bytes/s: the best of a few multi-threaded sums over 512 MiB.
-fn measure_bandwidth() -> f64 {
+fn measure_host_bandwidth() -> f64 {
     use rayon::prelude::*;
     let len = (512usize << 20) / 4;
     let buffer: Vec<f32> = (0..len).map(|i| (i % 7) as f32).collect();

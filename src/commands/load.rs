@@ -20,7 +20,12 @@ pub fn model(args: &ModelArgs) -> anyhow::Result<(GptOss, String)> {
         );
     }
     let (device, name) = device::select(args.device.unwrap_or_default())?;
-    let model = GptOss::load(path, &device, Precision::from(args.dtype))
-        .with_context(|| format!("loading the model in {dir}"))?;
+    let model = GptOss::load_with(
+        path,
+        &device,
+        Precision::from(args.dtype),
+        args.experts.into(),
+    )
+    .with_context(|| format!("loading the model in {dir}"))?;
     Ok((model, name))
 }

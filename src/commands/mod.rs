@@ -10,3 +10,4 @@ pub mod load;
 pub mod parse;
 pub mod render;
 pub mod score;
+pub mod verify;

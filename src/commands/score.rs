@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::cli::ScoreArgs;
 use crate::model::Logits;
+use crate::model::fidelity;
 
 /// Runs the command.
 pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
@@ -14,15 +15,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
     let (model, _) = super::load::model(&args.model)?;
     let mut cache = model.new_cache(ids.len())?;
     let logits = model.forward(ids, &mut cache, Logits::All)?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, 1)?.to_vec2::<f32>()?;
-    let nll: f64 = (1..ids.len())
-        .map(|t| -(log_probs[t - 1][ids[t] as usize] as f64))
-        .sum();
-    let nll_mean = if ids.len() > 1 {
-        nll / (ids.len() - 1) as f64
-    } else {
-        0.0
-    };
+    let nll_mean = fidelity::nll_mean(&logits, ids)?;
     let argmax: Vec<u32> = logits.argmax(1)?.to_vec1::<u32>()?;
     if let Some(path) = &args.logits_out {
         let tensors = HashMap::from([("logits".to_string(), logits.clone())]);

@@ -13,11 +13,12 @@ use super::attention::Attention;
 use super::config::{Config, LayerKind};
 use super::error::ModelError;
 use super::linear::Linear;
-use super::moe::{Expert, ExpertLinear, Moe};
+use super::moe::{Expert, ExpertLinear, Experts, Moe, StackedExperts};
+use super::q4_stack::Q4Stack;
 use super::quant::{GptqInt4, mxfp4_dequantize, q4_0_dequantize};
 use super::rope::Rope;
 use super::weights::Checkpoint;
-use super::{Embedding, GptOss, HostBytes, Layer, Layout, Precision};
+use super::{Embedding, ExpertForm, GptOss, HostBytes, Layer, Layout, Precision};
 
 /// An expert projection's weight on the host, Linear layout [out, in].
 pub(super) enum HostLinear {
@@ -64,16 +65,23 @@ pub(super) struct Builder<'a> {
     pub dtype: DType,
     pub precision: Precision,
     pub bytes: u64,
+    pub experts: ExpertForm,
 }
 
 impl<'a> Builder<'a> {
-    pub fn new(config: &'a Config, device: &'a Device, precision: Precision) -> Self {
+    pub fn new(
+        config: &'a Config,
+        device: &'a Device,
+        precision: Precision,
+        experts: ExpertForm,
+    ) -> Self {
         Self {
             config,
             device,
             dtype: precision.activation_dtype(device),
             precision,
             bytes: 0,
+            experts,
         }
     }
 
@@ -127,6 +135,49 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// Whether this layer's experts go into [`StackedExperts`]: Q4_0 experts in the default
+    /// mode, on CUDA unless the caller chose a form.
+    fn stacks_experts(&self, experts: &[HostExpert]) -> bool {
+        let wanted = match self.experts {
+            ExpertForm::Auto => matches!(self.device, Device::Cuda(_)),
+            ExpertForm::PerExpert => false,
+            ExpertForm::Stacked => true,
+        };
+        wanted
+            && self.precision == Precision::Default
+            && !experts.is_empty()
+            && experts.iter().all(|e| {
+                matches!(
+                    (&e.gate_up, &e.down),
+                    (HostLinear::Q4_0(_), HostLinear::Q4_0(_))
+                )
+            })
+    }
+
+    /// Stacks Q4_0 experts: one host buffer per projection, one copy to the device each.
+    fn stacked_experts(&mut self, experts: Vec<HostExpert>) -> Result<StackedExperts, ModelError> {
+        let c = self.config;
+        let (hidden, inter, count) = (c.hidden_size, c.intermediate_size, experts.len());
+        let (mut gate_up, mut down) = (Vec::new(), Vec::new());
+        let (mut gate_up_bias, mut down_bias) = (Vec::new(), Vec::new());
+        for e in experts {
+            if let (HostLinear::Q4_0(g), HostLinear::Q4_0(d)) = (e.gate_up, e.down) {
+                gate_up.extend_from_slice(&g);
+                down.extend_from_slice(&d);
+            }
+            gate_up_bias.extend(e.gate_up_bias);
+            down_bias.extend(e.down_bias);
+        }
+        let stacked = StackedExperts {
+            gate_up: Q4Stack::new(&gate_up, count, 2 * inter, hidden, self.device)?,
+            gate_up_bias: Tensor::from_vec(gate_up_bias, (count, 2 * inter), self.device)?,
+            down: Q4Stack::new(&down, count, hidden, inter, self.device)?,
+            down_bias: Tensor::from_vec(down_bias, (count, hidden), self.device)?,
+        };
+        self.bytes += stacked.bytes();
+        Ok(stacked)
+    }
+
     /// Builds a layer's tensors.
     pub fn layer(&mut self, index: usize, host: HostLayer) -> Result<Layer, ModelError> {
         let c = self.config;
@@ -152,15 +203,20 @@ impl<'a> Builder<'a> {
             window: (c.layer_types[index] == LayerKind::SlidingAttention)
                 .then_some(c.sliding_window),
         };
-        let mut experts = Vec::with_capacity(host.experts.len());
-        for e in host.experts {
-            experts.push(Expert {
-                gate_up: self.linear(e.gate_up, 2 * inter, hidden)?,
-                gate_up_bias: self.dense(e.gate_up_bias, 2 * inter)?,
-                down: self.linear(e.down, hidden, inter)?,
-                down_bias: self.dense(e.down_bias, hidden)?,
-            });
-        }
+        let experts = if self.stacks_experts(&host.experts) {
+            Experts::Stacked(self.stacked_experts(host.experts)?)
+        } else {
+            let mut experts = Vec::with_capacity(host.experts.len());
+            for e in host.experts {
+                experts.push(Expert {
+                    gate_up: self.linear(e.gate_up, 2 * inter, hidden)?,
+                    gate_up_bias: self.dense(e.gate_up_bias, 2 * inter)?,
+                    down: self.linear(e.down, hidden, inter)?,
+                    down_bias: self.dense(e.down_bias, hidden)?,
+                });
+            }
+            Experts::PerExpert(experts)
+        };
         Ok(Layer {
             input_norm: self.dense(host.input_norm, hidden)?,
             attention,
@@ -230,12 +286,13 @@ pub(super) fn load(
     dir: &Path,
     device: &Device,
     precision: Precision,
+    experts: ExpertForm,
 ) -> Result<GptOss, ModelError> {
     let config_path = dir.join("config.json");
     let config = Config::from_file(&config_path)?;
     let ckpt = Checkpoint::open(dir)?;
     let layout = detect_layout(&config, &ckpt, &config_path)?;
-    let mut builder = Builder::new(&config, device, precision);
+    let mut builder = Builder::new(&config, device, precision, experts);
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for index in 0..config.num_hidden_layers {
         let host = read_layer(&config, &ckpt, index, layout, precision)?;

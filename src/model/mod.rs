@@ -10,9 +10,11 @@ pub mod cache;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod fidelity;
 pub mod linear;
 mod load;
 pub mod moe;
+pub mod q4_stack;
 pub mod quant;
 pub mod rope;
 pub mod synthetic;
@@ -59,6 +61,16 @@ impl Precision {
             _ => DType::F32,
         }
     }
+}
+
+/// How Q4_0 experts are held (see [`moe`]): per expert, or stacked for the indexed kernels
+/// that keep the routing on the device. `Auto` stacks them on CUDA only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpertForm {
+    #[default]
+    Auto,
+    PerExpert,
+    Stacked,
 }
 
 /// Which positions of a forward pass get logits.
@@ -172,7 +184,17 @@ pub struct GptOss {
 impl GptOss {
     /// Loads the checkpoint in `dir` (config.json + safetensors, any of the three layouts).
     pub fn load(dir: &Path, device: &Device, precision: Precision) -> Result<Self, ModelError> {
-        load::load(dir, device, precision)
+        load::load(dir, device, precision, ExpertForm::Auto)
+    }
+
+    /// [`GptOss::load`] with the experts held in `experts`' form.
+    pub fn load_with(
+        dir: &Path,
+        device: &Device,
+        precision: Precision,
+        experts: ExpertForm,
+    ) -> Result<Self, ModelError> {
+        load::load(dir, device, precision, experts)
     }
 
     /// A model of `config`'s shape with seeded random weights, int4 (Q4_0) experts like the
@@ -183,7 +205,18 @@ impl GptOss {
         device: &Device,
         precision: Precision,
     ) -> Result<Self, ModelError> {
-        synthetic::build(config, seed, device, precision)
+        synthetic::build(config, seed, device, precision, ExpertForm::Auto)
+    }
+
+    /// [`GptOss::synthetic`] with the experts held in `experts`' form.
+    pub fn synthetic_with(
+        config: &Config,
+        seed: u64,
+        device: &Device,
+        precision: Precision,
+        experts: ExpertForm,
+    ) -> Result<Self, ModelError> {
+        synthetic::build(config, seed, device, precision, experts)
     }
 
     /// The model's config.
@@ -227,8 +260,7 @@ impl GptOss {
             total += size(&layer.input_norm) + size(&layer.post_norm);
             total += size(&layer.moe.router_weight) + size(&layer.moe.router_bias);
             let experts = &layer.moe.experts;
-            let expert_bytes: u64 =
-                experts.iter().map(|e| e.bytes()).sum::<u64>() / experts.len().max(1) as u64;
+            let expert_bytes = experts.bytes() / experts.len().max(1) as u64;
             total += expert_bytes * layer.moe.top_k as u64;
             let positions = match a.window {
                 Some(w) => context.min(w),

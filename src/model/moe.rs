@@ -1,11 +1,17 @@
 //! The mixture of experts (spec 2): top-k router with softmax over the chosen k, clamped
-//! SwiGLU experts with biases. Tokens are grouped per expert so each chosen expert runs one
-//! matmul over all its tokens.
+//! SwiGLU experts with biases.
+//!
+//! Two forms. Per-expert weights (CPU, Metal, f32 mode): the routing is read on the host and
+//! tokens are grouped per expert so each chosen expert runs one matmul over all its tokens.
+//! Stacked Q4_0 weights (CUDA): the routing stays on the device; a few tokens (decode) run
+//! as one indexed matvec per projection over their top-k experts, many tokens (prefill) as
+//! grouped matmuls over dequantized experts.
 
 use candle_core::quantized::QMatMul;
-use candle_core::{DType, Module, Tensor};
+use candle_core::{D, DType, Module, Tensor};
 
 use super::error::ModelError;
+use super::q4_stack::Q4Stack;
 use super::quant::q4_0_matmul;
 
 /// A Linear's weight in Linear layout [out, in]: dense or GGML-quantized.
@@ -57,12 +63,67 @@ pub struct Expert {
     pub down_bias: Tensor,
 }
 
+/// Every expert's projections stacked (CUDA, Q4_0); biases f32 [experts, out].
+pub struct StackedExperts {
+    /// [experts][2I, H].
+    pub gate_up: Q4Stack,
+    pub gate_up_bias: Tensor,
+    /// [experts][H, I].
+    pub down: Q4Stack,
+    pub down_bias: Tensor,
+}
+
+/// How a layer's experts are held.
+pub enum Experts {
+    PerExpert(Vec<Expert>),
+    Stacked(StackedExperts),
+}
+
+impl Experts {
+    /// Number of experts.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::PerExpert(v) => v.len(),
+            Self::Stacked(s) => s.gate_up.experts(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of all experts' weights and biases.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Self::PerExpert(v) => v.iter().map(Expert::bytes).sum(),
+            Self::Stacked(s) => s.bytes(),
+        }
+    }
+}
+
+impl StackedExperts {
+    /// Bytes of the stacks and biases.
+    pub fn bytes(&self) -> u64 {
+        let size = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+        self.gate_up.size_in_bytes()
+            + self.down.size_in_bytes()
+            + size(&self.gate_up_bias)
+            + size(&self.down_bias)
+    }
+}
+
+/// Stacked experts run as one indexed matvec per projection up to this many (token, expert)
+/// pairs; beyond, each expert's weight is dequantized once for a grouped matmul, which reads
+/// it once instead of once per pair.
+const INDEXED_MAX_PAIRS: usize = 64;
+
 /// Router and experts of one layer.
 pub struct Moe {
     /// [experts, hidden].
     pub router_weight: Tensor,
     pub router_bias: Tensor,
-    pub experts: Vec<Expert>,
+    pub experts: Experts,
     pub top_k: usize,
     pub intermediate: usize,
     pub alpha: f64,
@@ -99,14 +160,25 @@ impl Expert {
 impl Moe {
     /// Runs `x` [n, hidden] through the router and the chosen experts.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
-        let n = x.dim(0)?;
         let logits = x
             .matmul(&self.router_weight.t()?)?
             .broadcast_add(&self.router_bias)?
-            .to_dtype(DType::F32)?
-            .to_vec2::<f32>()?;
-        let mut groups: Vec<(Vec<u32>, Vec<f32>)> =
-            vec![(Vec::new(), Vec::new()); self.experts.len()];
+            .to_dtype(DType::F32)?;
+        match &self.experts {
+            Experts::PerExpert(experts) => self.forward_per_expert(experts, x, &logits),
+            Experts::Stacked(stacked) => Ok(self.forward_stacked(stacked, x, &logits)?),
+        }
+    }
+
+    fn forward_per_expert(
+        &self,
+        experts: &[Expert],
+        x: &Tensor,
+        logits: &Tensor,
+    ) -> Result<Tensor, ModelError> {
+        let n = x.dim(0)?;
+        let logits = logits.to_vec2::<f32>()?;
+        let mut groups: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); experts.len()];
         for (token, row) in logits.iter().enumerate() {
             for (expert, weight) in route(row, self.top_k) {
                 groups[expert].0.push(token as u32);
@@ -114,7 +186,7 @@ impl Moe {
             }
         }
         let mut out = x.zeros_like()?;
-        for (expert, (tokens, weights)) in self.experts.iter().zip(groups) {
+        for (expert, (tokens, weights)) in experts.iter().zip(groups) {
             if tokens.is_empty() {
                 continue;
             }
@@ -133,20 +205,108 @@ impl Moe {
     }
 
     fn expert_forward(&self, expert: &Expert, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let i = self.intermediate;
         let gate_up = expert
             .gate_up
             .forward(xs)?
             .broadcast_add(&expert.gate_up_bias)?;
-        let gate = gate_up.narrow(1, 0, i)?.minimum(self.limit)?;
-        let up = gate_up.narrow(1, i, i)?.clamp(-self.limit, self.limit)?;
-        let glu = (&gate * candle_nn::ops::sigmoid(&(&gate * self.alpha)?)?)?;
-        let hidden = ((up + 1.0)? * glu)?;
         expert
             .down
-            .forward(&hidden)?
+            .forward(&self.swiglu(&gate_up)?)?
             .broadcast_add(&expert.down_bias)
     }
+
+    /// The clamped SwiGLU of gate and up (the two halves of the last dimension).
+    fn swiglu(&self, gate_up: &Tensor) -> candle_core::Result<Tensor> {
+        let i = self.intermediate;
+        let gate = gate_up.narrow(D::Minus1, 0, i)?.minimum(self.limit)?;
+        let up = gate_up
+            .narrow(D::Minus1, i, i)?
+            .clamp(-self.limit, self.limit)?;
+        let glu = (&gate * candle_nn::ops::sigmoid(&(&gate * self.alpha)?)?)?;
+        (up + 1.0)? * glu
+    }
+
+    /// The stacked form; `logits` [n, experts] f32 never leave the device.
+    fn forward_stacked(
+        &self,
+        s: &StackedExperts,
+        x: &Tensor,
+        logits: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let (n, hidden) = x.dims2()?;
+        let k = self.top_k;
+        let (ids, weights) = route_on_device(logits, k)?;
+        if n * k > INDEXED_MAX_PAIRS {
+            return self.forward_grouped(s, x, &ids, &weights);
+        }
+        let flat_ids = ids.flatten_all()?;
+        let gathered_bias =
+            |bias: &Tensor, width: usize| bias.index_select(&flat_ids, 0)?.reshape((n, k, width));
+        let gate_up = s
+            .gate_up
+            .indexed_matvec(&x.to_dtype(DType::F32)?.unsqueeze(1)?, &ids)?;
+        let gate_up = (gate_up + gathered_bias(&s.gate_up_bias, 2 * self.intermediate)?)?;
+        let down = s.down.indexed_matvec(&self.swiglu(&gate_up)?, &ids)?;
+        let down = (down + gathered_bias(&s.down_bias, hidden)?)?;
+        down.broadcast_mul(&weights.unsqueeze(2)?)?
+            .sum(1)?
+            .to_dtype(x.dtype())
+    }
+
+    /// Many tokens: the routing comes to the host once, each chosen expert is dequantized once
+    /// and runs one matmul over its tokens.
+    fn forward_grouped(
+        &self,
+        s: &StackedExperts,
+        x: &Tensor,
+        ids: &Tensor,
+        weights: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let dtype = x.dtype();
+        let ids = ids.to_vec2::<u32>()?;
+        let weights = weights.to_vec2::<f32>()?;
+        let mut groups: Vec<(Vec<u32>, Vec<f32>)> =
+            vec![(Vec::new(), Vec::new()); s.gate_up.experts()];
+        for (token, (ids, weights)) in ids.iter().zip(&weights).enumerate() {
+            for (&expert, &weight) in ids.iter().zip(weights) {
+                let group = groups
+                    .get_mut(expert as usize)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("expert id {expert}")))?;
+                group.0.push(token as u32);
+                group.1.push(weight);
+            }
+        }
+        let mut out = x.zeros_like()?;
+        for (expert, (tokens, weights)) in groups.into_iter().enumerate() {
+            if tokens.is_empty() {
+                continue;
+            }
+            let m = tokens.len();
+            let index = Tensor::from_vec(tokens, m, x.device())?;
+            let xs = x.index_select(&index, 0)?;
+            let gate_up = xs
+                .matmul(&s.gate_up.dequantize(expert, dtype)?.t()?)?
+                .broadcast_add(&s.gate_up_bias.get(expert)?.to_dtype(dtype)?)?;
+            let y = self
+                .swiglu(&gate_up)?
+                .matmul(&s.down.dequantize(expert, dtype)?.t()?)?
+                .broadcast_add(&s.down_bias.get(expert)?.to_dtype(dtype)?)?;
+            let weights = Tensor::from_vec(weights, (m, 1), x.device())?.to_dtype(dtype)?;
+            out = out.index_add(&index, &y.broadcast_mul(&weights)?, 0)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Top-k experts of each row of `logits` [n, experts] f32 and their softmax weights, both
+/// [n, k], computed on the logits' device.
+fn route_on_device(logits: &Tensor, k: usize) -> candle_core::Result<(Tensor, Tensor)> {
+    let ids = logits
+        .arg_sort_last_dim(false)?
+        .narrow(1, 0, k)?
+        .contiguous()?;
+    let weights = candle_nn::ops::softmax_last_dim(&logits.gather(&ids, 1)?)?;
+    Ok((ids, weights))
 }
 
 #[cfg(test)]

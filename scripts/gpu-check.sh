@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The GPU check (issue 6): golden-logit fidelity on the tiny fixtures and speed on the synthetic
+# real shape, on a CUDA machine that has no Rust toolchain and no network.
+#
+#   scripts/gpu-check.sh prepare   # here: CUDA build, then target/gpu-check/ (binary + fixtures)
+#   scripts/gpu-check.sh run       # there, from the repo root with target/gpu-check carried
+#
+# `run` needs the CUDA 13 runtime libraries (cuBLAS, cuRAND, nvrtc) that PyTorch's cu130 wheels
+# ship; it finds them under python3's site-packages. It prints one summary at the end and
+# writes every result to ${OUT:-target/gpu-check/out}. Budget: under 5 minutes on an H100.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUNDLE=target/gpu-check
+
+prepare() {
+  scripts/build-cuda.sh
+  local bin=${CARGO_TARGET_DIR:-target/cuda}/debug/ossterm
+  rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/fixtures"
+  strip -o "$BUNDLE/ossterm" "$bin"
+  xz -T2 -6 "$BUNDLE/ossterm"
+  for fixture in tiny-a-bf16 tiny-a-int4; do
+    mkdir -p "$BUNDLE/fixtures/$fixture"
+    cp ../shared/fixtures/$fixture/{config.json,model.safetensors,golden.json,golden.safetensors} \
+      "$BUNDLE/fixtures/$fixture/"
+  done
+  du -sh "$BUNDLE"
+  echo "carry $BUNDLE (limit 64 MiB) and run: scripts/gpu-check.sh run"
+}
+
+# The directory of PyTorch's CUDA 13 libraries, for LD_LIBRARY_PATH.
+cuda_libs() {
+  python3 - <<'EOF' 2>/dev/null || true
+import glob, os, site
+roots = site.getsitepackages() + [site.getusersitepackages()]
+for root in roots:
+    for lib in glob.glob(os.path.join(root, "nvidia", "**", "libcublas.so.13*"), recursive=True):
+        print(os.path.dirname(lib)); raise SystemExit
+EOF
+}
+
+run() {
+  local out=${OUT:-$BUNDLE/out}
+  mkdir -p "$out"
+  local bin=$BUNDLE/ossterm
+  if [ ! -x "$bin" ]; then
+    xz -dkf "$bin.xz" 2>/dev/null || python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open('$bin.xz'), open('$bin','wb'))"
+    chmod +x "$bin"
+  fi
+  local libs
+  libs=$(cuda_libs)
+  export LD_LIBRARY_PATH="${libs:+$libs:}${LD_LIBRARY_PATH:-}"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+  local status=0
+  step() {  # name, seconds, command...
+    local name=$1 limit=$2; shift 2
+    local start=$SECONDS
+    if timeout "$limit" "$@" > "$out/$name.txt" 2>&1; then
+      echo "ok    $name ($((SECONDS - start)) s)" | tee -a "$out/summary.txt"
+    else
+      echo "FAIL  $name (exit $?, $((SECONDS - start)) s): tail of $out/$name.txt" | tee -a "$out/summary.txt"
+      tail -5 "$out/$name.txt" | sed 's/^/      /' | tee -a "$out/summary.txt"
+      status=1
+    fi
+  }
+  : > "$out/summary.txt"
+  step verify-stacked 90 "$bin" verify --fixtures "$BUNDLE/fixtures" --device cuda:0
+  step verify-per-expert 60 "$bin" verify --fixtures "$BUNDLE/fixtures" --device cuda:0 --dtype auto --experts per-expert
+  step bench-stacked 150 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --pp 512 --tg 128 --depth 0,8192 --json
+  step bench-per-expert 90 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --experts per-expert --pp 512 --tg 32 --depth 0 --json
+  echo "---- summary ($(cat "$out/gpu.txt"))"
+  cat "$out/summary.txt"
+  for name in verify-stacked verify-per-expert; do
+    grep -E "^(PASS|FAIL)" "$out/$name.txt" | sed "s/^/$name: /" || true
+  done
+  for name in bench-stacked bench-per-expert; do
+    python3 - "$out/$name.txt" "$name" <<'EOF' || true
+import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("{"):
+        r = json.loads(line)
+        peak = r.get("peak_device_bytes") or 0
+        print(f"{sys.argv[2]}: depth {r['depth']}: pp{r['pp']} {r['pp_tok_s']:.0f} tok/s, "
+              f"tg{r['tg']} {r['tg_tok_s']:.1f} tok/s ({r['decode_vs_bound']:.2f}x of "
+              f"{r['decode_bound_tok_s']:.0f}), peak device {peak / 2**30:.2f} GiB")
+EOF
+  done
+  return $status
+}
+
+case "${1:-}" in
+  prepare) prepare ;;
+  run) run ;;
+  *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+esac

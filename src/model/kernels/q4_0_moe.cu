@@ -1,0 +1,112 @@
+// Q4_0 kernels for the mixture of experts on CUDA (compiled to PTX by build.rs).
+//
+// Weights of one projection are stacked: [experts, rows, cols / 32] GGML Q4_0 blocks of 18 bytes
+// (f16 scale d, then 16 bytes: byte j holds element j in its low nibble and element j + 16 in its
+// high nibble; value = d * (nibble - 8)). Every block starts at an even offset, so 16-bit loads
+// are aligned.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#define Q4_0_BYTES 18
+#define Q4_0_VALUES 32
+
+// Low and high nibble of a byte, centred.
+__device__ __forceinline__ float lo4(uint32_t b) { return (float)((int)(b & 0xF) - 8); }
+__device__ __forceinline__ float hi4(uint32_t b) { return (float)((int)((b >> 4) & 0xF) - 8); }
+
+// Dot product of one Q4_0 row with x (f32, `blocks` * 32 values), computed by one warp: four
+// lanes share a block (4 bytes = 8 values each), eight blocks per step. Every lane gets the sum.
+__device__ float q4_0_row_dot(const uint8_t* __restrict__ row, const float* __restrict__ x,
+                              int blocks) {
+    const int lane = threadIdx.x & 31;
+    const int part = lane & 3;
+    float acc = 0.0f;
+    for (int b = lane >> 2; b < blocks; b += 8) {
+        const uint16_t* p = (const uint16_t*)(row + (size_t)b * Q4_0_BYTES);
+        const float d = __half2float(__ushort_as_half(__ldg(p)));
+        const uint32_t q01 = __ldg(p + 1 + 2 * part);
+        const uint32_t q23 = __ldg(p + 2 + 2 * part);
+        const float* xl = x + b * Q4_0_VALUES + 4 * part;
+        const float* xh = xl + 16;
+        const uint32_t b0 = q01 & 0xFF, b1 = q01 >> 8, b2 = q23 & 0xFF, b3 = q23 >> 8;
+        float s = lo4(b0) * __ldg(xl) + lo4(b1) * __ldg(xl + 1) + lo4(b2) * __ldg(xl + 2) +
+                  lo4(b3) * __ldg(xl + 3);
+        s += hi4(b0) * __ldg(xh) + hi4(b1) * __ldg(xh + 1) + hi4(b2) * __ldg(xh + 2) +
+             hi4(b3) * __ldg(xh + 3);
+        acc += d * s;
+    }
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        acc += __shfl_xor_sync(0xFFFFFFFFu, acc, offset);
+    }
+    return acc;
+}
+
+// out[t, s, r] = W[ids[t, s]][r, :] . x[t, s or 0, :] for the top-k experts of each token.
+// Grid: (ceil(rows / blockDim.y), tokens * top_k); block: (32, warps), one warp per row.
+// x is [tokens, x_slots, cols] with x_slots 1 (every expert sees the token) or top_k.
+extern "C" __global__ void q4_0_indexed_matvec_f32(const uint8_t* __restrict__ w,
+                                                   const float* __restrict__ x,
+                                                   const uint32_t* __restrict__ ids,
+                                                   float* __restrict__ out, int experts, int rows,
+                                                   int cols, int top_k, int x_slots) {
+    const int pair = blockIdx.y;
+    const int row = blockIdx.x * blockDim.y + threadIdx.y;
+    if (row >= rows) {
+        return;
+    }
+    const int token = pair / top_k;
+    const int slot = pair % top_k;
+    const uint32_t expert = ids[pair];
+    float value = __int_as_float(0x7FC00000);  // NaN marks an expert id out of range
+    if (expert < (uint32_t)experts) {
+        const int blocks = cols / Q4_0_VALUES;
+        const uint8_t* w_row = w + ((size_t)expert * rows + row) * blocks * Q4_0_BYTES;
+        const float* x_row = x + ((size_t)token * x_slots + (x_slots == 1 ? 0 : slot)) * cols;
+        value = q4_0_row_dot(w_row, x_row, blocks);
+    }
+    if (threadIdx.x == 0) {
+        out[(size_t)pair * rows + row] = value;
+    }
+}
+
+// One expert's weight [rows, cols] dequantized; one thread per block of 32 values.
+template <typename T>
+__device__ void q4_0_dequantize_expert(const uint8_t* __restrict__ w, T* __restrict__ out,
+                                       int expert, int rows, int cols,
+                                       T (*convert)(float)) {
+    const size_t blocks = (size_t)rows * (cols / Q4_0_VALUES);
+    const size_t b = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (b >= blocks) {
+        return;
+    }
+    const uint16_t* p = (const uint16_t*)(w + ((size_t)expert * blocks + b) * Q4_0_BYTES);
+    const float d = __half2float(__ushort_as_half(p[0]));
+    T* dst = out + b * Q4_0_VALUES;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const uint32_t q = p[1 + j];
+        const uint32_t lo = q & 0xFF, hi = q >> 8;
+        dst[2 * j] = convert(d * lo4(lo));
+        dst[2 * j + 1] = convert(d * lo4(hi));
+        dst[2 * j + 16] = convert(d * hi4(lo));
+        dst[2 * j + 17] = convert(d * hi4(hi));
+    }
+}
+
+__device__ float to_f32(float v) { return v; }
+__device__ __nv_bfloat16 to_bf16(float v) { return __float2bfloat16(v); }
+
+extern "C" __global__ void q4_0_dequantize_expert_f32(const uint8_t* __restrict__ w,
+                                                      float* __restrict__ out, int expert,
+                                                      int rows, int cols) {
+    q4_0_dequantize_expert<float>(w, out, expert, rows, cols, to_f32);
+}
+
+extern "C" __global__ void q4_0_dequantize_expert_bf16(const uint8_t* __restrict__ w,
+                                                       __nv_bfloat16* __restrict__ out,
+                                                       int expert, int rows, int cols) {
+    q4_0_dequantize_expert<__nv_bfloat16>(w, out, expert, rows, cols, to_bf16);
+}
