@@ -177,6 +177,9 @@ fn bench_measures_each_depth_on_one_model() {
     assert_eq!(rows[1]["depth"], 8);
     for row in &rows {
         assert!(row["tg_tok_s"].as_f64().expect("tg") > 0.0);
-        assert!(row["peak_device_bytes"].is_null(), "no device memory on the CPU");
+        assert!(
+            row["peak_device_bytes"].is_null(),
+            "no device memory on the CPU"
+        );
     }
 }

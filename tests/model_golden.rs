@@ -35,7 +35,10 @@ fn bf16_fixture_matches_the_reference_in_f32() {
 fn int4_fixture_matches_the_reference_in_f32() {
     let report = check("tiny-a-int4", Precision::F32, ExpertForm::Auto);
     // Far inside the tolerance: the Q4_0 repack is lossless and the math is f32.
-    assert!(report.prompts.iter().all(|p| p.max_diff < 1e-3), "{report:#?}");
+    assert!(
+        report.prompts.iter().all(|p| p.max_diff < 1e-3),
+        "{report:#?}"
+    );
 }
 
 #[test]

@@ -38,10 +38,10 @@ pub const DEFAULT_CHUNK_TOKENS: usize = 512;
 /// The contexts `ossterm fit` tabulates (capped at the model's maximum).
 pub const TABLE_CONTEXTS: [usize; 6] = [4096, 8192, 16384, 32768, 65536, 131072];
 
-/// f32 tensors of shape [heads, chunk, keys] alive at once at the attention's peak: raw
-/// scores, masked scores, scores with the sink column, softmax output and its contiguous
-/// narrow (read from `model/attention.rs`; fewer if it drops intermediates earlier).
-pub const SCORE_COPIES: u64 = 5;
+/// f32 tensors of shape [heads, chunk, keys] alive at once at the attention's peak: each
+/// step of `model/attention.rs`'s `probabilities` replaces the one before, so two (the
+/// softmax and its contiguous narrow; scores and masked scores; ...).
+pub const SCORE_COPIES: u64 = 2;
 /// The most bytes one chunk's f32 attention scores may take (the model's own budget): long
 /// contexts prefill in smaller chunks rather than needing gigabytes of scores.
 pub const SCORES_BUDGET_BYTES: u64 = 512 * MIB;

@@ -66,30 +66,52 @@ impl Attention {
         let per_kv = h / kv;
         // [kv, per_kv * n, d]: rows of one kv head's query heads, head-major.
         let q = q.contiguous()?.reshape((kv, per_kv * n, d))?;
-        let scores = q
-            .matmul(&k_all.t()?)?
-            .to_dtype(DType::F32)?
-            .reshape((kv, per_kv, n, keys))?;
-        let scores = match self.mask(n, start, first, keys) {
-            Some(mask) => {
-                let mask = Tensor::from_vec(mask, (n, keys), x.device())?;
-                scores.broadcast_add(&mask)?
-            }
-            None => scores,
-        };
-        let sinks = self.sinks.broadcast_as((kv, per_kv, n, 1))?;
-        let probs = candle_nn::ops::softmax_last_dim(
-            &Tensor::cat(&[&scores, &sinks], D::Minus1)?.contiguous()?,
-        )?
-        .narrow(3, 0, keys)?
-        .to_dtype(v_all.dtype())?
-        .reshape((kv, per_kv * n, keys))?;
+        let mask = self
+            .mask(n, start, first, keys)
+            .map(|mask| Tensor::from_vec(mask, (n, keys), x.device()))
+            .transpose()?;
+        let probs = self.probabilities(&q, &k_all, mask.as_ref(), n)?;
         let out = probs
+            .to_dtype(v_all.dtype())?
             .matmul(&v_all)?
             .reshape((h, n, d))?
             .transpose(0, 1)?
             .reshape((n, h * d))?;
         Ok(self.o_weight.forward(&out)?.broadcast_add(&self.o_bias)?)
+    }
+
+    /// Softmax over each query's visible keys and its head's sink, [kv, per_kv * n, keys] f32.
+    /// Each step replaces the tensor before it, so at most two score-sized f32 tensors are
+    /// alive at once (the planner's `SCORE_COPIES`); long prefills are scratch-bound by this.
+    fn probabilities(
+        &self,
+        q: &Tensor,
+        k_all: &Tensor,
+        mask: Option<&Tensor>,
+        n: usize,
+    ) -> Result<Tensor, ModelError> {
+        let (kv, keys) = (self.kv_heads, k_all.dim(1)?);
+        let per_kv = self.heads / kv;
+        let mut scores = q
+            .matmul(&k_all.t()?)?
+            .to_dtype(DType::F32)?
+            .reshape((kv, per_kv, n, keys))?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let sinks = self.sinks.broadcast_as((kv, per_kv, n, 1))?;
+        let with_sinks = {
+            // cat along the last dim can hand back a strided view; softmax wants it contiguous.
+            let joined = Tensor::cat(&[&scores, &sinks], D::Minus1)?;
+            drop(scores);
+            joined.contiguous()?
+        };
+        let softmax = candle_nn::ops::softmax_last_dim(&with_sinks)?;
+        drop(with_sinks);
+        Ok(softmax
+            .narrow(3, 0, keys)?
+            .contiguous()?
+            .reshape((kv, per_kv * n, keys))?)
     }
 
     /// Additive mask [n, keys] (0 or -inf) for queries at `start..start+n` and keys at
