@@ -169,10 +169,15 @@ impl<'a> Builder<'a> {
             down_bias.extend(e.down_bias);
         }
         let stacked = StackedExperts {
-            gate_up: Q4Stack::new(&gate_up, count, 2 * inter, hidden, self.device)?,
-            gate_up_bias: Tensor::from_vec(gate_up_bias, (count, 2 * inter), self.device)?,
-            down: Q4Stack::new(&down, count, hidden, inter, self.device)?,
-            down_bias: Tensor::from_vec(down_bias, (count, hidden), self.device)?,
+            gate_up: Q4Stack::new(
+                &gate_up,
+                gate_up_bias,
+                count,
+                2 * inter,
+                hidden,
+                self.device,
+            )?,
+            down: Q4Stack::new(&down, down_bias, count, hidden, inter, self.device)?,
         };
         self.bytes += stacked.bytes();
         Ok(stacked)

@@ -11,6 +11,7 @@ use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Module, Tensor};
 
 use super::error::ModelError;
+use super::moe_ops;
 use super::q4_stack::Q4Stack;
 use super::quant::q4_0_matmul;
 
@@ -63,14 +64,12 @@ pub struct Expert {
     pub down_bias: Tensor,
 }
 
-/// Every expert's projections stacked (CUDA, Q4_0); biases f32 [experts, out].
+/// Every expert's projections stacked (CUDA, Q4_0), biases inside.
 pub struct StackedExperts {
     /// [experts][2I, H].
     pub gate_up: Q4Stack,
-    pub gate_up_bias: Tensor,
     /// [experts][H, I].
     pub down: Q4Stack,
-    pub down_bias: Tensor,
 }
 
 /// How a layer's experts are held.
@@ -105,11 +104,7 @@ impl Experts {
 impl StackedExperts {
     /// Bytes of the stacks and biases.
     pub fn bytes(&self) -> u64 {
-        let size = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
-        self.gate_up.size_in_bytes()
-            + self.down.size_in_bytes()
-            + size(&self.gate_up_bias)
-            + size(&self.down_bias)
+        self.gate_up.size_in_bytes() + self.down.size_in_bytes()
     }
 }
 
@@ -164,21 +159,34 @@ impl Moe {
             .matmul(&self.router_weight.t()?)?
             .broadcast_add(&self.router_bias)?
             .to_dtype(DType::F32)?;
-        match &self.experts {
-            Experts::PerExpert(experts) => self.forward_per_expert(experts, x, &logits),
-            Experts::Stacked(stacked) => Ok(self.forward_stacked(stacked, x, &logits)?),
-        }
+        let n = x.dim(0)?;
+        Ok(match &self.experts {
+            Experts::PerExpert(experts) => {
+                self.forward_grouped(x, &logits, experts.len(), |e, xs| {
+                    self.expert_forward(&experts[e], xs)
+                })?
+            }
+            Experts::Stacked(s) if n * self.top_k > INDEXED_MAX_PAIRS => {
+                self.forward_grouped(x, &logits, s.gate_up.experts(), |e, xs| {
+                    self.dequantized_expert_forward(s, e, xs)
+                })?
+            }
+            Experts::Stacked(s) => self.forward_indexed(s, x, &logits)?,
+        })
     }
 
-    fn forward_per_expert(
+    /// Reads the routing on the host and runs each chosen expert once over all its tokens;
+    /// `run(expert, xs)` gives that expert's outputs for the rows `xs`.
+    fn forward_grouped(
         &self,
-        experts: &[Expert],
         x: &Tensor,
         logits: &Tensor,
-    ) -> Result<Tensor, ModelError> {
+        experts: usize,
+        run: impl Fn(usize, &Tensor) -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<Tensor> {
         let n = x.dim(0)?;
         let logits = logits.to_vec2::<f32>()?;
-        let mut groups: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); experts.len()];
+        let mut groups: Vec<(Vec<u32>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); experts];
         for (token, row) in logits.iter().enumerate() {
             for (expert, weight) in route(row, self.top_k) {
                 groups[expert].0.push(token as u32);
@@ -186,7 +194,7 @@ impl Moe {
             }
         }
         let mut out = x.zeros_like()?;
-        for (expert, (tokens, weights)) in experts.iter().zip(groups) {
+        for (expert, (tokens, weights)) in groups.into_iter().enumerate() {
             if tokens.is_empty() {
                 continue;
             }
@@ -197,7 +205,7 @@ impl Moe {
             } else {
                 x.index_select(&index, 0)?
             };
-            let y = self.expert_forward(expert, &xs)?;
+            let y = run(expert, &xs)?;
             let weights = Tensor::from_vec(weights, (m, 1), x.device())?.to_dtype(y.dtype())?;
             out = out.index_add(&index, &y.broadcast_mul(&weights)?, 0)?;
         }
@@ -215,6 +223,22 @@ impl Moe {
             .broadcast_add(&expert.down_bias)
     }
 
+    /// One stacked expert, dequantized to the activation dtype for a dense matmul.
+    fn dequantized_expert_forward(
+        &self,
+        s: &StackedExperts,
+        expert: usize,
+        xs: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let dtype = xs.dtype();
+        let gate_up = xs
+            .matmul(&s.gate_up.dequantize(expert, dtype)?.t()?)?
+            .broadcast_add(&s.gate_up.bias().get(expert)?.to_dtype(dtype)?)?;
+        self.swiglu(&gate_up)?
+            .matmul(&s.down.dequantize(expert, dtype)?.t()?)?
+            .broadcast_add(&s.down.bias().get(expert)?.to_dtype(dtype)?)
+    }
+
     /// The clamped SwiGLU of gate and up (the two halves of the last dimension).
     fn swiglu(&self, gate_up: &Tensor) -> candle_core::Result<Tensor> {
         let i = self.intermediate;
@@ -226,87 +250,22 @@ impl Moe {
         (up + 1.0)? * glu
     }
 
-    /// The stacked form; `logits` [n, experts] f32 never leave the device.
-    fn forward_stacked(
+    /// A few tokens: the routing never leaves the device, and each projection is one indexed
+    /// matvec over every token's chosen experts (six launches for the whole MoE).
+    fn forward_indexed(
         &self,
         s: &StackedExperts,
         x: &Tensor,
         logits: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let (n, hidden) = x.dims2()?;
-        let k = self.top_k;
-        let (ids, weights) = route_on_device(logits, k)?;
-        if n * k > INDEXED_MAX_PAIRS {
-            return self.forward_grouped(s, x, &ids, &weights);
-        }
-        let flat_ids = ids.flatten_all()?;
-        let gathered_bias =
-            |bias: &Tensor, width: usize| bias.index_select(&flat_ids, 0)?.reshape((n, k, width));
+        let ids = moe_ops::route_top_k(logits, self.top_k)?;
         let gate_up = s
             .gate_up
             .indexed_matvec(&x.to_dtype(DType::F32)?.unsqueeze(1)?, &ids)?;
-        let gate_up = (gate_up + gathered_bias(&s.gate_up_bias, 2 * self.intermediate)?)?;
-        let down = s.down.indexed_matvec(&self.swiglu(&gate_up)?, &ids)?;
-        let down = (down + gathered_bias(&s.down_bias, hidden)?)?;
-        down.broadcast_mul(&weights.unsqueeze(2)?)?
-            .sum(1)?
-            .to_dtype(x.dtype())
+        let hidden = moe_ops::swiglu(&gate_up, self.intermediate, self.alpha, self.limit)?;
+        let down = s.down.indexed_matvec(&hidden, &ids)?;
+        moe_ops::combine(&down, logits, &ids, x.dtype())
     }
-
-    /// Many tokens: the routing comes to the host once, each chosen expert is dequantized once
-    /// and runs one matmul over its tokens.
-    fn forward_grouped(
-        &self,
-        s: &StackedExperts,
-        x: &Tensor,
-        ids: &Tensor,
-        weights: &Tensor,
-    ) -> candle_core::Result<Tensor> {
-        let dtype = x.dtype();
-        let ids = ids.to_vec2::<u32>()?;
-        let weights = weights.to_vec2::<f32>()?;
-        let mut groups: Vec<(Vec<u32>, Vec<f32>)> =
-            vec![(Vec::new(), Vec::new()); s.gate_up.experts()];
-        for (token, (ids, weights)) in ids.iter().zip(&weights).enumerate() {
-            for (&expert, &weight) in ids.iter().zip(weights) {
-                let group = groups
-                    .get_mut(expert as usize)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("expert id {expert}")))?;
-                group.0.push(token as u32);
-                group.1.push(weight);
-            }
-        }
-        let mut out = x.zeros_like()?;
-        for (expert, (tokens, weights)) in groups.into_iter().enumerate() {
-            if tokens.is_empty() {
-                continue;
-            }
-            let m = tokens.len();
-            let index = Tensor::from_vec(tokens, m, x.device())?;
-            let xs = x.index_select(&index, 0)?;
-            let gate_up = xs
-                .matmul(&s.gate_up.dequantize(expert, dtype)?.t()?)?
-                .broadcast_add(&s.gate_up_bias.get(expert)?.to_dtype(dtype)?)?;
-            let y = self
-                .swiglu(&gate_up)?
-                .matmul(&s.down.dequantize(expert, dtype)?.t()?)?
-                .broadcast_add(&s.down_bias.get(expert)?.to_dtype(dtype)?)?;
-            let weights = Tensor::from_vec(weights, (m, 1), x.device())?.to_dtype(dtype)?;
-            out = out.index_add(&index, &y.broadcast_mul(&weights)?, 0)?;
-        }
-        Ok(out)
-    }
-}
-
-/// Top-k experts of each row of `logits` [n, experts] f32 and their softmax weights, both
-/// [n, k], computed on the logits' device.
-fn route_on_device(logits: &Tensor, k: usize) -> candle_core::Result<(Tensor, Tensor)> {
-    let ids = logits
-        .arg_sort_last_dim(false)?
-        .narrow(1, 0, k)?
-        .contiguous()?;
-    let weights = candle_nn::ops::softmax_last_dim(&logits.gather(&ids, 1)?)?;
-    Ok((ids, weights))
 }
 
 #[cfg(test)]

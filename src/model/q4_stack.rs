@@ -11,22 +11,28 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Shape, Tensor};
 
+use super::kernels::cpu_slice;
+#[cfg(feature = "cuda")]
+use super::kernels::cuda;
 use super::quant::{Q4_0_BLOCK_BYTES, Q4_0_BLOCK_LEN, q4_0_dequantize, q4_0_matmul};
 
-/// One projection of every expert, Q4_0, stacked expert-major.
+/// One projection of every expert, Q4_0, stacked expert-major, with its biases.
 pub struct Q4Stack {
     /// u8 [experts * rows * cols / 32 * 18].
     bytes: Tensor,
+    /// f32 [experts, rows].
+    bias: Tensor,
     experts: usize,
     rows: usize,
     cols: usize,
 }
 
 impl Q4Stack {
-    /// Stacks Q4_0 bytes of `experts` matrices [rows, cols] (concatenated expert-major) onto
-    /// `device`; one host-to-device copy.
+    /// Stacks Q4_0 bytes of `experts` matrices [rows, cols] (concatenated expert-major) and
+    /// their biases ([experts * rows]) onto `device`; one host-to-device copy each.
     pub fn new(
         bytes: &[u8],
+        bias: Vec<f32>,
         experts: usize,
         rows: usize,
         cols: usize,
@@ -40,17 +46,24 @@ impl Q4Stack {
             );
         }
         let bytes = Tensor::from_slice(bytes, bytes.len(), device)?;
+        let bias = Tensor::from_vec(bias, (experts, rows), device)?;
         Ok(Self {
             bytes,
+            bias,
             experts,
             rows,
             cols,
         })
     }
 
-    /// Bytes the stack occupies.
+    /// Bytes the stack and its biases occupy.
     pub fn size_in_bytes(&self) -> u64 {
-        self.bytes.elem_count() as u64
+        (self.bytes.elem_count() + 4 * self.bias.elem_count()) as u64
+    }
+
+    /// The biases, f32 [experts, rows].
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
     }
 
     /// Experts in the stack.
@@ -59,10 +72,11 @@ impl Q4Stack {
     }
 
     /// `x` [tokens, slots, cols] f32 (slots 1: every chosen expert sees the token's row; slots
-    /// top_k: each its own row) times the experts in `ids` [tokens, top_k] u32:
-    /// [tokens, top_k, rows] f32.
+    /// top_k: each its own row) times the experts in `ids` [tokens, top_k] u32, plus their
+    /// biases: [tokens, top_k, rows] f32.
     pub fn indexed_matvec(&self, x: &Tensor, ids: &Tensor) -> candle_core::Result<Tensor> {
         let op = IndexedMatvec {
+            bias: self.bias.clone(),
             experts: self.experts,
             rows: self.rows,
             cols: self.cols,
@@ -86,24 +100,18 @@ impl Q4Stack {
     }
 }
 
+/// Output rows per thread block of the CUDA matvec (one warp each).
+#[cfg(feature = "cuda")]
+const WARPS_PER_BLOCK: usize = 4;
+
 /// Bytes of one Q4_0 matrix [rows, cols].
 fn matrix_bytes(rows: usize, cols: usize) -> usize {
     rows * cols / Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES
 }
 
-/// The contiguous values of a CPU tensor.
-fn cpu_slice<'a, T: candle_core::WithDType>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a [T]> {
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))?;
-    Ok(&storage.as_slice::<T>()?[start..end])
-}
-
 struct IndexedMatvec {
+    /// f32 [experts, rows] (a fourth input; custom ops take three).
+    bias: Tensor,
     experts: usize,
     rows: usize,
     cols: usize,
@@ -145,6 +153,11 @@ impl CustomOp3 for IndexedMatvec {
         let x = cpu_slice::<f32>(x, x_l, "x")?;
         let w = cpu_slice::<u8>(w, w_l, "weights")?;
         let ids = cpu_slice::<u32>(ids, ids_l, "ids")?;
+        let (bias_storage, bias_l) = self.bias.storage_and_layout();
+        let candle_core::Storage::Cpu(bias_storage) = &*bias_storage else {
+            candle_core::bail!("indexed Q4_0 matvec: the biases are not on the CPU");
+        };
+        let bias = cpu_slice::<f32>(bias_storage, bias_l, "bias")?;
         let expert_bytes = matrix_bytes(self.rows, self.cols);
         let mut out = Vec::with_capacity(tokens * top_k * self.rows);
         for (pair, &expert) in ids.iter().enumerate() {
@@ -158,7 +171,9 @@ impl CustomOp3 for IndexedMatvec {
             let row = token * slots + if slots == 1 { 0 } else { slot };
             let x_row = &x[row * self.cols..][..self.cols];
             let weights = &w[expert * expert_bytes..][..expert_bytes];
-            out.extend(q4_0_matmul(weights, self.rows, self.cols, x_row, 1));
+            let bias = &bias[expert * self.rows..][..self.rows];
+            let dot = q4_0_matmul(weights, self.rows, self.cols, x_row, 1);
+            out.extend(dot.iter().zip(bias).map(|(d, b)| d + b));
         }
         Ok((
             CpuStorage::F32(out),
@@ -185,23 +200,29 @@ impl CustomOp3 for IndexedMatvec {
         let x = cuda::view::<f32>(x, x_l, "x")?;
         let w = cuda::view::<u8>(w, w_l, "weights")?;
         let ids = cuda::view::<u32>(ids, ids_l, "ids")?;
+        let (bias_storage, bias_l) = self.bias.storage_and_layout();
+        let candle_core::Storage::Cuda(bias_storage) = &*bias_storage else {
+            candle_core::bail!("indexed Q4_0 matvec: the biases are not on the GPU");
+        };
+        let bias = cuda::view::<f32>(bias_storage, bias_l, "bias")?;
         let func =
             dev.get_or_load_custom_func("q4_0_indexed_matvec_f32", cuda::MODULE, cuda::PTX)?;
         // SAFETY: every element is written by the kernel (one warp per output row).
         let out = unsafe { dev.alloc::<f32>(tokens * top_k * self.rows)? };
         let cfg = LaunchConfig {
             grid_dim: (
-                self.rows.div_ceil(cuda::WARPS_PER_BLOCK) as u32,
+                self.rows.div_ceil(WARPS_PER_BLOCK) as u32,
                 (tokens * top_k) as u32,
                 1,
             ),
-            block_dim: (32, cuda::WARPS_PER_BLOCK as u32, 1),
+            block_dim: (32, WARPS_PER_BLOCK as u32, 1),
             shared_mem_bytes: 0,
         };
         let mut builder = func.builder();
         builder.arg(&w);
         builder.arg(&x);
         builder.arg(&ids);
+        builder.arg(&bias);
         builder.arg(&out);
         candle_core::builder_arg!(
             builder,
@@ -298,30 +319,6 @@ impl CustomOp1 for DequantizeExpert {
     }
 }
 
-#[cfg(feature = "cuda")]
-mod cuda {
-    use candle_core::Layout;
-    use candle_core::cuda_backend::cudarc::driver::{CudaView, DeviceRepr};
-
-    /// The kernels, compiled by build.rs.
-    pub const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/q4_0_moe.ptx"));
-    pub const MODULE: &str = "ossterm_q4_0_moe";
-    /// Output rows per thread block of the matvec (one warp each).
-    pub const WARPS_PER_BLOCK: usize = 4;
-
-    /// The contiguous part of a CUDA tensor that `layout` describes.
-    pub fn view<'a, T: candle_core::cuda_backend::CudaDType + DeviceRepr>(
-        storage: &'a candle_core::CudaStorage,
-        layout: &Layout,
-        what: &str,
-    ) -> candle_core::Result<CudaView<'a, T>> {
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))?;
-        Ok(storage.as_cuda_slice::<T>()?.slice(start..end))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,7 +340,8 @@ mod tests {
         let (experts, rows, cols, tokens, top_k) = (5, 24, 64, 3, 2);
         let mut rng = SmallRng::seed_from_u64(7);
         let bytes = random_q4_0(&mut rng, experts * rows * cols / 32);
-        let stack = Q4Stack::new(&bytes, experts, rows, cols, &Device::Cpu)?;
+        let bias: Vec<f32> = (0..experts * rows).map(|i| i as f32 * 0.01).collect();
+        let stack = Q4Stack::new(&bytes, bias.clone(), experts, rows, cols, &Device::Cpu)?;
         let ids = Tensor::new(&[[4u32, 0], [2, 2], [1, 3]], &Device::Cpu)?;
         let x = Tensor::randn(0f32, 1.0, (tokens, 1, cols), &Device::Cpu)?;
         let per_slot = Tensor::randn(0f32, 1.0, (tokens, top_k, cols), &Device::Cpu)?;
@@ -352,7 +350,8 @@ mod tests {
         let ids = ids.to_vec2::<u32>()?;
         for t in 0..tokens {
             for s in 0..top_k {
-                let w = stack.dequantize(ids[t][s] as usize, DType::F32)?;
+                let expert = ids[t][s] as usize;
+                let w = stack.dequantize(expert, DType::F32)?;
                 let expect = |x_row: Tensor| -> candle_core::Result<Vec<f32>> {
                     w.matmul(&x_row.reshape((cols, 1))?)?
                         .flatten_all()?
@@ -361,12 +360,14 @@ mod tests {
                 let a = expect(x.get(t)?.get(0)?)?;
                 let b = expect(per_slot.get(t)?.get(s)?)?;
                 for r in 0..rows {
+                    let bias = bias[expert * rows + r];
+                    let (a, b) = (a[r] + bias, b[r] + bias);
                     assert!(
-                        (shared[t][s][r] - a[r]).abs() < 1e-4,
+                        (shared[t][s][r] - a).abs() < 1e-4,
                         "token {t} slot {s} row {r}"
                     );
                     assert!(
-                        (own[t][s][r] - b[r]).abs() < 1e-4,
+                        (own[t][s][r] - b).abs() < 1e-4,
                         "token {t} slot {s} row {r}"
                     );
                 }
@@ -380,7 +381,8 @@ mod tests {
         let (experts, rows, cols) = (3, 4, 64);
         let mut rng = SmallRng::seed_from_u64(3);
         let bytes = random_q4_0(&mut rng, experts * rows * cols / 32);
-        let stack = Q4Stack::new(&bytes, experts, rows, cols, &Device::Cpu)?;
+        let zeros = vec![0.0; experts * rows];
+        let stack = Q4Stack::new(&bytes, zeros, experts, rows, cols, &Device::Cpu)?;
         let one = matrix_bytes(rows, cols);
         let got = stack
             .dequantize(2, DType::F32)?
@@ -395,8 +397,8 @@ mod tests {
     fn bad_ids_and_shapes_are_errors_or_nan_not_out_of_bounds_reads() -> candle_core::Result<()> {
         let mut rng = SmallRng::seed_from_u64(1);
         let bytes = random_q4_0(&mut rng, 2 * 4 * 64 / 32);
-        assert!(Q4Stack::new(&bytes[1..], 2, 4, 64, &Device::Cpu).is_err());
-        let stack = Q4Stack::new(&bytes, 2, 4, 64, &Device::Cpu)?;
+        assert!(Q4Stack::new(&bytes[1..], vec![0.0; 8], 2, 4, 64, &Device::Cpu).is_err());
+        let stack = Q4Stack::new(&bytes, vec![0.0; 8], 2, 4, 64, &Device::Cpu)?;
         let x = Tensor::zeros((1, 1, 64), DType::F32, &Device::Cpu)?;
         let out = stack
             .indexed_matvec(&x, &Tensor::new(&[[9u32]], &Device::Cpu)?)?

@@ -44,12 +44,14 @@ __device__ float q4_0_row_dot(const uint8_t* __restrict__ row, const float* __re
     return acc;
 }
 
-// out[t, s, r] = W[ids[t, s]][r, :] . x[t, s or 0, :] for the top-k experts of each token.
-// Grid: (ceil(rows / blockDim.y), tokens * top_k); block: (32, warps), one warp per row.
-// x is [tokens, x_slots, cols] with x_slots 1 (every expert sees the token) or top_k.
+// out[t, s, r] = W[ids[t, s]][r, :] . x[t, s or 0, :] + bias[ids[t, s], r] for the top-k
+// experts of each token. Grid: (ceil(rows / blockDim.y), tokens * top_k); block: (32, warps),
+// one warp per row. x is [tokens, x_slots, cols] with x_slots 1 (every expert sees the token)
+// or top_k; bias is [experts, rows].
 extern "C" __global__ void q4_0_indexed_matvec_f32(const uint8_t* __restrict__ w,
                                                    const float* __restrict__ x,
                                                    const uint32_t* __restrict__ ids,
+                                                   const float* __restrict__ bias,
                                                    float* __restrict__ out, int experts, int rows,
                                                    int cols, int top_k, int x_slots) {
     const int pair = blockIdx.y;
@@ -65,7 +67,7 @@ extern "C" __global__ void q4_0_indexed_matvec_f32(const uint8_t* __restrict__ w
         const int blocks = cols / Q4_0_VALUES;
         const uint8_t* w_row = w + ((size_t)expert * rows + row) * blocks * Q4_0_BYTES;
         const float* x_row = x + ((size_t)token * x_slots + (x_slots == 1 ? 0 : slot)) * cols;
-        value = q4_0_row_dot(w_row, x_row, blocks);
+        value = q4_0_row_dot(w_row, x_row, blocks) + bias[(size_t)expert * rows + row];
     }
     if (threadIdx.x == 0) {
         out[(size_t)pair * rows + row] = value;
@@ -109,4 +111,88 @@ extern "C" __global__ void q4_0_dequantize_expert_bf16(const uint8_t* __restrict
                                                        __nv_bfloat16* __restrict__ out,
                                                        int expert, int rows, int cols) {
     q4_0_dequantize_expert<__nv_bfloat16>(w, out, expert, rows, cols, to_bf16);
+}
+
+// The router's top-k for each token: ids[t, 0..k] are the k largest of logits[t, 0..experts],
+// largest first, ties to the lower index (as a stable sort). One thread per token.
+extern "C" __global__ void moe_route_top_k(const float* __restrict__ logits,
+                                           uint32_t* __restrict__ ids, int tokens, int experts,
+                                           int top_k) {
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= tokens) {
+        return;
+    }
+    const float* row = logits + (size_t)t * experts;
+    uint32_t* chosen = ids + (size_t)t * top_k;
+    for (int s = 0; s < top_k; s++) {
+        int best = -1;
+        float best_value = 0.0f;
+        for (int e = 0; e < experts; e++) {
+            bool taken = false;
+            for (int j = 0; j < s; j++) {
+                taken |= chosen[j] == (uint32_t)e;
+            }
+            if (!taken && (best < 0 || row[e] > best_value)) {
+                best = e;
+                best_value = row[e];
+            }
+        }
+        chosen[s] = (uint32_t)best;
+    }
+}
+
+// gpt-oss's clamped SwiGLU: gate_up is [pairs, 2 * inter] (gate then up), out [pairs, inter].
+extern "C" __global__ void moe_swiglu_f32(const float* __restrict__ gate_up,
+                                          float* __restrict__ out, int pairs, int inter,
+                                          float alpha, float limit) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)pairs * inter) {
+        return;
+    }
+    const size_t pair = i / inter, col = i % inter;
+    const float gate = fminf(gate_up[pair * 2 * inter + col], limit);
+    const float up = fminf(fmaxf(gate_up[pair * 2 * inter + inter + col], -limit), limit);
+    out[i] = (up + 1.0f) * gate / (1.0f + expf(-alpha * gate));
+}
+
+// out[t, h] = sum over s of softmax_s(logits[t, ids[t, s]]) * down[t, s, h]: the top-k
+// experts' outputs weighted by the router. One thread per output value.
+template <typename T>
+__device__ void moe_combine(const float* __restrict__ down, const float* __restrict__ logits,
+                            const uint32_t* __restrict__ ids, T* __restrict__ out, int tokens,
+                            int top_k, int hidden, int experts, T (*convert)(float)) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)tokens * hidden) {
+        return;
+    }
+    const size_t t = i / hidden, h = i % hidden;
+    const float* row = logits + t * experts;
+    const uint32_t* chosen = ids + t * top_k;
+    float top = -INFINITY;
+    for (int s = 0; s < top_k; s++) {
+        top = fmaxf(top, row[chosen[s]]);
+    }
+    float total = 0.0f, acc = 0.0f;
+    for (int s = 0; s < top_k; s++) {
+        const float weight = expf(row[chosen[s]] - top);
+        total += weight;
+        acc += weight * down[(t * top_k + s) * hidden + h];
+    }
+    out[i] = convert(acc / total);
+}
+
+extern "C" __global__ void moe_combine_f32(const float* __restrict__ down,
+                                           const float* __restrict__ logits,
+                                           const uint32_t* __restrict__ ids,
+                                           float* __restrict__ out, int tokens, int top_k,
+                                           int hidden, int experts) {
+    moe_combine<float>(down, logits, ids, out, tokens, top_k, hidden, experts, to_f32);
+}
+
+extern "C" __global__ void moe_combine_bf16(const float* __restrict__ down,
+                                            const float* __restrict__ logits,
+                                            const uint32_t* __restrict__ ids,
+                                            __nv_bfloat16* __restrict__ out, int tokens,
+                                            int top_k, int hidden, int experts) {
+    moe_combine<__nv_bfloat16>(down, logits, ids, out, tokens, top_k, hidden, experts, to_bf16);
 }

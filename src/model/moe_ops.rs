@@ -1,0 +1,354 @@
+//! The small steps of the stacked mixture of experts, each one kernel launch on CUDA
+//! (`kernels/q4_0_moe.cu`) instead of the handful of candle ops they replace: decode is
+//! launch-bound, not bandwidth-bound, once the experts run as one matvec per projection. The
+//! CPU implementations are the reference the tests check.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
+
+use super::kernels::cpu_slice;
+#[cfg(feature = "cuda")]
+use super::kernels::cuda;
+use super::moe::route;
+
+/// The top-k experts of each row of `logits` [n, experts] f32, largest first, ties to the lower
+/// index: [n, k] u32.
+pub fn route_top_k(logits: &Tensor, k: usize) -> candle_core::Result<Tensor> {
+    logits.contiguous()?.apply_op1_no_bwd(&RouteTopK { k })
+}
+
+/// gpt-oss's clamped SwiGLU over the last dimension of `gate_up` [.., 2 * inter] f32 (gate
+/// then up): [.., inter] f32.
+pub fn swiglu(
+    gate_up: &Tensor,
+    inter: usize,
+    alpha: f64,
+    limit: f64,
+) -> candle_core::Result<Tensor> {
+    gate_up.contiguous()?.apply_op1_no_bwd(&Swiglu {
+        inter,
+        alpha: alpha as f32,
+        limit: limit as f32,
+    })
+}
+
+/// The experts' outputs `down` [n, k, hidden] f32 weighted by the softmax of the router logits
+/// [n, experts] f32 at `ids` [n, k] and summed: [n, hidden], bf16 when `dtype` is bf16, else f32.
+pub fn combine(
+    down: &Tensor,
+    logits: &Tensor,
+    ids: &Tensor,
+    dtype: DType,
+) -> candle_core::Result<Tensor> {
+    down.contiguous()?.apply_op3_no_bwd(
+        &logits.contiguous()?,
+        &ids.contiguous()?,
+        &Combine { dtype },
+    )
+}
+
+struct RouteTopK {
+    k: usize,
+}
+
+impl CustomOp1 for RouteTopK {
+    fn name(&self) -> &'static str {
+        "moe-route-top-k"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, experts) = l.shape().dims2()?;
+        if self.k > experts {
+            candle_core::bail!("top-{} of {experts} experts", self.k);
+        }
+        let logits = cpu_slice::<f32>(s, l, "router logits")?;
+        let ids = logits
+            .chunks_exact(experts)
+            .flat_map(|row| route(row, self.k).into_iter().map(|(e, _)| e as u32))
+            .collect();
+        Ok((CpuStorage::U32(ids), Shape::from((n, self.k))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::cuda_backend::WrapErr;
+        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+
+        let (n, experts) = l.shape().dims2()?;
+        if self.k > experts {
+            candle_core::bail!("top-{} of {experts} experts", self.k);
+        }
+        let dev = s.device().clone();
+        let logits = cuda::view::<f32>(s, l, "router logits")?;
+        let func = dev.get_or_load_custom_func("moe_route_top_k", cuda::MODULE, cuda::PTX)?;
+        // SAFETY: the kernel writes k ids for every token.
+        let ids = unsafe { dev.alloc::<u32>(n * self.k)? };
+        let mut builder = func.builder();
+        builder.arg(&logits);
+        builder.arg(&ids);
+        candle_core::builder_arg!(builder, n as i32, experts as i32, self.k as i32);
+        // SAFETY: one thread per token, bounds checked in the kernel.
+        unsafe { builder.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
+        Ok((
+            candle_core::CudaStorage::wrap_cuda_slice(ids, dev),
+            Shape::from((n, self.k)),
+        ))
+    }
+}
+
+struct Swiglu {
+    inter: usize,
+    alpha: f32,
+    limit: f32,
+}
+
+impl Swiglu {
+    fn out_shape(&self, l: &Layout) -> candle_core::Result<Shape> {
+        let mut dims = l.dims().to_vec();
+        match dims.last_mut() {
+            Some(last) if *last == 2 * self.inter => *last = self.inter,
+            _ => candle_core::bail!(
+                "SwiGLU of {:?}: the last dim must be 2 x {}",
+                l.dims(),
+                self.inter
+            ),
+        }
+        Ok(Shape::from(dims))
+    }
+}
+
+impl CustomOp1 for Swiglu {
+    fn name(&self) -> &'static str {
+        "moe-swiglu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let shape = self.out_shape(l)?;
+        let gate_up = cpu_slice::<f32>(s, l, "gate_up")?;
+        let (alpha, limit) = (self.alpha, self.limit);
+        let out = gate_up
+            .chunks_exact(2 * self.inter)
+            .flat_map(|row| {
+                let (gate, up) = row.split_at(self.inter);
+                gate.iter().zip(up).map(move |(&g, &u)| {
+                    let g = g.min(limit);
+                    let u = u.clamp(-limit, limit);
+                    (u + 1.0) * g / (1.0 + (-alpha * g).exp())
+                })
+            })
+            .collect();
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::cuda_backend::WrapErr;
+        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+
+        let shape = self.out_shape(l)?;
+        let pairs = shape.elem_count() / self.inter;
+        let dev = s.device().clone();
+        let gate_up = cuda::view::<f32>(s, l, "gate_up")?;
+        let func = dev.get_or_load_custom_func("moe_swiglu_f32", cuda::MODULE, cuda::PTX)?;
+        // SAFETY: one thread writes each output value.
+        let out = unsafe { dev.alloc::<f32>(shape.elem_count())? };
+        let mut builder = func.builder();
+        builder.arg(&gate_up);
+        builder.arg(&out);
+        candle_core::builder_arg!(
+            builder,
+            pairs as i32,
+            self.inter as i32,
+            self.alpha,
+            self.limit
+        );
+        // SAFETY: bounds checked in the kernel.
+        unsafe { builder.launch(LaunchConfig::for_num_elems(shape.elem_count() as u32)) }.w()?;
+        Ok((candle_core::CudaStorage::wrap_cuda_slice(out, dev), shape))
+    }
+}
+
+struct Combine {
+    dtype: DType,
+}
+
+impl Combine {
+    /// (n, k, hidden, experts), checked across the three inputs.
+    fn dims(
+        &self,
+        down: &Layout,
+        logits: &Layout,
+        ids: &Layout,
+    ) -> candle_core::Result<(usize, usize, usize, usize)> {
+        let (n, k, hidden) = down.shape().dims3()?;
+        let (logit_rows, experts) = logits.shape().dims2()?;
+        if logit_rows != n || ids.shape().dims2()? != (n, k) {
+            candle_core::bail!(
+                "MoE combine: down {:?}, logits {:?} and ids {:?} disagree",
+                down.shape(),
+                logits.shape(),
+                ids.shape()
+            );
+        }
+        Ok((n, k, hidden, experts))
+    }
+}
+
+impl CustomOp3 for Combine {
+    fn name(&self) -> &'static str {
+        "moe-combine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        down: &CpuStorage,
+        down_l: &Layout,
+        logits: &CpuStorage,
+        logits_l: &Layout,
+        ids: &CpuStorage,
+        ids_l: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, k, hidden, experts) = self.dims(down_l, logits_l, ids_l)?;
+        let down = cpu_slice::<f32>(down, down_l, "down")?;
+        let logits = cpu_slice::<f32>(logits, logits_l, "router logits")?;
+        let ids = cpu_slice::<u32>(ids, ids_l, "ids")?;
+        let mut out = vec![0f32; n * hidden];
+        for t in 0..n {
+            let row = &logits[t * experts..][..experts];
+            let chosen: Vec<f32> = ids[t * k..][..k]
+                .iter()
+                .map(|&e| row.get(e as usize).copied().unwrap_or(f32::NAN))
+                .collect();
+            let top = chosen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let weights: Vec<f32> = chosen.iter().map(|v| (v - top).exp()).collect();
+            let total: f32 = weights.iter().sum();
+            let dst = &mut out[t * hidden..][..hidden];
+            for (s, w) in weights.iter().enumerate() {
+                let src = &down[(t * k + s) * hidden..][..hidden];
+                for (d, v) in dst.iter_mut().zip(src) {
+                    *d += w / total * v;
+                }
+            }
+        }
+        let storage = match self.dtype {
+            DType::BF16 => CpuStorage::BF16(out.into_iter().map(half::bf16::from_f32).collect()),
+            _ => CpuStorage::F32(out),
+        };
+        Ok((storage, Shape::from((n, hidden))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        down: &candle_core::CudaStorage,
+        down_l: &Layout,
+        logits: &candle_core::CudaStorage,
+        logits_l: &Layout,
+        ids: &candle_core::CudaStorage,
+        ids_l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::cuda_backend::WrapErr;
+        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+
+        let (n, k, hidden, experts) = self.dims(down_l, logits_l, ids_l)?;
+        let dev = down.device().clone();
+        let down = cuda::view::<f32>(down, down_l, "down")?;
+        let logits = cuda::view::<f32>(logits, logits_l, "router logits")?;
+        let ids = cuda::view::<u32>(ids, ids_l, "ids")?;
+        let cfg = LaunchConfig::for_num_elems((n * hidden) as u32);
+        let dims = (n as i32, k as i32, hidden as i32, experts as i32);
+        let storage = match self.dtype {
+            DType::BF16 => {
+                let func =
+                    dev.get_or_load_custom_func("moe_combine_bf16", cuda::MODULE, cuda::PTX)?;
+                // SAFETY: one thread writes each output value.
+                let out = unsafe { dev.alloc::<half::bf16>(n * hidden)? };
+                let mut builder = func.builder();
+                builder.arg(&down);
+                builder.arg(&logits);
+                builder.arg(&ids);
+                builder.arg(&out);
+                candle_core::builder_arg!(builder, dims.0, dims.1, dims.2, dims.3);
+                // SAFETY: bounds checked in the kernel.
+                unsafe { builder.launch(cfg) }.w()?;
+                candle_core::CudaStorage::wrap_cuda_slice(out, dev)
+            }
+            _ => {
+                let func =
+                    dev.get_or_load_custom_func("moe_combine_f32", cuda::MODULE, cuda::PTX)?;
+                // SAFETY: one thread writes each output value.
+                let out = unsafe { dev.alloc::<f32>(n * hidden)? };
+                let mut builder = func.builder();
+                builder.arg(&down);
+                builder.arg(&logits);
+                builder.arg(&ids);
+                builder.arg(&out);
+                candle_core::builder_arg!(builder, dims.0, dims.1, dims.2, dims.3);
+                // SAFETY: bounds checked in the kernel.
+                unsafe { builder.launch(cfg) }.w()?;
+                candle_core::CudaStorage::wrap_cuda_slice(out, dev)
+            }
+        };
+        Ok((storage, Shape::from((n, hidden))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn route_picks_the_largest_first_and_breaks_ties_low() -> candle_core::Result<()> {
+        let logits = Tensor::new(
+            &[[0.0f32, 3.0, 1.0, 3.0], [2.0, -1.0, 5.0, 0.5]],
+            &Device::Cpu,
+        )?;
+        let ids = route_top_k(&logits, 3)?.to_vec2::<u32>()?;
+        assert_eq!(ids, vec![vec![1, 3, 2], vec![2, 0, 3]]);
+        assert!(route_top_k(&logits, 5).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn swiglu_equals_the_clamped_formula() -> candle_core::Result<()> {
+        let (alpha, limit) = (1.702f64, 7.0f64);
+        let gate_up = Tensor::new(&[[[-2.0f32, 9.0, 0.5, -8.0]]], &Device::Cpu)?;
+        let out = swiglu(&gate_up, 2, alpha, limit)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let expect = |g: f64, u: f64| {
+            let g = g.min(limit);
+            let u = u.clamp(-limit, limit);
+            (u + 1.0) * g / (1.0 + (-alpha * g).exp())
+        };
+        assert!((out[0] as f64 - expect(-2.0, 0.5)).abs() < 1e-6);
+        assert!((out[1] as f64 - expect(9.0, -8.0)).abs() < 1e-5);
+        assert!(swiglu(&gate_up, 3, alpha, limit).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn combine_weights_by_the_softmax_of_the_chosen_logits() -> candle_core::Result<()> {
+        let logits = Tensor::new(&[[1.0f32, 0.0, 2.0]], &Device::Cpu)?;
+        let ids = Tensor::new(&[[2u32, 0]], &Device::Cpu)?;
+        let down = Tensor::new(&[[[1.0f32, 10.0], [3.0, 30.0]]], &Device::Cpu)?;
+        let out = combine(&down, &logits, &ids, DType::F32)?.to_vec2::<f32>()?;
+        let w = 1.0 / (1.0 + (-1.0f32).exp());
+        assert!((out[0][0] - (w * 1.0 + (1.0 - w) * 3.0)).abs() < 1e-6);
+        assert!((out[0][1] - (w * 10.0 + (1.0 - w) * 30.0)).abs() < 1e-5);
+        let bf16 = combine(&down, &logits, &ids, DType::BF16)?;
+        assert_eq!(bf16.dtype(), DType::BF16);
+        Ok(())
+    }
+}
