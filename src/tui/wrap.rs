@@ -30,15 +30,22 @@ pub fn wrap_line(line: &Line<'static>, width: usize, out: &mut Vec<Line<'static>
         out.push(Line::default());
         return;
     }
-    let cell = |c: char| if c == '\t' { 4 } else { c.width().unwrap_or(0) };
+    let hang = hanging_prefix(&chars, width);
+    let hang_width: usize = hang.iter().map(|(c, _)| cell(*c)).sum();
     let mut start = 0;
     while start < chars.len() {
+        let continuation = start > 0;
+        let room = if continuation {
+            width - hang_width
+        } else {
+            width
+        };
         let mut used = 0;
         let mut end = start;
         let mut last_break = None;
         while end < chars.len() {
             let w = cell(chars[end].0);
-            if used + w > width && end > start {
+            if used + w > room && end > start {
                 break;
             }
             used += w;
@@ -53,9 +60,55 @@ pub fn wrap_line(line: &Line<'static>, width: usize, out: &mut Vec<Line<'static>
         {
             end = b;
         }
-        out.push(to_line(&chars[start..end]));
+        if continuation {
+            let mut piece = hang.clone();
+            piece.extend_from_slice(&chars[start..end]);
+            out.push(to_line(&piece));
+        } else {
+            out.push(to_line(&chars[start..end]));
+        }
         start = end;
     }
+}
+
+/// Display cells of a character (a tab counts as four).
+fn cell(c: char) -> usize {
+    if c == '\t' { 4 } else { c.width().unwrap_or(0) }
+}
+
+/// What continuation lines of a wrapped line start with, so they stay under its text: the
+/// line's leading quote bars and indentation, and the width of one list marker ("• ", "- ",
+/// "* ", "12. ", "3) ") as spaces. Empty when that would leave less than half the width.
+fn hanging_prefix(chars: &[(char, Style)], width: usize) -> Vec<(char, Style)> {
+    let mut len = chars
+        .iter()
+        .take_while(|(c, _)| *c == ' ' || *c == '│' || *c == '\t')
+        .count();
+    let rest: String = chars[len..].iter().take(12).map(|(c, _)| *c).collect();
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    let marker = if rest.starts_with("• ") || rest.starts_with("- ") || rest.starts_with("* ") {
+        2
+    } else if digits > 0 && (rest[digits..].starts_with(". ") || rest[digits..].starts_with(") ")) {
+        digits + 2
+    } else {
+        0
+    };
+    len += marker;
+    let prefix: Vec<(char, Style)> = chars[..len.min(chars.len())]
+        .iter()
+        .map(|&(c, style)| {
+            if c == '│' {
+                (c, style)
+            } else {
+                (' ', Style::default())
+            }
+        })
+        .collect();
+    let prefix_width: usize = prefix.iter().map(|(c, _)| cell(*c)).sum();
+    if prefix_width == 0 || prefix_width * 2 > width || len >= chars.len() {
+        return Vec::new();
+    }
+    prefix
 }
 
 fn to_line(chars: &[(char, Style)]) -> Line<'static> {
@@ -94,6 +147,30 @@ mod tests {
             texts(&wrap_lines(&[Line::from("abcdefghij")], 4)),
             vec!["abcd", "efgh", "ij"]
         );
+    }
+
+    #[test]
+    fn continuation_lines_hang_under_list_items_quotes_and_code() {
+        let wrap =
+            |text: &str, width: u16| texts(&wrap_lines(&[Line::from(text.to_string())], width));
+        assert_eq!(
+            wrap("• alpha beta gamma", 10),
+            vec!["• alpha ", "  beta ", "  gamma"]
+        );
+        assert_eq!(
+            wrap("  12. one two three", 12),
+            vec!["  12. one ", "      two ", "      three"]
+        );
+        assert_eq!(
+            wrap("│ quoted words here", 10),
+            vec!["│ quoted ", "│ words ", "│ here"]
+        );
+        assert_eq!(
+            wrap("│     let total = a + b;", 16),
+            vec!["│     let total ", "│     = a + b;"]
+        );
+        // A prefix wider than half the width is not repeated.
+        assert_eq!(wrap("      • ab cd", 8), vec!["      • ", "ab cd"]);
     }
 
     #[test]
