@@ -8,7 +8,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ossterm::engine::Event;
-use ossterm::engine::protocol::ModelInfo;
+use ossterm::engine::protocol::{ModelInfo, SamplingParams};
 use ossterm::harmony::ReasoningEffort;
 use ossterm::tui::app::{App, AppOptions, Input};
 use ossterm::tui::keys::KeyMap;
@@ -36,6 +36,7 @@ fn streaming_app(answer_chars: usize) -> App {
         effort: ReasoningEffort::Medium,
         developer_instructions: String::new(),
         chat_id: "bench".into(),
+        sampling: SamplingParams::default(),
         today: "2026-11-27".into(),
     });
     app.update(Input::Engine(Event::Ready(ModelInfo {

@@ -324,7 +324,7 @@ fn dtype_name(dtype: DtypeChoice) -> &'static str {
     }
 }
 
-fn check_sampling_float(key: &str, value: f64) -> Result<(), String> {
+pub(crate) fn check_sampling_float(key: &str, value: f64) -> Result<(), String> {
     let ok = match key {
         "temperature" => value.is_finite() && value >= 0.0,
         "top_p" | "top-p" => value > 0.0 && value <= 1.0,

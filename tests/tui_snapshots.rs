@@ -4,7 +4,7 @@
 //! (syntax highlighting) are asserted on the buffer.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ossterm::engine::protocol::{MemorySample, MetricsSample, ModelInfo};
+use ossterm::engine::protocol::{MemorySample, MetricsSample, ModelInfo, SamplingParams};
 use ossterm::engine::{Event, StopReason, TurnStats};
 use ossterm::harmony::{Content, Message, ReasoningEffort, Role};
 use ossterm::tui::app::{App, AppOptions, Input};
@@ -22,6 +22,7 @@ fn app() -> App {
         effort: ReasoningEffort::Medium,
         developer_instructions: String::new(),
         chat_id: "snapshot".into(),
+        sampling: SamplingParams::default(),
         today: "2026-11-27".into(),
     });
     app.update(Input::Engine(Event::Ready(ModelInfo {
@@ -191,6 +192,7 @@ fn error_screen() {
         effort: ReasoningEffort::Medium,
         developer_instructions: String::new(),
         chat_id: "snapshot".into(),
+        sampling: SamplingParams::default(),
         today: "2026-11-27".into(),
     });
     app.update(Input::Engine(Event::Error {
@@ -208,6 +210,7 @@ fn loading_screen() {
         effort: ReasoningEffort::High,
         developer_instructions: String::new(),
         chat_id: "snapshot".into(),
+        sampling: SamplingParams::default(),
         today: "2026-11-27".into(),
     });
     app.update(Input::Engine(Event::LoadProgress {

@@ -65,6 +65,7 @@ fn app_options(settings: &Settings) -> anyhow::Result<AppOptions> {
         theme,
         keymap,
         effort: settings.effort,
+        sampling: settings.sampling,
         developer_instructions: settings.developer_instructions.clone().unwrap_or_default(),
         chat_id: new_chat_id(),
         today: chrono::Local::now().format("%Y-%m-%d").to_string(),

@@ -14,7 +14,7 @@ use super::input::InputBox;
 use super::keys::{Action, KeyMap};
 use super::markdown;
 use super::theme::Theme;
-use crate::engine::protocol::{MetricsSample, ModelInfo};
+use crate::engine::protocol::{MetricsSample, ModelInfo, SamplingParams};
 use crate::engine::{Command, Event, StopReason, TurnStats};
 use crate::harmony::{
     Content, Conversation, DeveloperContent, Message, ReasoningEffort, Role, SystemContent,
@@ -66,6 +66,7 @@ pub enum CommandKind {
     Submit(Conversation),
     Stop,
     SetEffort(ReasoningEffort),
+    SetSampling(SamplingParams),
     NewChat,
     SetContextLimit(usize),
 }
@@ -80,6 +81,7 @@ impl CommandKind {
             },
             CommandKind::Stop => Command::Stop,
             CommandKind::SetEffort(e) => Command::SetEffort(e),
+            CommandKind::SetSampling(s) => Command::SetSampling(s),
             CommandKind::NewChat => Command::NewChat,
             CommandKind::SetContextLimit(n) => Command::SetContextLimit(n),
         }
@@ -195,6 +197,8 @@ pub struct App {
     pub keymap: KeyMap,
     pub model: ModelState,
     pub effort: ReasoningEffort,
+    /// What the engine samples with (changed by /temp, /top-p, /top-k, /min-p, /seed).
+    pub sampling: SamplingParams,
     pub developer_instructions: String,
     pub chat_id: String,
     pub meta: ChatMeta,
@@ -231,9 +235,80 @@ pub struct AppOptions {
     pub theme: Theme,
     pub keymap: KeyMap,
     pub effort: ReasoningEffort,
+    pub sampling: SamplingParams,
     pub developer_instructions: String,
     pub chat_id: String,
     pub today: String,
+}
+
+/// One line with every sampling setting, for `/sampling` and after a change.
+pub fn sampling_summary(s: &SamplingParams) -> String {
+    let off_if_zero = |v: f64| {
+        if v == 0.0 {
+            "off".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    format!(
+        "temperature {}{} · top-p {} · top-k {} · min-p {} · seed {}",
+        s.temperature,
+        if s.temperature == 0.0 {
+            " (greedy)"
+        } else {
+            ""
+        },
+        s.top_p,
+        if s.top_k == 0 {
+            "off".to_string()
+        } else {
+            s.top_k.to_string()
+        },
+        off_if_zero(s.min_p),
+        s.seed
+    )
+}
+
+/// `sampling` with one setting changed by a slash command ("/temp 0.7"), or the usage line.
+fn with_sampling_setting(
+    mut sampling: SamplingParams,
+    command: &str,
+    value: &str,
+) -> Result<SamplingParams, String> {
+    let key = match command {
+        "/temp" | "/temperature" => "temperature",
+        "/top-p" => "top-p",
+        "/top-k" => "top-k",
+        "/min-p" => "min-p",
+        _ => "seed",
+    };
+    let usage = |why: String| match key {
+        "temperature" => {
+            format!("/temp {why}: give a number >= 0 (0 = greedy; gpt-oss default 1.0)")
+        }
+        "top-p" => format!("/top-p {why}: give a number in (0, 1] (1 = off)"),
+        "top-k" => format!("/top-k {why}: give a whole number (0 = off)"),
+        "min-p" => format!("/min-p {why}: give a number in [0, 1] (0 = off)"),
+        _ => format!("/seed {why}: give a whole number"),
+    };
+    if value.is_empty() {
+        return Err(usage("needs a value".into()));
+    }
+    match key {
+        "top-k" => sampling.top_k = value.parse().map_err(|_| usage(format!("'{value}'")))?,
+        "seed" => sampling.seed = value.parse().map_err(|_| usage(format!("'{value}'")))?,
+        _ => {
+            let number: f64 = value.parse().map_err(|_| usage(format!("'{value}'")))?;
+            crate::config::check_sampling_float(key, number)
+                .map_err(|_| usage(format!("{value} is out of range")))?;
+            match key {
+                "temperature" => sampling.temperature = number,
+                "top-p" => sampling.top_p = number,
+                _ => sampling.min_p = number,
+            }
+        }
+    }
+    Ok(sampling)
 }
 
 /// Parses "low", "medium", "high".
@@ -282,6 +357,7 @@ impl App {
                 total_bytes: 0,
             },
             effort: options.effort,
+            sampling: options.sampling,
             developer_instructions: options.developer_instructions,
             chat_id: options.chat_id,
             meta: ChatMeta {
@@ -891,6 +967,20 @@ impl App {
                     }
                 }
             }
+            "/sampling" => self.notice = Some(sampling_summary(&self.sampling)),
+            "/temp" | "/temperature" | "/top-p" | "/top-k" | "/min-p" | "/seed" => {
+                match with_sampling_setting(self.sampling, command, rest) {
+                    Ok(sampling) => {
+                        self.sampling = sampling;
+                        self.notice = Some(format!(
+                            "{} (from the next message)",
+                            sampling_summary(&sampling)
+                        ));
+                        return vec![Effect::Engine(CommandKind::SetSampling(sampling))];
+                    }
+                    Err(usage) => self.notice = Some(usage),
+                }
+            }
             "/export" => {
                 let path = (!rest.is_empty()).then(|| PathBuf::from(rest));
                 return vec![Effect::Export(Box::new(self.snapshot()), path)];
@@ -906,7 +996,7 @@ impl App {
             }
             other => {
                 self.notice = Some(format!(
-                    "unknown command {other}: try /new /chats /ctx /effort /system /export /rename /help"
+                    "unknown command {other}: try /new /chats /ctx /effort /temp /sampling /system /export /rename /help"
                 ));
             }
         }

@@ -4,7 +4,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
-use crate::engine::protocol::{MemorySample, ModelInfo};
+use crate::engine::protocol::{MemorySample, ModelInfo, SamplingParams};
 
 fn app() -> App {
     let mut app = App::new(AppOptions {
@@ -13,6 +13,7 @@ fn app() -> App {
         effort: ReasoningEffort::Medium,
         developer_instructions: String::new(),
         chat_id: "test-chat".into(),
+        sampling: SamplingParams::default(),
         today: "2026-11-27".into(),
     });
     app.update(Input::Engine(Event::Ready(ModelInfo {
@@ -222,6 +223,7 @@ fn nothing_is_sent_before_the_model_is_ready() {
         effort: ReasoningEffort::Medium,
         developer_instructions: String::new(),
         chat_id: "x".into(),
+        sampling: SamplingParams::default(),
         today: "2026-11-27".into(),
     });
     type_text(&mut app, "hi");
@@ -422,4 +424,54 @@ fn help_opens_with_question_mark_only_on_an_empty_input() {
     type_text(&mut app, "why?");
     assert_eq!(app.input.text(), "why?");
     assert_eq!(app.overlay, Overlay::None);
+}
+
+#[test]
+fn sampling_commands_change_one_setting_and_tell_the_engine() {
+    let mut app = app();
+    type_text(&mut app, "/temp 0.7");
+    let effects = app.update(key(KeyCode::Enter));
+    let expected = SamplingParams {
+        temperature: 0.7,
+        ..SamplingParams::default()
+    };
+    assert_eq!(
+        effects,
+        vec![Effect::Engine(CommandKind::SetSampling(expected))]
+    );
+    type_text(&mut app, "/top-k 40");
+    let effects = app.update(key(KeyCode::Enter));
+    let expected = SamplingParams {
+        top_k: 40,
+        ..expected
+    };
+    assert_eq!(
+        effects,
+        vec![Effect::Engine(CommandKind::SetSampling(expected))]
+    );
+    assert_eq!(app.sampling, expected);
+    let notice = app.notice.clone().unwrap_or_default();
+    assert!(
+        notice.contains("temperature 0.7") && notice.contains("top-k 40"),
+        "{notice}"
+    );
+}
+
+#[test]
+fn bad_sampling_values_show_the_usage_and_change_nothing() {
+    let mut app = app();
+    for line in ["/top-p 1.5", "/temp -1", "/top-k many", "/min-p"] {
+        type_text(&mut app, line);
+        assert!(app.update(key(KeyCode::Enter)).is_empty(), "{line}");
+        let notice = app.notice.clone().unwrap_or_default();
+        assert!(notice.contains("give a"), "{line}: {notice}");
+    }
+    assert_eq!(app.sampling, SamplingParams::default());
+    type_text(&mut app, "/sampling");
+    app.update(key(KeyCode::Enter));
+    let notice = app.notice.clone().unwrap_or_default();
+    assert!(
+        notice.starts_with("temperature 1 · top-p 1 · top-k off"),
+        "{notice}"
+    );
 }

@@ -9,13 +9,18 @@ use super::centered;
 use crate::tui::app::App;
 use crate::tui::keys::Action;
 
-const SLASH_COMMANDS: [(&str, &str); 8] = [
+const SLASH_COMMANDS: [(&str, &str); 10] = [
     (
         "/system TEXT",
         "developer instructions (/system alone edits them)",
     ),
     ("/effort LEVEL", "reasoning effort low, medium or high"),
     ("/ctx N", "context limit in tokens"),
+    ("/sampling", "show temperature, top-p, top-k, min-p, seed"),
+    (
+        "/temp X",
+        "set temperature (also /top-p, /top-k, /min-p, /seed)",
+    ),
     ("/new", "new chat"),
     ("/chats", "saved chats"),
     ("/rename TITLE", "rename this chat"),
