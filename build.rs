@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: &[&str] = &["q4_0_moe"];
+const KERNELS: &[&str] = &["q4_0_moe", "attention"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

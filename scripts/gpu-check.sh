@@ -63,16 +63,16 @@ run() {
     fi
   }
   : > "$out/summary.txt"
-  step verify-stacked 90 "$bin" verify --fixtures "$BUNDLE/fixtures" --device cuda:0
-  step verify-per-expert 60 "$bin" verify --fixtures "$BUNDLE/fixtures" --device cuda:0 --dtype auto --experts per-expert
-  step bench-stacked 150 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --pp 512 --tg 128 --depth 0,8192 --json
-  step bench-per-expert 90 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --experts per-expert --pp 512 --tg 32 --depth 0 --json
+  step verify-fused 90 "$bin" verify --fixtures "$BUNDLE/fixtures" --device cuda:0
+  step verify-candle 60 "$bin" verify --fixtures "$BUNDLE/fixtures" --device cuda:0 --dtype auto --kernels candle
+  step bench-fused 150 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --pp 512 --tg 128 --depth 0,8192 --json
+  step bench-candle 90 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --kernels candle --pp 512 --tg 32 --depth 0 --json
   echo "---- summary ($(cat "$out/gpu.txt"))"
   cat "$out/summary.txt"
-  for name in verify-stacked verify-per-expert; do
+  for name in verify-fused verify-candle; do
     grep -E "^(PASS|FAIL)" "$out/$name.txt" | sed "s/^/$name: /" || true
   done
-  for name in bench-stacked bench-per-expert; do
+  for name in bench-fused bench-candle; do
     python3 - "$out/$name.txt" "$name" <<'EOF' || true
 import json, sys
 for line in open(sys.argv[1]):

@@ -91,24 +91,25 @@ pub enum DtypeChoice {
     F32,
 }
 
-/// How Q4_0 experts are held on the device.
+/// Whose kernels run the MoE and decode attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum ExpertsChoice {
-    /// Stacked on CUDA (routing stays on the GPU), per expert elsewhere.
+pub enum KernelsChoice {
+    /// ossterm's fused kernels on CUDA, candle's ops elsewhere.
     #[default]
     Auto,
-    /// One weight per expert; the routing is read on the host.
-    PerExpert,
-    /// All experts of a projection in one tensor, run by the indexed kernels.
-    Stacked,
+    /// candle's ops: experts one at a time with the routing read on the host.
+    Candle,
+    /// ossterm's: stacked experts with the routing on the device, fused decode attention
+    /// (on the CPU through their reference implementations, for tests).
+    Fused,
 }
 
-impl From<ExpertsChoice> for crate::model::ExpertForm {
-    fn from(choice: ExpertsChoice) -> Self {
+impl From<KernelsChoice> for crate::model::Kernels {
+    fn from(choice: KernelsChoice) -> Self {
         match choice {
-            ExpertsChoice::Auto => Self::Auto,
-            ExpertsChoice::PerExpert => Self::PerExpert,
-            ExpertsChoice::Stacked => Self::Stacked,
+            KernelsChoice::Auto => Self::Auto,
+            KernelsChoice::Candle => Self::Candle,
+            KernelsChoice::Fused => Self::Fused,
         }
     }
 }
@@ -128,9 +129,9 @@ pub struct ModelArgs {
     /// Precision mode.
     #[arg(long, value_enum, default_value_t = DtypeChoice::Auto)]
     pub dtype: DtypeChoice,
-    /// How Q4_0 experts are held (for comparing the GPU paths).
-    #[arg(long, value_enum, default_value_t = ExpertsChoice::Auto)]
-    pub experts: ExpertsChoice,
+    /// Whose kernels run the MoE and decode attention (for comparing the GPU paths).
+    #[arg(long, value_enum, default_value_t = KernelsChoice::Auto)]
+    pub kernels: KernelsChoice,
 }
 
 /// Token ids given as `1,2,3`.
@@ -237,9 +238,9 @@ pub struct VerifyArgs {
     /// Check this precision mode only (default: both, each against its own tolerances).
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeChoice>,
-    /// How Q4_0 experts are held.
-    #[arg(long, value_enum, default_value_t = ExpertsChoice::Auto)]
-    pub experts: ExpertsChoice,
+    /// Whose kernels run the MoE and decode attention.
+    #[arg(long, value_enum, default_value_t = KernelsChoice::Auto)]
+    pub kernels: KernelsChoice,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

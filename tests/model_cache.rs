@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use ossterm::model::{Config, GptOss, KvCache, LayerKind, Logits, Precision};
+use ossterm::model::{Config, GptOss, Kernels, KvCache, LayerKind, Logits, Precision};
 
 fn tiny() -> GptOss {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tiny-a-bf16");
@@ -228,6 +228,35 @@ fn other_shapes_decode_incrementally_like_one_shot() {
     ];
     let model = GptOss::synthetic(&config, 9, &Device::Cpu, Precision::F32).expect("synthetic");
     check_incremental(&model, 13, &[2]);
+}
+
+/// The fused kernels' decode (one-launch attention over the cache view, and in the default mode
+/// stacked experts with device-side routing), through their CPU reference implementations,
+/// against the one-shot prefill that uses candle's ops.
+#[test]
+fn fused_decode_equals_one_shot_past_windows_and_across_shapes() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tiny-a-int4");
+    for precision in [Precision::F32, Precision::Default] {
+        let model =
+            GptOss::load_with(&dir, &Device::Cpu, precision, Kernels::Fused).expect("loads");
+        check_incremental(&model, 45, &[3, 9, 1, 6]);
+    }
+    let shapes = [
+        small_config(6, 3, 16, 4, 1, 5, 3),
+        small_config(8, 1, 64, 16, 4, 3, 2),
+        small_config(2, 2, 8, 2, 2, 1, 2),
+    ];
+    for (i, config) in shapes.iter().enumerate() {
+        let model = GptOss::synthetic_with(
+            config,
+            i as u64,
+            &Device::Cpu,
+            Precision::F32,
+            Kernels::Fused,
+        )
+        .expect("synthetic");
+        check_incremental(&model, 17, &[4, 1, 5]);
+    }
 }
 
 #[test]

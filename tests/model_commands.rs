@@ -131,8 +131,8 @@ fn verify_passes_on_the_fixtures_and_names_the_device() {
         "cpu",
         "--dtype",
         "auto",
-        "--experts",
-        "stacked",
+        "--kernels",
+        "fused",
         "--json",
     ]);
     assert!(ok, "{stdout}\n{stderr}");

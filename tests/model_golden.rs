@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use ossterm::model::fidelity::{self, FixtureReport};
-use ossterm::model::{ExpertForm, Precision};
+use ossterm::model::{Kernels, Precision};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -14,8 +14,8 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn check(name: &str, precision: Precision, experts: ExpertForm) -> FixtureReport {
-    let report = fidelity::check_fixture(&fixture(name), &Device::Cpu, precision, experts)
+fn check(name: &str, precision: Precision, kernels: Kernels) -> FixtureReport {
+    let report = fidelity::check_fixture(&fixture(name), &Device::Cpu, precision, kernels)
         .expect("the fixture loads and runs");
     assert!(
         !report.prompts.is_empty(),
@@ -28,12 +28,12 @@ fn check(name: &str, precision: Precision, experts: ExpertForm) -> FixtureReport
 
 #[test]
 fn bf16_fixture_matches_the_reference_in_f32() {
-    check("tiny-a-bf16", Precision::F32, ExpertForm::Auto);
+    check("tiny-a-bf16", Precision::F32, Kernels::Auto);
 }
 
 #[test]
 fn int4_fixture_matches_the_reference_in_f32() {
-    let report = check("tiny-a-int4", Precision::F32, ExpertForm::Auto);
+    let report = check("tiny-a-int4", Precision::F32, Kernels::Auto);
     // Far inside the tolerance: the Q4_0 repack is lossless and the math is f32.
     assert!(
         report.prompts.iter().all(|p| p.max_diff < 1e-3),
@@ -43,24 +43,24 @@ fn int4_fixture_matches_the_reference_in_f32() {
 
 #[test]
 fn bf16_fixture_is_close_in_default_mode() {
-    check("tiny-a-bf16", Precision::Default, ExpertForm::Auto);
+    check("tiny-a-bf16", Precision::Default, Kernels::Auto);
 }
 
 #[test]
 fn int4_fixture_is_close_in_default_mode() {
-    check("tiny-a-int4", Precision::Default, ExpertForm::Auto);
+    check("tiny-a-int4", Precision::Default, Kernels::Auto);
 }
 
 /// The form CUDA uses (stacked Q4_0 experts, routing on the device, indexed matvec for decode
 /// and grouped dequantized matmuls for prefill) through its CPU reference implementation.
 #[test]
-fn int4_fixture_is_close_with_stacked_experts() {
-    let stacked = check("tiny-a-int4", Precision::Default, ExpertForm::Stacked);
-    let per_expert = check("tiny-a-int4", Precision::Default, ExpertForm::PerExpert);
-    for (a, b) in stacked.prompts.iter().zip(&per_expert.prompts) {
+fn int4_fixture_is_close_with_the_fused_kernels() {
+    let fused = check("tiny-a-int4", Precision::Default, Kernels::Fused);
+    let candle = check("tiny-a-int4", Precision::Default, Kernels::Candle);
+    for (a, b) in fused.prompts.iter().zip(&candle.prompts) {
         assert!(
             (a.nll_mean - b.nll_mean).abs() < 1e-4,
-            "{}: stacked nll {} vs per-expert {}",
+            "{}: fused nll {} vs candle {}",
             a.prompt,
             a.nll_mean,
             b.nll_mean
@@ -86,9 +86,8 @@ fn a_broken_tolerance_is_reported() {
         .map(|(name, t)| (name, (t + 0.5).expect("shift")))
         .collect();
     candle_core::safetensors::save(&shifted, dir.path().join("golden.safetensors")).expect("save");
-    let report =
-        fidelity::check_fixture(dir.path(), &Device::Cpu, Precision::F32, ExpertForm::Auto)
-            .expect("runs");
+    let report = fidelity::check_fixture(dir.path(), &Device::Cpu, Precision::F32, Kernels::Auto)
+        .expect("runs");
     let failures = report.failures();
     assert_eq!(failures.len(), report.prompts.len(), "{failures:#?}");
     assert!(

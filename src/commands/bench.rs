@@ -39,7 +39,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 0,
                 &device,
                 Precision::from(args.model.dtype),
-                args.model.experts.into(),
+                args.model.kernels.into(),
             )?;
             (model, device_label, format!("{preset} (synthetic)"))
         }

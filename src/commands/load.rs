@@ -24,7 +24,7 @@ pub fn model(args: &ModelArgs) -> anyhow::Result<(GptOss, String)> {
         path,
         &device,
         Precision::from(args.dtype),
-        args.experts.into(),
+        args.kernels.into(),
     )
     .with_context(|| format!("loading the model in {dir}"))?;
     Ok((model, name))

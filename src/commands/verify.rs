@@ -20,7 +20,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     let mut reports: Vec<FixtureReport> = Vec::new();
     for dir in fidelity::fixture_dirs(&args.fixtures)? {
         for &precision in &modes {
-            let report = fidelity::check_fixture(&dir, &device, precision, args.experts.into())
+            let report = fidelity::check_fixture(&dir, &device, precision, args.kernels.into())
                 .with_context(|| format!("checking {}", dir.display()))?;
             if !args.json {
                 print_report(&report);

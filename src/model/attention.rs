@@ -5,6 +5,7 @@
 use candle_core::{D, DType, Tensor};
 
 use super::cache::KvCache;
+use super::decode_attention::attention_decode;
 use super::error::ModelError;
 use super::linear::Linear;
 use super::rope;
@@ -24,6 +25,8 @@ pub struct Attention {
     pub head_dim: usize,
     /// `Some(w)`: a query at t sees keys t-w+1..=t.
     pub window: Option<usize>,
+    /// Decode (one token) in one launch with [`attention_decode`] instead of candle's ops.
+    pub fused_decode: bool,
 }
 
 impl Attention {
@@ -57,6 +60,20 @@ impl Attention {
         let q = (q * (1.0 / (d as f64).sqrt()))?;
         let k = rope::apply(&k.unsqueeze(0)?, cos, sin)?.squeeze(0)?;
         let (k_all, v_all, first) = cache.append(layer, &k, &v)?;
+        if n == 1 && self.fused_decode {
+            // Keys before the window's start (a sliding layer's oldest cached one) are skipped.
+            let keys = k_all.dim(1)?;
+            let hidden = (0..keys)
+                .take_while(|&j| !self.visible(start, first + j))
+                .count();
+            let (k_all, v_all) = (
+                k_all.narrow(1, hidden, keys - hidden)?,
+                v_all.narrow(1, hidden, keys - hidden)?,
+            );
+            let out = attention_decode(&q.reshape((h, d))?, &k_all, &v_all, &self.sinks)?
+                .reshape((1, h * d))?;
+            return Ok(self.o_weight.forward(&out)?.broadcast_add(&self.o_bias)?);
+        }
         let (k_all, v_all) = if k_all.device().is_cpu() {
             (k_all, v_all)
         } else {
@@ -114,10 +131,15 @@ impl Attention {
             .reshape((kv, per_kv * n, keys))?)
     }
 
+    /// Whether a query at position `qp` sees the key at `kp`.
+    fn visible(&self, qp: usize, kp: usize) -> bool {
+        kp <= qp && self.window.is_none_or(|w| kp + w > qp)
+    }
+
     /// Additive mask [n, keys] (0 or -inf) for queries at `start..start+n` and keys at
     /// `first..first+keys`; `None` when every key is visible.
     fn mask(&self, n: usize, start: usize, first: usize, keys: usize) -> Option<Vec<f32>> {
-        let visible = |qp: usize, kp: usize| kp <= qp && self.window.is_none_or(|w| kp + w > qp);
+        let visible = |qp: usize, kp: usize| self.visible(qp, kp);
         let all_visible = (0..n).all(|i| {
             let qp = start + i;
             visible(qp, first) && visible(qp, first + keys - 1)

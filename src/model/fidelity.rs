@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use super::{ExpertForm, GptOss, Logits, ModelError, Precision};
+use super::{GptOss, Kernels, Logits, ModelError, Precision};
 
 /// `--dtype f32`: max |logit diff| allowed.
 pub const F32_MAX_DIFF: f32 = 0.1;
@@ -162,9 +162,9 @@ pub fn check_fixture(
     dir: &Path,
     device: &Device,
     precision: Precision,
-    experts: ExpertForm,
+    kernels: Kernels,
 ) -> Result<FixtureReport, ModelError> {
-    let model = GptOss::load_with(dir, device, precision, experts)?;
+    let model = GptOss::load_with(dir, device, precision, kernels)?;
     let mut prompts = Vec::new();
     for golden in golden_prompts(dir)? {
         prompts.push(check_prompt(&model, &golden, precision)?);

@@ -18,7 +18,7 @@ use super::q4_stack::Q4Stack;
 use super::quant::{GptqInt4, mxfp4_dequantize, q4_0_dequantize};
 use super::rope::Rope;
 use super::weights::Checkpoint;
-use super::{Embedding, ExpertForm, GptOss, HostBytes, Layer, Layout, Precision};
+use super::{Embedding, GptOss, HostBytes, Kernels, Layer, Layout, Precision};
 
 /// An expert projection's weight on the host, Linear layout [out, in].
 pub(super) enum HostLinear {
@@ -65,7 +65,7 @@ pub(super) struct Builder<'a> {
     pub dtype: DType,
     pub precision: Precision,
     pub bytes: u64,
-    pub experts: ExpertForm,
+    pub kernels: Kernels,
 }
 
 impl<'a> Builder<'a> {
@@ -73,7 +73,7 @@ impl<'a> Builder<'a> {
         config: &'a Config,
         device: &'a Device,
         precision: Precision,
-        experts: ExpertForm,
+        kernels: Kernels,
     ) -> Self {
         Self {
             config,
@@ -81,7 +81,7 @@ impl<'a> Builder<'a> {
             dtype: precision.activation_dtype(device),
             precision,
             bytes: 0,
-            experts,
+            kernels,
         }
     }
 
@@ -136,14 +136,9 @@ impl<'a> Builder<'a> {
     }
 
     /// Whether this layer's experts go into [`StackedExperts`]: Q4_0 experts in the default
-    /// mode, on CUDA unless the caller chose a form.
+    /// mode, when the fused kernels run.
     fn stacks_experts(&self, experts: &[HostExpert]) -> bool {
-        let wanted = match self.experts {
-            ExpertForm::Auto => matches!(self.device, Device::Cuda(_)),
-            ExpertForm::PerExpert => false,
-            ExpertForm::Stacked => true,
-        };
-        wanted
+        self.kernels.fused_on(self.device)
             && self.precision == Precision::Default
             && !experts.is_empty()
             && experts.iter().all(|e| {
@@ -207,6 +202,7 @@ impl<'a> Builder<'a> {
             head_dim: d,
             window: (c.layer_types[index] == LayerKind::SlidingAttention)
                 .then_some(c.sliding_window),
+            fused_decode: self.kernels.fused_on(self.device),
         };
         let experts = if self.stacks_experts(&host.experts) {
             Experts::Stacked(self.stacked_experts(host.experts)?)
@@ -291,13 +287,13 @@ pub(super) fn load(
     dir: &Path,
     device: &Device,
     precision: Precision,
-    experts: ExpertForm,
+    kernels: Kernels,
 ) -> Result<GptOss, ModelError> {
     let config_path = dir.join("config.json");
     let config = Config::from_file(&config_path)?;
     let ckpt = Checkpoint::open(dir)?;
     let layout = detect_layout(&config, &ckpt, &config_path)?;
-    let mut builder = Builder::new(&config, device, precision, experts);
+    let mut builder = Builder::new(&config, device, precision, kernels);
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for index in 0..config.num_hidden_layers {
         let host = read_layer(&config, &ckpt, index, layout, precision)?;

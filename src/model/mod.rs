@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod cache;
 pub mod config;
+mod decode_attention;
 pub mod device;
 pub mod error;
 pub mod fidelity;
@@ -65,14 +66,27 @@ impl Precision {
     }
 }
 
-/// How Q4_0 experts are held (see [`moe`]): per expert, or stacked for the indexed kernels
-/// that keep the routing on the device. `Auto` stacks them on CUDA only.
+/// Whose kernels run the MoE and decode attention. `Fused`: Q4_0 experts stacked for the
+/// indexed kernels that keep the routing on the device (see [`moe`]) and one-launch decode
+/// attention; `Candle`: per-expert weights and candle's ops. `Auto` fuses on CUDA only (on
+/// other devices the fused ops run their reference implementations, which tests use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ExpertForm {
+pub enum Kernels {
     #[default]
     Auto,
-    PerExpert,
-    Stacked,
+    Candle,
+    Fused,
+}
+
+impl Kernels {
+    /// Whether ossterm's fused kernels run on `device`.
+    pub fn fused_on(self, device: &Device) -> bool {
+        match self {
+            Self::Auto => matches!(device, Device::Cuda(_)),
+            Self::Candle => false,
+            Self::Fused => true,
+        }
+    }
 }
 
 /// Which positions of a forward pass get logits.
@@ -186,17 +200,17 @@ pub struct GptOss {
 impl GptOss {
     /// Loads the checkpoint in `dir` (config.json + safetensors, any of the three layouts).
     pub fn load(dir: &Path, device: &Device, precision: Precision) -> Result<Self, ModelError> {
-        load::load(dir, device, precision, ExpertForm::Auto)
+        load::load(dir, device, precision, Kernels::Auto)
     }
 
-    /// [`GptOss::load`] with the experts held in `experts`' form.
+    /// [`GptOss::load`] with a choice of kernels.
     pub fn load_with(
         dir: &Path,
         device: &Device,
         precision: Precision,
-        experts: ExpertForm,
+        kernels: Kernels,
     ) -> Result<Self, ModelError> {
-        load::load(dir, device, precision, experts)
+        load::load(dir, device, precision, kernels)
     }
 
     /// A model of `config`'s shape with seeded random weights, int4 (Q4_0) experts like the
@@ -207,18 +221,18 @@ impl GptOss {
         device: &Device,
         precision: Precision,
     ) -> Result<Self, ModelError> {
-        synthetic::build(config, seed, device, precision, ExpertForm::Auto)
+        synthetic::build(config, seed, device, precision, Kernels::Auto)
     }
 
-    /// [`GptOss::synthetic`] with the experts held in `experts`' form.
+    /// [`GptOss::synthetic`] with a choice of kernels.
     pub fn synthetic_with(
         config: &Config,
         seed: u64,
         device: &Device,
         precision: Precision,
-        experts: ExpertForm,
+        kernels: Kernels,
     ) -> Result<Self, ModelError> {
-        synthetic::build(config, seed, device, precision, experts)
+        synthetic::build(config, seed, device, precision, kernels)
     }
 
     /// The model's config.

@@ -9,7 +9,7 @@ use super::config::Config;
 use super::error::ModelError;
 use super::load::{Builder, HostDense, HostExpert, HostLayer, HostLinear};
 use super::quant::{Q4_0_BLOCK_BYTES, Q4_0_BLOCK_LEN};
-use super::{ExpertForm, GptOss, HostBytes, Layout, Precision};
+use super::{GptOss, HostBytes, Kernels, Layout, Precision};
 
 /// Builds the model of `config` from `seed`.
 pub fn build(
@@ -17,7 +17,7 @@ pub fn build(
     seed: u64,
     device: &Device,
     precision: Precision,
-    experts: ExpertForm,
+    kernels: Kernels,
 ) -> Result<GptOss, ModelError> {
     let c = config;
     for (name, dim) in [
@@ -38,7 +38,7 @@ pub fn build(
         c.hidden_size,
         c.intermediate_size,
     );
-    let mut builder = Builder::new(config, device, precision, experts);
+    let mut builder = Builder::new(config, device, precision, kernels);
     let mut layers = Vec::with_capacity(c.num_hidden_layers);
     for index in 0..c.num_hidden_layers {
         let host = HostLayer {

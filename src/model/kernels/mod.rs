@@ -1,6 +1,6 @@
-//! What ossterm's own CUDA kernels (`q4_0_moe.cu`, compiled to PTX by build.rs) share on the
-//! Rust side: the module, views of tensor storage, and the CPU-side slice helper the reference
-//! implementations use.
+//! What ossterm's own CUDA kernels (`q4_0_moe.cu`, `attention.cu`, compiled to PTX by
+//! build.rs) share on the Rust side: the modules, views of tensor storage, and the CPU-side
+//! slice helper the reference implementations use.
 
 use candle_core::{CpuStorage, Layout};
 
@@ -22,10 +22,13 @@ pub mod cuda {
     use candle_core::cuda_backend::CudaDType;
     use candle_core::cuda_backend::cudarc::driver::{CudaView, DeviceRepr};
 
-    /// The kernels, compiled by build.rs.
+    /// The MoE kernels, compiled by build.rs.
     pub const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/q4_0_moe.ptx"));
     /// The name candle caches the loaded module under.
     pub const MODULE: &str = "ossterm_q4_0_moe";
+    /// The attention kernels.
+    pub const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
+    pub const ATTENTION_MODULE: &str = "ossterm_attention";
 
     /// The contiguous part of a CUDA tensor that `layout` describes.
     pub fn view<'a, T: CudaDType + DeviceRepr>(
