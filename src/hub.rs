@@ -216,6 +216,13 @@ pub fn resolve_with(
     hub.download_all(progress)
 }
 
+/// The complete cached snapshot folder of hub model `model`, if it was downloaded; never
+/// touches the network.
+pub fn cached_snapshot(model: &str, revision: Option<&str>) -> Result<Option<PathBuf>, HubError> {
+    let options = HubOptions::from_env();
+    Hub::new(&options, model, revision).cached_folder()
+}
+
 /// A folder with at least config.json of `model` (local, cached, or just that file fetched),
 /// plus whatever safetensors are cached: enough for the planner.
 pub fn resolve_headers(model: &str, revision: Option<&str>) -> Result<PathBuf, HubError> {

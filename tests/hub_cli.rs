@@ -70,6 +70,39 @@ fn download_then_use_the_cache_offline() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["kv_bytes_per_token"], 2 * 2 * 2 * 32 * 4);
+
+    // The headless model commands take the downloaded hub id too, offline.
+    let out = ossterm(
+        &[
+            "score",
+            "--model",
+            fake_hub::REPO,
+            "--ids",
+            "1,2,3",
+            "--json",
+        ],
+        home.path(),
+        &[("HF_ENDPOINT", &dead), ("HF_HUB_OFFLINE", "1")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["n"], 3);
+}
+
+#[test]
+fn a_hub_id_not_downloaded_yet_says_to_download_it() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = ossterm(
+        &["generate", "--model", fake_hub::REPO, "--ids", "1,2"],
+        home.path(),
+        &[("HF_HUB_OFFLINE", "1")],
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("ossterm download {}", fake_hub::REPO)),
+        "{stderr}"
+    );
 }
 
 #[test]

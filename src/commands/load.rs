@@ -7,18 +7,25 @@ use anyhow::Context;
 use crate::cli::ModelArgs;
 use crate::model::{GptOss, Precision, device};
 
-/// Loads the model folder named by `--model` on the chosen device; returns it with the
-/// device's name.
+/// Loads the model named by `--model` (a local folder, or a hub id already in the Hugging
+/// Face cache) on the chosen device; returns it with the device's name.
 pub fn model(args: &ModelArgs) -> anyhow::Result<(GptOss, String)> {
     let dir = args.model.as_deref().context(
-        "--model DIR is required (a local model folder with config.json and safetensors)",
+        "--model is required: a local model folder (config.json and safetensors) or a downloaded hub id",
     )?;
-    let path = Path::new(dir);
-    if !path.is_dir() {
+    let cached;
+    let path = if Path::new(dir).is_dir() {
+        Path::new(dir)
+    } else if dir.contains('/') && !dir.starts_with(['/', '.']) {
+        cached = crate::hub::cached_snapshot(dir, args.revision.as_deref())?.with_context(|| {
+            format!("--model {dir}: not downloaded yet; run `ossterm download {dir}` first (or pass a local folder)")
+        })?;
+        cached.as_path()
+    } else {
         anyhow::bail!(
-            "--model {dir}: no such folder; download the model first (ossterm download {dir}) and pass its folder"
+            "--model {dir}: no such folder; pass a model folder, or a hub id such as Intel/gpt-oss-20b-int4-g64-rtn-AutoRound after `ossterm download`"
         );
-    }
+    };
     let (device, name) = device::select(args.device.unwrap_or_default())?;
     let model = GptOss::load_with(
         path,
