@@ -49,7 +49,9 @@ run() {
   local libs
   libs=$(cuda_libs)
   export LD_LIBRARY_PATH="${libs:+$libs:}${LD_LIBRARY_PATH:-}"
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt" 2>&1 \
+    || echo "nvidia-smi failed" > "$out/gpu.txt"
+  cat "$out/gpu.txt"
   local status=0
   step() {  # name, seconds, command...
     local name=$1 limit=$2; shift 2

@@ -94,15 +94,33 @@ impl GptqInt4<'_> {
 
 /// Dequantizes Q4_0 blocks (`w = d * (q - 8)`) to f32; used by tests and f32 mode.
 pub fn q4_0_dequantize(bytes: &[u8]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(bytes.len() / Q4_0_BLOCK_BYTES * Q4_0_BLOCK_LEN);
-    for block in bytes.chunks_exact(Q4_0_BLOCK_BYTES) {
-        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-        let qs = &block[2..];
-        out.extend(qs.iter().map(|q| d * ((q & 0xF) as f32 - 8.0)));
-        out.extend(qs.iter().map(|q| d * ((q >> 4) as f32 - 8.0)));
-    }
+    let mut out = vec![0f32; bytes.len() / Q4_0_BLOCK_BYTES * Q4_0_BLOCK_LEN];
+    q4_0_dequantize_into(bytes, &mut out);
     out
 }
+
+/// [`q4_0_dequantize`] into `out` (32 values per block).
+fn q4_0_dequantize_into(bytes: &[u8], out: &mut [f32]) {
+    for (block, dst) in bytes
+        .chunks_exact(Q4_0_BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(Q4_0_BLOCK_LEN))
+    {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let (low, high) = dst.split_at_mut(16);
+        for ((q, lo), hi) in block[2..].iter().zip(low).zip(high) {
+            *lo = d * ((q & 0xF) as f32 - 8.0);
+            *hi = d * ((q >> 4) as f32 - 8.0);
+        }
+    }
+}
+
+/// From this many rows of `x` on, [`q4_0_matmul`] is compute-bound (prefill): it dequantizes
+/// the weight a tile at a time and runs a GEMM, instead of decoding every block once per
+/// group of rows.
+const GEMM_MIN_ROWS: usize = 16;
+/// Weight rows per dequantized tile: 256 rows of 2880 f32 are 2.9 MB, about one core's L2
+/// plus a share of L3, so the GEMM reads the tile from cache.
+const GEMM_TILE_ROWS: usize = 256;
 
 /// Output rows per parallel task of [`q4_0_matmul`].
 const ROWS_PER_TASK: usize = 16;
@@ -112,6 +130,9 @@ const ROWS_PER_TASK: usize = 16;
 /// them to Q8_0, which costs accuracy); each decoded block serves all `m` rows of `x`.
 pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec<f32> {
     use rayon::prelude::*;
+    if m >= GEMM_MIN_ROWS {
+        return q4_0_matmul_gemm(bytes, rows, cols, x, m);
+    }
     let blocks_per_row = cols / Q4_0_BLOCK_LEN;
     let row_bytes = blocks_per_row * Q4_0_BLOCK_BYTES;
     let mut transposed = vec![0f32; rows * m];
@@ -125,6 +146,65 @@ pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) 
             }
         });
     tokens_major(transposed, rows, m)
+}
+
+/// [`q4_0_matmul`] for many rows of `x`: tiles of the weight dequantized to f32 (in
+/// parallel), each multiplied by all of `x` with the `gemm` crate (what candle's CPU matmul
+/// uses): [m, rows] f32.
+fn q4_0_matmul_gemm(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    assert!(
+        x.len() >= m * cols,
+        "x holds {} values, not {m} x {cols}",
+        x.len()
+    );
+    let row_bytes = cols / Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES;
+    assert_eq!(
+        bytes.len(),
+        rows * row_bytes,
+        "Q4_0 bytes for [{rows}, {cols}]"
+    );
+    let mut out = vec![0f32; m * rows];
+    let mut tile = vec![0f32; GEMM_TILE_ROWS.min(rows) * cols];
+    let threads = rayon::current_num_threads();
+    for start in (0..rows).step_by(GEMM_TILE_ROWS) {
+        let n = GEMM_TILE_ROWS.min(rows - start);
+        tile[..n * cols]
+            .par_chunks_mut(cols)
+            .zip(bytes[start * row_bytes..(start + n) * row_bytes].par_chunks(row_bytes))
+            .for_each(|(dst, src)| q4_0_dequantize_into(src, dst));
+        // out[i, start + j] = sum_l x[i, l] * tile[j, l].
+        // Safety: dst covers m rows of `rows` floats from column `start` (n < rows - start
+        // + 1), lhs m x cols, rhs the n x cols tile read transposed; all in bounds (asserted).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                cols,
+                out.as_mut_ptr().add(start),
+                1,
+                rows as isize,
+                false,
+                x.as_ptr(),
+                1,
+                cols as isize,
+                tile.as_ptr(),
+                cols as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                if threads > 1 {
+                    gemm::Parallelism::Rayon(threads)
+                } else {
+                    gemm::Parallelism::None
+                },
+            );
+        }
+    }
+    out
 }
 
 /// Reorders a `[rows, m]` result (what the row-parallel kernels write) into `[m, rows]`, one
@@ -401,7 +481,8 @@ mod tests {
     #[test]
     fn q4_0_matmul_equals_dequantized_matmul() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let (rows, cols) = (40, 96);
+        // More rows than one GEMM tile, and row counts on both sides of GEMM_MIN_ROWS.
+        let (rows, cols) = (GEMM_TILE_ROWS + 44, 96);
         let mut bytes = vec![0u8; rows * cols / 32 * Q4_0_BLOCK_BYTES];
         rng.fill(&mut bytes[..]);
         for block in bytes.chunks_exact_mut(Q4_0_BLOCK_BYTES) {
@@ -409,7 +490,7 @@ mod tests {
                 .copy_from_slice(&f16::from_f32(rng.random_range(-0.5f32..0.5)).to_le_bytes());
         }
         let w = q4_0_dequantize(&bytes);
-        for m in [1, 3, 11] {
+        for m in [1, 3, 11, GEMM_MIN_ROWS, 40] {
             let x: Vec<f32> = (0..m * cols)
                 .map(|_| rng.random_range(-1f32..1.0))
                 .collect();
