@@ -155,9 +155,7 @@ impl CustomOp3 for DecodeAttention {
         v: &candle_core::CudaStorage,
         v_l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        use candle_core::cuda_backend::WrapErr;
-        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use cuda::prelude::*;
 
         let (heads, kv, keys, d) = self.dims(q_l, k_l, v_l)?;
         if d > 256 {

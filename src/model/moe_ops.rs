@@ -74,9 +74,7 @@ impl CustomOp1 for RouteTopK {
         s: &candle_core::CudaStorage,
         l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        use candle_core::cuda_backend::WrapErr;
-        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use cuda::prelude::*;
 
         let (n, experts) = l.shape().dims2()?;
         if self.k > experts {
@@ -150,9 +148,7 @@ impl CustomOp1 for Swiglu {
         s: &candle_core::CudaStorage,
         l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        use candle_core::cuda_backend::WrapErr;
-        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use cuda::prelude::*;
 
         let shape = self.out_shape(l)?;
         let pairs = shape.elem_count() / self.inter;
@@ -256,9 +252,7 @@ impl CustomOp3 for Combine {
         ids: &candle_core::CudaStorage,
         ids_l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        use candle_core::cuda_backend::WrapErr;
-        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use cuda::prelude::*;
 
         let (n, k, hidden, experts) = self.dims(down_l, logits_l, ids_l)?;
         let dev = down.device().clone();
@@ -267,37 +261,26 @@ impl CustomOp3 for Combine {
         let ids = cuda::view::<u32>(ids, ids_l, "ids")?;
         let cfg = LaunchConfig::for_num_elems((n * hidden) as u32);
         let dims = (n as i32, k as i32, hidden as i32, experts as i32);
+        // The same launch for either output type.
+        macro_rules! launch {
+            ($t:ty, $name:literal) => {{
+                let func = dev.get_or_load_custom_func($name, cuda::MODULE, cuda::PTX)?;
+                // SAFETY: one thread writes each output value.
+                let out = unsafe { dev.alloc::<$t>(n * hidden)? };
+                let mut builder = func.builder();
+                builder.arg(&down);
+                builder.arg(&logits);
+                builder.arg(&ids);
+                builder.arg(&out);
+                candle_core::builder_arg!(builder, dims.0, dims.1, dims.2, dims.3);
+                // SAFETY: bounds checked in the kernel.
+                unsafe { builder.launch(cfg) }.w()?;
+                candle_core::CudaStorage::wrap_cuda_slice(out, dev)
+            }};
+        }
         let storage = match self.dtype {
-            DType::BF16 => {
-                let func =
-                    dev.get_or_load_custom_func("moe_combine_bf16", cuda::MODULE, cuda::PTX)?;
-                // SAFETY: one thread writes each output value.
-                let out = unsafe { dev.alloc::<half::bf16>(n * hidden)? };
-                let mut builder = func.builder();
-                builder.arg(&down);
-                builder.arg(&logits);
-                builder.arg(&ids);
-                builder.arg(&out);
-                candle_core::builder_arg!(builder, dims.0, dims.1, dims.2, dims.3);
-                // SAFETY: bounds checked in the kernel.
-                unsafe { builder.launch(cfg) }.w()?;
-                candle_core::CudaStorage::wrap_cuda_slice(out, dev)
-            }
-            _ => {
-                let func =
-                    dev.get_or_load_custom_func("moe_combine_f32", cuda::MODULE, cuda::PTX)?;
-                // SAFETY: one thread writes each output value.
-                let out = unsafe { dev.alloc::<f32>(n * hidden)? };
-                let mut builder = func.builder();
-                builder.arg(&down);
-                builder.arg(&logits);
-                builder.arg(&ids);
-                builder.arg(&out);
-                candle_core::builder_arg!(builder, dims.0, dims.1, dims.2, dims.3);
-                // SAFETY: bounds checked in the kernel.
-                unsafe { builder.launch(cfg) }.w()?;
-                candle_core::CudaStorage::wrap_cuda_slice(out, dev)
-            }
+            DType::BF16 => launch!(half::bf16, "moe_combine_bf16"),
+            _ => launch!(f32, "moe_combine_f32"),
         };
         Ok((storage, Shape::from((n, hidden))))
     }

@@ -7,7 +7,7 @@
 //!
 //! Both stay lossless (Q4_0 holds AutoRound's int4 groups exactly). The CUDA kernels live in
 //! `kernels/q4_0_moe.cu`; the CPU implementations are the reference the tests check the
-//! semantics against and what the GPU check compares with.
+//! semantics against (`--kernels fused` on the CPU).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Shape, Tensor};
 
@@ -191,9 +191,7 @@ impl CustomOp3 for IndexedMatvec {
         ids: &candle_core::CudaStorage,
         ids_l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        use candle_core::cuda_backend::WrapErr;
-        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use cuda::prelude::*;
 
         let (tokens, top_k, slots) = self.dims(x_l, ids_l)?;
         let dev = x.device().clone();
@@ -271,9 +269,7 @@ impl CustomOp1 for DequantizeExpert {
         w: &candle_core::CudaStorage,
         w_l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        use candle_core::cuda_backend::WrapErr;
-        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use cuda::prelude::*;
 
         let dev = w.device().clone();
         let w = cuda::view::<u8>(w, w_l, "weights")?;
@@ -281,39 +277,24 @@ impl CustomOp1 for DequantizeExpert {
         let cfg = LaunchConfig::for_num_elems(blocks as u32);
         let values = self.rows * self.cols;
         let args = (self.expert as i32, self.rows as i32, self.cols as i32);
+        // The same launch for either output type.
+        macro_rules! launch {
+            ($t:ty, $name:literal) => {{
+                let func = dev.get_or_load_custom_func($name, cuda::MODULE, cuda::PTX)?;
+                // SAFETY: one thread writes each block of 32 values.
+                let out = unsafe { dev.alloc::<$t>(values)? };
+                let mut builder = func.builder();
+                builder.arg(&w);
+                builder.arg(&out);
+                candle_core::builder_arg!(builder, args.0, args.1, args.2);
+                // SAFETY: the output holds rows * cols values.
+                unsafe { builder.launch(cfg) }.w()?;
+                candle_core::CudaStorage::wrap_cuda_slice(out, dev)
+            }};
+        }
         let storage = match self.dtype {
-            DType::BF16 => {
-                let func = dev.get_or_load_custom_func(
-                    "q4_0_dequantize_expert_bf16",
-                    cuda::MODULE,
-                    cuda::PTX,
-                )?;
-                // SAFETY: one thread writes each block of 32 values.
-                let out = unsafe { dev.alloc::<half::bf16>(values)? };
-                let mut builder = func.builder();
-                builder.arg(&w);
-                builder.arg(&out);
-                candle_core::builder_arg!(builder, args.0, args.1, args.2);
-                // SAFETY: the output holds rows * cols values.
-                unsafe { builder.launch(cfg) }.w()?;
-                candle_core::CudaStorage::wrap_cuda_slice(out, dev)
-            }
-            _ => {
-                let func = dev.get_or_load_custom_func(
-                    "q4_0_dequantize_expert_f32",
-                    cuda::MODULE,
-                    cuda::PTX,
-                )?;
-                // SAFETY: one thread writes each block of 32 values.
-                let out = unsafe { dev.alloc::<f32>(values)? };
-                let mut builder = func.builder();
-                builder.arg(&w);
-                builder.arg(&out);
-                candle_core::builder_arg!(builder, args.0, args.1, args.2);
-                // SAFETY: the output holds rows * cols values.
-                unsafe { builder.launch(cfg) }.w()?;
-                candle_core::CudaStorage::wrap_cuda_slice(out, dev)
-            }
+            DType::BF16 => launch!(half::bf16, "q4_0_dequantize_expert_bf16"),
+            _ => launch!(f32, "q4_0_dequantize_expert_f32"),
         };
         Ok((storage, Shape::from((self.rows, self.cols))))
     }

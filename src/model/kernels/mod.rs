@@ -30,6 +30,13 @@ pub mod cuda {
     pub const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
     pub const ATTENTION_MODULE: &str = "ossterm_attention";
 
+    /// What every `cuda_fwd` launching these kernels uses.
+    pub mod prelude {
+        pub use candle_core::backend::BackendStorage;
+        pub use candle_core::cuda_backend::WrapErr;
+        pub use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+    }
+
     /// The contiguous part of a CUDA tensor that `layout` describes.
     pub fn view<'a, T: CudaDType + DeviceRepr>(
         storage: &'a candle_core::CudaStorage,
