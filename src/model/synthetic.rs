@@ -4,6 +4,7 @@
 use candle_core::Device;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
+use rayon::prelude::*;
 
 use super::config::Config;
 use super::error::ModelError;
@@ -62,14 +63,13 @@ pub fn build(
         };
         layers.push(builder.layer(index, host)?);
     }
-    let mut embedding = Vec::with_capacity(c.vocab_size * hidden * 2);
-    for _ in 0..c.vocab_size * hidden {
-        embedding
-            .extend_from_slice(&half::bf16::from_f32(rng.random_range(-1.0f32..1.0)).to_le_bytes());
-    }
-    let a = (3.0 / hidden as f32).sqrt();
-    let lm_head = (0..c.vocab_size * hidden)
-        .map(|_| half::bf16::from_f32(rng.random_range(-a..a)))
+    let embedding = uniform_values(rng.next_u64(), c.vocab_size * hidden, 1.0)
+        .par_iter()
+        .flat_map_iter(|&v| half::bf16::from_f32(v).to_le_bytes())
+        .collect();
+    let lm_head = uniform(&mut rng, c.vocab_size * hidden, hidden)
+        .par_iter()
+        .map(|&v| half::bf16::from_f32(v))
         .collect();
     builder.finish(
         Layout::Synthetic,
@@ -83,16 +83,35 @@ pub fn build(
 
 /// `n` values uniform in ±sqrt(3 / fan_in) (unit variance after a matmul over fan_in).
 fn uniform(rng: &mut SmallRng, n: usize, fan_in: usize) -> Vec<f32> {
-    let a = (3.0 / fan_in as f32).sqrt();
-    (0..n).map(|_| rng.random_range(-a..a)).collect()
+    uniform_values(rng.next_u64(), n, (3.0 / fan_in as f32).sqrt())
+}
+
+/// Values drawn per chunk of this many, each chunk from its own seed, in parallel.
+const CHUNK: usize = 1 << 16;
+
+/// `n` values uniform in ±a from `seed`, generated chunk-parallel (the real shape's ~3 billion
+/// values would take most of a minute on one core); the same on any thread count.
+fn uniform_values(seed: u64, n: usize, a: f32) -> Vec<f32> {
+    let mut values = vec![0f32; n];
+    values
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(chunk, dst)| {
+            let mut rng =
+                SmallRng::seed_from_u64(seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            for v in dst {
+                *v = rng.random_range(-a..a);
+            }
+        });
+    values
 }
 
 /// Rounds to bf16 values, as a 16-bit checkpoint stores them.
-fn bf16_exact(values: Vec<f32>) -> Vec<f32> {
+fn bf16_exact(mut values: Vec<f32>) -> Vec<f32> {
     values
-        .into_iter()
-        .map(|v| half::bf16::from_f32(v).to_f32())
-        .collect()
+        .par_iter_mut()
+        .for_each(|v| *v = half::bf16::from_f32(*v).to_f32());
+    values
 }
 
 /// Random Q4_0 blocks for a [rows, cols] Linear with the same scale of weights as `uniform`.
