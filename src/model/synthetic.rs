@@ -63,14 +63,31 @@ pub fn build(
         };
         layers.push(builder.layer(index, host)?);
     }
-    let embedding = uniform_values(rng.next_u64(), c.vocab_size * hidden, 1.0)
-        .par_iter()
-        .flat_map_iter(|&v| half::bf16::from_f32(v).to_le_bytes())
-        .collect();
-    let lm_head = uniform(&mut rng, c.vocab_size * hidden, hidden)
-        .par_iter()
-        .map(|&v| half::bf16::from_f32(v))
-        .collect();
+    // Both tables are drawn straight into their 16-bit form: an f32 copy of either would be
+    // 2.3 GB more at the peak on the real shape.
+    let mut embedding = vec![0u8; c.vocab_size * hidden * 2];
+    let seed = rng.next_u64();
+    embedding
+        .par_chunks_mut(2 * CHUNK)
+        .enumerate()
+        .for_each(|(chunk, dst)| {
+            let mut rng = chunk_rng(seed, chunk);
+            for pair in dst.chunks_exact_mut(2) {
+                let v = half::bf16::from_f32(rng.random_range(-1.0f32..1.0));
+                pair.copy_from_slice(&v.to_le_bytes());
+            }
+        });
+    let mut lm_head = vec![half::bf16::ZERO; c.vocab_size * hidden];
+    let (seed, a) = (rng.next_u64(), (3.0 / hidden as f32).sqrt());
+    lm_head
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(chunk, dst)| {
+            let mut rng = chunk_rng(seed, chunk);
+            for v in dst {
+                *v = half::bf16::from_f32(rng.random_range(-a..a));
+            }
+        });
     builder.finish(
         Layout::Synthetic,
         layers,
@@ -97,13 +114,17 @@ fn uniform_values(seed: u64, n: usize, a: f32) -> Vec<f32> {
         .par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(chunk, dst)| {
-            let mut rng =
-                SmallRng::seed_from_u64(seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng = chunk_rng(seed, chunk);
             for v in dst {
                 *v = rng.random_range(-a..a);
             }
         });
     values
+}
+
+/// The generator of one chunk: its own seed, so chunks can be drawn in any order.
+fn chunk_rng(seed: u64, chunk: usize) -> SmallRng {
+    SmallRng::seed_from_u64(seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Rounds to bf16 values, as a 16-bit checkpoint stores them.
