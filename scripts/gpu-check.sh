@@ -4,10 +4,14 @@
 #
 #   scripts/gpu-check.sh prepare   # here: CUDA build, then target/gpu-check/ (binary + fixtures)
 #   scripts/gpu-check.sh run       # there, from the repo root with target/gpu-check carried
+#   scripts/gpu-check.sh run --compare   # also candle's kernels (verify + bench), for A/B
 #
 # `run` needs the CUDA 13 runtime libraries (cuBLAS, cuRAND, nvrtc) that PyTorch's cu130 wheels
 # ship; it finds them under python3's site-packages. It prints one summary at the end and
-# writes every result to ${OUT:-target/gpu-check/out}. Budget: under 5 minutes on an H100.
+# writes every result to ${OUT:-target/gpu-check/out}. Budget: under 5 minutes on an H100 for
+# the plain run (`--compare` adds about two; candle's quantized PTX is JIT-compiled on first use).
+# When the fused kernels fail verification, the run checks candle's kernels too, to say which
+# side is wrong.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=target/gpu-check
@@ -65,16 +69,23 @@ run() {
     fi
   }
   : > "$out/summary.txt"
+  local compare=${1:-}
   step verify-fused 90 "$bin" verify --fixtures "$BUNDLE/fixtures" --device cuda:0
-  step verify-candle 60 "$bin" verify --fixtures "$BUNDLE/fixtures" --device cuda:0 --dtype auto --kernels candle
+  if [ "$compare" = --compare ] || ! grep -q "^PASS" "$out/verify-fused.txt"; then
+    step verify-candle 120 "$bin" verify --fixtures "$BUNDLE/fixtures" --device cuda:0 --dtype auto --kernels candle
+  fi
   step bench-fused 150 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --pp 512 --tg 128 --depth 0,8192 --json
-  step bench-candle 90 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --kernels candle --pp 512 --tg 32 --depth 0 --json
+  if [ "$compare" = --compare ]; then
+    step bench-candle 120 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --kernels candle --pp 512 --tg 32 --depth 0 --json
+  fi
   echo "---- summary ($(cat "$out/gpu.txt"))"
   cat "$out/summary.txt"
   for name in verify-fused verify-candle; do
+    [ -f "$out/$name.txt" ] || continue
     grep -E "^(PASS|FAIL)" "$out/$name.txt" | sed "s/^/$name: /" || true
   done
   for name in bench-fused bench-candle; do
+    [ -f "$out/$name.txt" ] || continue
     python3 - "$out/$name.txt" "$name" <<'EOF' || true
 import json, sys
 for line in open(sys.argv[1]):
@@ -91,6 +102,6 @@ EOF
 
 case "${1:-}" in
   prepare) prepare ;;
-  run) run ;;
-  *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+  run) run "${2:-}" ;;
+  *) echo "usage: $0 prepare | run [--compare]" >&2; exit 2 ;;
 esac
