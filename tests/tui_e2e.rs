@@ -157,6 +157,26 @@ fn exited(screen: &str) -> bool {
     screen.lines().any(|l| l.trim().starts_with("EXIT="))
 }
 
+/// The app has exited with status 0 and left the terminal as it found it: cooked mode
+/// (`stty` prints `icanon`) and the main screen (not the alternate one).
+fn assert_exited_and_restored(tmux: &Tmux) {
+    let screen = tmux.wait_for("the shell", exited);
+    assert!(screen.lines().any(|l| l.trim() == "EXIT=0"), "{screen}");
+    let after = tmux.wait_for("stty output", |s| {
+        s.lines()
+            .any(|l| l.trim() == "icanon" || l.trim() == "-icanon")
+    });
+    assert!(
+        after.lines().any(|l| l.trim() == "icanon"),
+        "the terminal is still raw:\n{after}"
+    );
+    assert_eq!(
+        tmux.run(&["display", "-p", "-t", "e2e", "#{alternate_on}"])
+            .trim(),
+        "0"
+    );
+}
+
 fn start_app(tmux: &Tmux) {
     tmux.type_text(&format!("{BIN} --demo --device cpu; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon"));
     tmux.keys(&["Enter"]);
@@ -231,21 +251,7 @@ fn chat_stop_new_chat_quit_on_the_demo_model() {
     tmux.keys(&["C-n"]);
     tmux.wait_for("a fresh chat", |s| s.contains("is ready on"));
     tmux.keys(&["C-q"]);
-    let screen = tmux.wait_for("the shell", exited);
-    assert!(screen.lines().any(|l| l.trim() == "EXIT=0"), "{screen}");
-    let after = tmux.wait_for("stty output", |s| {
-        s.lines()
-            .any(|l| l.trim() == "icanon" || l.trim() == "-icanon")
-    });
-    assert!(
-        after.lines().any(|l| l.trim() == "icanon"),
-        "the terminal is still raw:\n{after}"
-    );
-    assert_eq!(
-        tmux.run(&["display", "-p", "-t", "e2e", "#{alternate_on}"])
-            .trim(),
-        "0"
-    );
+    assert_exited_and_restored(&tmux);
 
     let files = chat_files(data.path());
     assert!(!files.is_empty(), "no chat file saved");
@@ -314,19 +320,5 @@ fn a_fatal_engine_error_is_shown_and_the_terminal_restored() {
     });
     assert!(screen.contains("ossterm"), "{screen}");
     tmux.keys(&["q"]);
-    let screen = tmux.wait_for("the shell", exited);
-    assert!(screen.lines().any(|l| l.trim() == "EXIT=0"), "{screen}");
-    let after = tmux.wait_for("stty output", |s| {
-        s.lines()
-            .any(|l| l.trim() == "icanon" || l.trim() == "-icanon")
-    });
-    assert!(
-        after.lines().any(|l| l.trim() == "icanon"),
-        "the terminal is still raw:\n{after}"
-    );
-    assert_eq!(
-        tmux.run(&["display", "-p", "-t", "e2e", "#{alternate_on}"])
-            .trim(),
-        "0"
-    );
+    assert_exited_and_restored(&tmux);
 }

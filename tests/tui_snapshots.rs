@@ -146,6 +146,16 @@ fn render(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
     terminal
 }
 
+/// [`mid_answer`] after Ctrl+R hid the reasoning pane.
+fn mid_answer_reasoning_hidden() -> App {
+    let mut app = mid_answer();
+    app.update(Input::Key(KeyEvent::new(
+        KeyCode::Char('r'),
+        KeyModifiers::CONTROL,
+    )));
+    app
+}
+
 #[test]
 fn main_screen_80x24_with_reasoning() {
     insta::assert_snapshot!(render(&mid_answer(), 80, 24).backend());
@@ -158,22 +168,12 @@ fn main_screen_160x48_with_reasoning() {
 
 #[test]
 fn main_screen_80x24_reasoning_hidden() {
-    let mut app = mid_answer();
-    app.update(Input::Key(KeyEvent::new(
-        KeyCode::Char('r'),
-        KeyModifiers::CONTROL,
-    )));
-    insta::assert_snapshot!(render(&app, 80, 24).backend());
+    insta::assert_snapshot!(render(&mid_answer_reasoning_hidden(), 80, 24).backend());
 }
 
 #[test]
 fn main_screen_160x48_reasoning_hidden() {
-    let mut app = mid_answer();
-    app.update(Input::Key(KeyEvent::new(
-        KeyCode::Char('r'),
-        KeyModifiers::CONTROL,
-    )));
-    insta::assert_snapshot!(render(&app, 160, 48).backend());
+    insta::assert_snapshot!(render(&mid_answer_reasoning_hidden(), 160, 48).backend());
 }
 
 #[test]

@@ -40,17 +40,10 @@ impl Linear {
                 .iter()
                 .all(|&v| bf16::from_f32(v).to_f32().to_bits() == v.to_bits())
         {
-            return Ok(Self::Bf16Cpu {
-                values: values.into_iter().map(bf16::from_f32).collect(),
-                rows,
-                cols,
-            });
+            let values = values.into_iter().map(bf16::from_f32).collect();
+            return Self::from_bf16(values, rows, cols, dtype, device, true);
         }
-        Ok(Self::Tensor(
-            Tensor::from_vec(values, (rows, cols), &Device::Cpu)?
-                .to_dtype(dtype)?
-                .to_device(device)?,
-        ))
+        Self::tensor(values, rows, cols, dtype, device)
     }
 
     /// From bf16 values: kept as they are on the CPU when `prefer_bf16`, else a tensor of
@@ -66,6 +59,17 @@ impl Linear {
         if prefer_bf16 && device.is_cpu() {
             return Ok(Self::Bf16Cpu { values, rows, cols });
         }
+        Self::tensor(values, rows, cols, dtype, device)
+    }
+
+    /// A [rows, cols] tensor of `dtype` on `device`.
+    fn tensor<T: candle_core::WithDType>(
+        values: Vec<T>,
+        rows: usize,
+        cols: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
         Ok(Self::Tensor(
             Tensor::from_vec(values, (rows, cols), &Device::Cpu)?
                 .to_dtype(dtype)?

@@ -66,28 +66,12 @@ pub fn build(
     // Both tables are drawn straight into their 16-bit form: an f32 copy of either would be
     // 2.3 GB more at the peak on the real shape.
     let mut embedding = vec![0u8; c.vocab_size * hidden * 2];
-    let seed = rng.next_u64();
-    embedding
-        .par_chunks_mut(2 * CHUNK)
-        .enumerate()
-        .for_each(|(chunk, dst)| {
-            let mut rng = chunk_rng(seed, chunk);
-            for pair in dst.chunks_exact_mut(2) {
-                let v = half::bf16::from_f32(rng.random_range(-1.0f32..1.0));
-                pair.copy_from_slice(&v.to_le_bytes());
-            }
-        });
+    fill_uniform(rng.next_u64(), embedding.as_chunks_mut::<2>().0, 1.0, |v| {
+        half::bf16::from_f32(v).to_le_bytes()
+    });
     let mut lm_head = vec![half::bf16::ZERO; c.vocab_size * hidden];
-    let (seed, a) = (rng.next_u64(), (3.0 / hidden as f32).sqrt());
-    lm_head
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(chunk, dst)| {
-            let mut rng = chunk_rng(seed, chunk);
-            for v in dst {
-                *v = half::bf16::from_f32(rng.random_range(-a..a));
-            }
-        });
+    let a = (3.0 / hidden as f32).sqrt();
+    fill_uniform(rng.next_u64(), &mut lm_head, a, half::bf16::from_f32);
     builder.finish(
         Layout::Synthetic,
         layers,
@@ -106,20 +90,25 @@ fn uniform(rng: &mut SmallRng, n: usize, fan_in: usize) -> Vec<f32> {
 /// Values drawn per chunk of this many, each chunk from its own seed, in parallel.
 const CHUNK: usize = 1 << 16;
 
-/// `n` values uniform in ±a from `seed`, generated chunk-parallel (the real shape's ~3 billion
-/// values would take most of a minute on one core); the same on any thread count.
+/// `n` values uniform in ±a from `seed`.
 fn uniform_values(seed: u64, n: usize, a: f32) -> Vec<f32> {
     let mut values = vec![0f32; n];
+    fill_uniform(seed, &mut values, a, |v| v);
     values
-        .par_chunks_mut(CHUNK)
+}
+
+/// Fills `out` with values uniform in ±a from `seed`, each stored as `store` makes it,
+/// chunk-parallel (the real shape's ~3 billion values would take most of a minute on one
+/// core); the same on any thread count.
+fn fill_uniform<T: Send>(seed: u64, out: &mut [T], a: f32, store: impl Fn(f32) -> T + Sync) {
+    out.par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(chunk, dst)| {
             let mut rng = chunk_rng(seed, chunk);
             for v in dst {
-                *v = rng.random_range(-a..a);
+                *v = store(rng.random_range(-a..a));
             }
         });
-    values
 }
 
 /// The generator of one chunk: its own seed, so chunks can be drawn in any order.
