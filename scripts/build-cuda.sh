@@ -3,6 +3,7 @@
 # compiler, headers and libraries come from NVIDIA's PyPI wheels into target/cuda-toolkit.
 #
 #   scripts/build-cuda.sh [extra cargo args]      e.g. scripts/build-cuda.sh --release
+#   CARGO_SUBCOMMAND=clippy scripts/build-cuda.sh --all-targets -- -D warnings
 #
 # CUDA_MINOR (default 13.0) must match the CUDA libraries where the binary will run (the H100
 # test machine's PyTorch ships cu130); CUDA_COMPUTE_CAP (default 90 = Hopper, 80 = Ampere/Ada,
@@ -62,5 +63,5 @@ export PATH="$ROOT/bin:$PATH"
 export LD_LIBRARY_PATH="$HOME_DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "nvcc: $(nvcc --version | tail -1); CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP"
 start=$(date +%s)
-cargo build --locked --features cuda "$@"
+cargo "${CARGO_SUBCOMMAND:-build}" --locked --features cuda "$@"
 echo "cuda build finished in $(( $(date +%s) - start )) s"

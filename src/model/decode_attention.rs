@@ -8,6 +8,8 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use super::kernels::cpu_slice;
 #[cfg(feature = "cuda")]
 use super::kernels::cuda;
+#[cfg(any(feature = "cuda", test))]
+use super::kernels::launch::{Arg, Launch, Module, contiguous_input, int};
 
 /// `q` [heads, d] (already scaled) attending over `k`, `v` [kv_heads, keys, d] (rows of d
 /// contiguous values, any stride between kv heads) with `sinks` [heads] f32: [heads, d] in
@@ -67,7 +69,74 @@ impl DecodeAttention {
         }
         Ok((heads, kv, keys, d))
     }
+
+    /// The CUDA launch (inputs: q, k, v, sinks; one block of `ATTENTION_THREADS` per head)
+    /// and the output's shape.
+    #[cfg(any(feature = "cuda", test))]
+    fn launch(
+        &self,
+        q: &Layout,
+        k: &Layout,
+        v: &Layout,
+        sinks: &Layout,
+        dtype: DType,
+    ) -> candle_core::Result<(Launch, Shape)> {
+        let (heads, kv, keys, d) = self.dims(q, k, v)?;
+        // The kernel splits the block into groups of d threads for the values.
+        if d > MAX_HEAD_DIM || !ATTENTION_THREADS.is_multiple_of(d) {
+            candle_core::bail!("decode attention: head_dim {d} must divide {ATTENTION_THREADS}");
+        }
+        let (k_start, k_stride) = cache_view(k, kv, keys, d)?;
+        let (v_start, v_stride) = cache_view(v, kv, keys, d)?;
+        let kernel = match dtype {
+            DType::BF16 => "attention_decode_bf16",
+            DType::F32 => "attention_decode_f32",
+            other => candle_core::bail!("decode attention: {other:?} is not supported"),
+        };
+        let stride = |s: usize| -> candle_core::Result<Arg> {
+            i64::try_from(s)
+                .map(Arg::I64)
+                .map_err(|_| candle_core::Error::Msg(format!("decode attention: stride {s}")))
+        };
+        let launch = Launch {
+            module: Module::Attention,
+            kernel,
+            grid: (heads as u32, 1, 1),
+            block: (ATTENTION_THREADS as u32, 1, 1),
+            args: vec![
+                contiguous_input(0, q, "q")?,
+                Arg::Input {
+                    index: 1,
+                    offset: k_start,
+                },
+                Arg::Input {
+                    index: 2,
+                    offset: v_start,
+                },
+                contiguous_input(3, sinks, "sinks")?,
+                Arg::Scratch { len: heads * keys },
+                Arg::Output {
+                    dtype,
+                    len: heads * d,
+                },
+                int(heads, "heads")?,
+                int(kv, "kv heads")?,
+                int(keys, "keys")?,
+                int(d, "head_dim")?,
+                stride(k_stride)?,
+                stride(v_stride)?,
+            ],
+        };
+        Ok((launch, Shape::from((heads, d))))
+    }
 }
+
+/// Threads per block of the CUDA kernel, and the largest head_dim it takes (`attention.cu`'s
+/// `MAX_HEAD_DIM`).
+#[cfg(any(feature = "cuda", test))]
+const ATTENTION_THREADS: usize = 256;
+#[cfg(any(feature = "cuda", test))]
+const MAX_HEAD_DIM: usize = 256;
 
 /// The reference: one head at a time, in f32.
 fn attend_cpu<T: candle_core::WithDType>(
@@ -155,72 +224,20 @@ impl CustomOp3 for DecodeAttention {
         v: &candle_core::CudaStorage,
         v_l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use cuda::prelude::*;
+        use candle_core::backend::BackendStorage;
 
-        let (heads, kv, keys, d) = self.dims(q_l, k_l, v_l)?;
-        if d > 256 {
-            candle_core::bail!("decode attention: head_dim {d} > 256");
-        }
-        let (k_start, k_stride) = cache_view(k_l, kv, keys, d)?;
-        let (v_start, v_stride) = cache_view(v_l, kv, keys, d)?;
-        let dev = q.device().clone();
         let (sinks_storage, sinks_l) = self.sinks.storage_and_layout();
-        let candle_core::Storage::Cuda(sinks_storage) = &*sinks_storage else {
-            candle_core::bail!("decode attention: the sinks are not on the GPU");
-        };
-        let sinks = cuda::view::<f32>(sinks_storage, sinks_l, "sinks")?;
-        // SAFETY: the kernel writes every score before reading it.
-        let scratch = unsafe { dev.alloc::<f32>(heads * keys)? };
-        let cfg = LaunchConfig {
-            grid_dim: (heads as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let args = (
-            heads as i32,
-            kv as i32,
-            keys as i32,
-            d as i32,
-            k_stride as i64,
-            v_stride as i64,
-        );
-        macro_rules! launch {
-            ($t:ty, $name:literal) => {{
-                let q = cuda::view::<$t>(q, q_l, "q")?;
-                let k = k.as_cuda_slice::<$t>()?.slice(k_start..);
-                let v = v.as_cuda_slice::<$t>()?.slice(v_start..);
-                let func = dev.get_or_load_custom_func(
-                    $name,
-                    cuda::ATTENTION_MODULE,
-                    cuda::ATTENTION_PTX,
-                )?;
-                // SAFETY: threads below d write every output value.
-                let out = unsafe { dev.alloc::<$t>(heads * d)? };
-                let mut builder = func.builder();
-                builder.arg(&q);
-                builder.arg(&k);
-                builder.arg(&v);
-                builder.arg(&sinks);
-                builder.arg(&scratch);
-                builder.arg(&out);
-                candle_core::builder_arg!(builder, args.0, args.1, args.2, args.3, args.4, args.5);
-                // SAFETY: shapes and strides were checked against the views above.
-                unsafe { builder.launch(cfg) }.w()?;
-                candle_core::CudaStorage::wrap_cuda_slice(out, dev.clone())
-            }};
-        }
-        let storage = match q.dtype() {
-            DType::BF16 => launch!(half::bf16, "attention_decode_bf16"),
-            DType::F32 => launch!(f32, "attention_decode_f32"),
-            other => candle_core::bail!("decode attention: {other:?} is not supported"),
-        };
-        Ok((storage, Shape::from((heads, d))))
+        let sinks = cuda::own_storage(&sinks_storage, "decode attention: the sinks")?;
+        let (launch, shape) = self.launch(q_l, k_l, v_l, sinks_l, q.dtype())?;
+        let out = cuda::run(q.device(), &launch, &[q, k, v, sinks])?;
+        Ok((out, shape))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::emu;
     use candle_core::{D, Device};
 
     /// The same attention with candle's ops: scores, sink column, softmax, values.
@@ -269,6 +286,41 @@ mod tests {
         assert!(attention_decode(&three_heads, &k, &k, &sinks).is_err());
         let transposed = k.transpose(1, 2)?;
         assert!(attention_decode(&q, &transposed, &transposed, &sinks).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_cuda_kernel_emulated_equals_the_cpu_op_on_cache_views() -> candle_core::Result<()> {
+        if !emu::available() {
+            return Ok(());
+        }
+        let dev = Device::Cpu;
+        // More keys than threads a block; head_dim 64 (gpt-oss) and 16 (16 value groups).
+        for (heads, kv, d, keys) in [(8, 2, 64, 270), (4, 4, 16, 5)] {
+            let capacity = keys + 9;
+            let q = Tensor::randn(0f32, 0.3, (heads, d), &dev)?;
+            let sinks = Tensor::randn(0f32, 1.0, heads, &dev)?;
+            let cache = |seed: f32| -> candle_core::Result<Tensor> {
+                // Positions 3.. of a preallocated cache, as the KV cache hands them out.
+                (Tensor::randn(0f32, 1.0, (kv, capacity, d), &dev)? + seed as f64)?
+                    .narrow(1, 3, keys)
+            };
+            let (k, v) = (cache(0.0)?, cache(0.5)?);
+            for (dtype, tolerance) in [(DType::F32, 1e-5), (DType::BF16, 2e-2)] {
+                let [q, k, v] = [&q, &k, &v].map(|t| t.to_dtype(dtype));
+                let (q, k, v) = (q?, k?, v?);
+                let out = attention_decode(&q, &k, &v, &sinks)?;
+                let op = DecodeAttention {
+                    sinks: sinks.clone(),
+                };
+                let (launch, _) =
+                    op.launch(q.layout(), k.layout(), v.layout(), sinks.layout(), dtype)?;
+                let inputs = [&q, &k, &v, &sinks].map(emu::cpu_storage);
+                let got = emu::run(&launch, &inputs);
+                let diff = emu::max_diff(&got, &emu::cpu_storage(&out));
+                assert!(diff < tolerance, "{dtype:?} d {d}: max |diff| {diff}");
+            }
+        }
         Ok(())
     }
 }

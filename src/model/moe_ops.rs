@@ -8,6 +8,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor
 use super::kernels::cpu_slice;
 #[cfg(feature = "cuda")]
 use super::kernels::cuda;
+#[cfg(any(feature = "cuda", test))]
+use super::kernels::launch::{Arg, Launch, Module, contiguous_input, int};
 use super::moe::route;
 
 /// The top-k experts of each row of `logits` [n, experts] f32, largest first, ties to the lower
@@ -50,6 +52,29 @@ struct RouteTopK {
     k: usize,
 }
 
+impl RouteTopK {
+    /// The CUDA launch (one thread per token) and the ids' shape.
+    #[cfg(any(feature = "cuda", test))]
+    fn launch(&self, l: &Layout) -> candle_core::Result<(Launch, Shape)> {
+        let (n, experts) = l.shape().dims2()?;
+        if self.k > experts {
+            candle_core::bail!("top-{} of {experts} experts", self.k);
+        }
+        let args = vec![
+            contiguous_input(0, l, "router logits")?,
+            Arg::Output {
+                dtype: DType::U32,
+                len: n * self.k,
+            },
+            int(n, "tokens")?,
+            int(experts, "experts")?,
+            int(self.k, "top_k")?,
+        ];
+        let launch = Launch::elementwise(Module::Moe, "moe_route_top_k", n, args);
+        Ok((launch, Shape::from((n, self.k))))
+    }
+}
+
 impl CustomOp1 for RouteTopK {
     fn name(&self) -> &'static str {
         "moe-route-top-k"
@@ -74,27 +99,10 @@ impl CustomOp1 for RouteTopK {
         s: &candle_core::CudaStorage,
         l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use cuda::prelude::*;
+        use candle_core::backend::BackendStorage;
 
-        let (n, experts) = l.shape().dims2()?;
-        if self.k > experts {
-            candle_core::bail!("top-{} of {experts} experts", self.k);
-        }
-        let dev = s.device().clone();
-        let logits = cuda::view::<f32>(s, l, "router logits")?;
-        let func = dev.get_or_load_custom_func("moe_route_top_k", cuda::MODULE, cuda::PTX)?;
-        // SAFETY: the kernel writes k ids for every token.
-        let ids = unsafe { dev.alloc::<u32>(n * self.k)? };
-        let mut builder = func.builder();
-        builder.arg(&logits);
-        builder.arg(&ids);
-        candle_core::builder_arg!(builder, n as i32, experts as i32, self.k as i32);
-        // SAFETY: one thread per token, bounds checked in the kernel.
-        unsafe { builder.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
-        Ok((
-            candle_core::CudaStorage::wrap_cuda_slice(ids, dev),
-            Shape::from((n, self.k)),
-        ))
+        let (launch, shape) = self.launch(l)?;
+        Ok((cuda::run(s.device(), &launch, &[s])?, shape))
     }
 }
 
@@ -116,6 +124,28 @@ impl Swiglu {
             ),
         }
         Ok(Shape::from(dims))
+    }
+
+    /// The CUDA launch (one thread per output value) and the output's shape.
+    #[cfg(any(feature = "cuda", test))]
+    fn launch(&self, l: &Layout) -> candle_core::Result<(Launch, Shape)> {
+        let shape = self.out_shape(l)?;
+        let len = shape.elem_count();
+        let args = vec![
+            contiguous_input(0, l, "gate_up")?,
+            Arg::Output {
+                dtype: DType::F32,
+                len,
+            },
+            int(len / self.inter, "pairs")?,
+            int(self.inter, "intermediate size")?,
+            Arg::F32(self.alpha),
+            Arg::F32(self.limit),
+        ];
+        Ok((
+            Launch::elementwise(Module::Moe, "moe_swiglu_f32", len, args),
+            shape,
+        ))
     }
 }
 
@@ -148,28 +178,10 @@ impl CustomOp1 for Swiglu {
         s: &candle_core::CudaStorage,
         l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use cuda::prelude::*;
+        use candle_core::backend::BackendStorage;
 
-        let shape = self.out_shape(l)?;
-        let pairs = shape.elem_count() / self.inter;
-        let dev = s.device().clone();
-        let gate_up = cuda::view::<f32>(s, l, "gate_up")?;
-        let func = dev.get_or_load_custom_func("moe_swiglu_f32", cuda::MODULE, cuda::PTX)?;
-        // SAFETY: one thread writes each output value.
-        let out = unsafe { dev.alloc::<f32>(shape.elem_count())? };
-        let mut builder = func.builder();
-        builder.arg(&gate_up);
-        builder.arg(&out);
-        candle_core::builder_arg!(
-            builder,
-            pairs as i32,
-            self.inter as i32,
-            self.alpha,
-            self.limit
-        );
-        // SAFETY: bounds checked in the kernel.
-        unsafe { builder.launch(LaunchConfig::for_num_elems(shape.elem_count() as u32)) }.w()?;
-        Ok((candle_core::CudaStorage::wrap_cuda_slice(out, dev), shape))
+        let (launch, shape) = self.launch(l)?;
+        Ok((cuda::run(s.device(), &launch, &[s])?, shape))
     }
 }
 
@@ -196,6 +208,36 @@ impl Combine {
             );
         }
         Ok((n, k, hidden, experts))
+    }
+
+    /// The CUDA launch (one thread per output value) and the output's shape.
+    #[cfg(any(feature = "cuda", test))]
+    fn launch(
+        &self,
+        down: &Layout,
+        logits: &Layout,
+        ids: &Layout,
+    ) -> candle_core::Result<(Launch, Shape)> {
+        let (n, k, hidden, experts) = self.dims(down, logits, ids)?;
+        let (dtype, kernel) = match self.dtype {
+            DType::BF16 => (DType::BF16, "moe_combine_bf16"),
+            _ => (DType::F32, "moe_combine_f32"),
+        };
+        let args = vec![
+            contiguous_input(0, down, "down")?,
+            contiguous_input(1, logits, "router logits")?,
+            contiguous_input(2, ids, "ids")?,
+            Arg::Output {
+                dtype,
+                len: n * hidden,
+            },
+            int(n, "tokens")?,
+            int(k, "top_k")?,
+            int(hidden, "hidden size")?,
+            int(experts, "experts")?,
+        ];
+        let launch = Launch::elementwise(Module::Moe, kernel, n * hidden, args);
+        Ok((launch, Shape::from((n, hidden))))
     }
 }
 
@@ -252,43 +294,20 @@ impl CustomOp3 for Combine {
         ids: &candle_core::CudaStorage,
         ids_l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use cuda::prelude::*;
+        use candle_core::backend::BackendStorage;
 
-        let (n, k, hidden, experts) = self.dims(down_l, logits_l, ids_l)?;
-        let dev = down.device().clone();
-        let down = cuda::view::<f32>(down, down_l, "down")?;
-        let logits = cuda::view::<f32>(logits, logits_l, "router logits")?;
-        let ids = cuda::view::<u32>(ids, ids_l, "ids")?;
-        let cfg = LaunchConfig::for_num_elems((n * hidden) as u32);
-        let dims = (n as i32, k as i32, hidden as i32, experts as i32);
-        // The same launch for either output type.
-        macro_rules! launch {
-            ($t:ty, $name:literal) => {{
-                let func = dev.get_or_load_custom_func($name, cuda::MODULE, cuda::PTX)?;
-                // SAFETY: one thread writes each output value.
-                let out = unsafe { dev.alloc::<$t>(n * hidden)? };
-                let mut builder = func.builder();
-                builder.arg(&down);
-                builder.arg(&logits);
-                builder.arg(&ids);
-                builder.arg(&out);
-                candle_core::builder_arg!(builder, dims.0, dims.1, dims.2, dims.3);
-                // SAFETY: bounds checked in the kernel.
-                unsafe { builder.launch(cfg) }.w()?;
-                candle_core::CudaStorage::wrap_cuda_slice(out, dev)
-            }};
-        }
-        let storage = match self.dtype {
-            DType::BF16 => launch!(half::bf16, "moe_combine_bf16"),
-            _ => launch!(f32, "moe_combine_f32"),
-        };
-        Ok((storage, Shape::from((n, hidden))))
+        let (launch, shape) = self.launch(down_l, logits_l, ids_l)?;
+        Ok((
+            cuda::run(down.device(), &launch, &[down, logits, ids])?,
+            shape,
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::emu;
     use candle_core::Device;
 
     #[test]
@@ -332,6 +351,67 @@ mod tests {
         assert!((out[0][1] - (w * 10.0 + (1.0 - w) * 30.0)).abs() < 1e-5);
         let bf16 = combine(&down, &logits, &ids, DType::BF16)?;
         assert_eq!(bf16.dtype(), DType::BF16);
+        Ok(())
+    }
+
+    /// Router logits for `n` tokens over 32 experts with many ties (small integers).
+    fn tied_logits(n: usize) -> candle_core::Result<Tensor> {
+        let values: Vec<f32> = (0..n * 32).map(|i| ((i * 7919) % 5) as f32).collect();
+        Tensor::from_vec(values, (n, 32), &Device::Cpu)
+    }
+
+    #[test]
+    fn the_cuda_route_kernel_emulated_equals_the_cpu_op() -> candle_core::Result<()> {
+        if !emu::available() {
+            return Ok(());
+        }
+        // More tokens than one block of threads.
+        let logits = tied_logits(1030)?;
+        let (launch, _) = RouteTopK { k: 4 }.launch(logits.layout())?;
+        let got = emu::run(&launch, &[emu::cpu_storage(&logits)]);
+        let want = emu::cpu_storage(&route_top_k(&logits, 4)?);
+        assert_eq!(emu::max_diff(&got, &want), 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn the_cuda_swiglu_kernel_emulated_equals_the_cpu_op() -> candle_core::Result<()> {
+        if !emu::available() {
+            return Ok(());
+        }
+        // Past the clamp limit on both sides, over more than one block of threads.
+        let gate_up = (Tensor::randn(0f32, 1.0, (3, 2, 1400), &Device::Cpu)? * 10.0)?;
+        let op = Swiglu {
+            inter: 700,
+            alpha: 1.702,
+            limit: 7.0,
+        };
+        let (launch, _) = op.launch(gate_up.layout())?;
+        let got = emu::run(&launch, &[emu::cpu_storage(&gate_up)]);
+        let want = emu::cpu_storage(&swiglu(&gate_up, 700, 1.702, 7.0)?);
+        let diff = emu::max_diff(&got, &want);
+        assert!(diff < 1e-5, "max |diff| {diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_cuda_combine_kernels_emulated_equal_the_cpu_op() -> candle_core::Result<()> {
+        if !emu::available() {
+            return Ok(());
+        }
+        let (n, k, hidden) = (3, 4, 300);
+        let logits = Tensor::randn(0f32, 2.0, (n, 32), &Device::Cpu)?;
+        let ids = route_top_k(&logits, k)?;
+        let down = Tensor::randn(0f32, 1.0, (n, k, hidden), &Device::Cpu)?;
+        for (dtype, tolerance) in [(DType::F32, 1e-5), (DType::BF16, 1e-2)] {
+            let (launch, _) =
+                Combine { dtype }.launch(down.layout(), logits.layout(), ids.layout())?;
+            let inputs = [&down, &logits, &ids].map(emu::cpu_storage);
+            let got = emu::run(&launch, &inputs);
+            let want = emu::cpu_storage(&combine(&down, &logits, &ids, dtype)?);
+            let diff = emu::max_diff(&got, &want);
+            assert!(diff < tolerance, "{dtype:?}: max |diff| {diff}");
+        }
         Ok(())
     }
 }

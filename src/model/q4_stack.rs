@@ -14,6 +14,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Shape
 use super::kernels::cpu_slice;
 #[cfg(feature = "cuda")]
 use super::kernels::cuda;
+#[cfg(any(feature = "cuda", test))]
+use super::kernels::launch::{Arg, Launch, MAX_GRID_Y, Module, contiguous_input, int};
 use super::quant::{Q4_0_BLOCK_BYTES, Q4_0_BLOCK_LEN, q4_0_dequantize, q4_0_matmul};
 
 /// One projection of every expert, Q4_0, stacked expert-major, with its biases.
@@ -101,7 +103,7 @@ impl Q4Stack {
 }
 
 /// Output rows per thread block of the CUDA matvec (one warp each).
-#[cfg(feature = "cuda")]
+#[cfg(any(feature = "cuda", test))]
 const WARPS_PER_BLOCK: usize = 4;
 
 /// Bytes of one Q4_0 matrix [rows, cols].
@@ -132,6 +134,50 @@ impl IndexedMatvec {
             );
         }
         Ok((tokens, top_k, slots))
+    }
+
+    /// The CUDA launch (inputs: x, weights, ids, bias) and the output's shape: a warp per
+    /// output row, `WARPS_PER_BLOCK` rows a block, a grid row per (token, expert) pair.
+    #[cfg(any(feature = "cuda", test))]
+    fn launch(
+        &self,
+        x: &Layout,
+        w: &Layout,
+        ids: &Layout,
+        bias: &Layout,
+    ) -> candle_core::Result<(Launch, Shape)> {
+        let (tokens, top_k, slots) = self.dims(x, ids)?;
+        let pairs = tokens * top_k;
+        if pairs > MAX_GRID_Y {
+            candle_core::bail!("indexed Q4_0 matvec: {pairs} (token, expert) pairs in one launch");
+        }
+        let weights = contiguous_input(1, w, "weights")?;
+        if matches!(weights, Arg::Input { offset, .. } if !offset.is_multiple_of(2)) {
+            // The kernel reads the blocks' f16 scales and quants 16 bits at a time.
+            candle_core::bail!("indexed Q4_0 matvec: the weights start at an odd byte");
+        }
+        let launch = Launch {
+            module: Module::Moe,
+            kernel: "q4_0_indexed_matvec_f32",
+            grid: (self.rows.div_ceil(WARPS_PER_BLOCK) as u32, pairs as u32, 1),
+            block: (32, WARPS_PER_BLOCK as u32, 1),
+            args: vec![
+                weights,
+                contiguous_input(0, x, "x")?,
+                contiguous_input(2, ids, "ids")?,
+                contiguous_input(3, bias, "bias")?,
+                Arg::Output {
+                    dtype: DType::F32,
+                    len: pairs * self.rows,
+                },
+                int(self.experts, "experts")?,
+                int(self.rows, "rows")?,
+                int(self.cols, "cols")?,
+                int(top_k, "top_k")?,
+                int(slots, "x slots")?,
+            ],
+        };
+        Ok((launch, Shape::from((tokens, top_k, self.rows))))
     }
 }
 
@@ -191,51 +237,13 @@ impl CustomOp3 for IndexedMatvec {
         ids: &candle_core::CudaStorage,
         ids_l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use cuda::prelude::*;
+        use candle_core::backend::BackendStorage;
 
-        let (tokens, top_k, slots) = self.dims(x_l, ids_l)?;
-        let dev = x.device().clone();
-        let x = cuda::view::<f32>(x, x_l, "x")?;
-        let w = cuda::view::<u8>(w, w_l, "weights")?;
-        let ids = cuda::view::<u32>(ids, ids_l, "ids")?;
         let (bias_storage, bias_l) = self.bias.storage_and_layout();
-        let candle_core::Storage::Cuda(bias_storage) = &*bias_storage else {
-            candle_core::bail!("indexed Q4_0 matvec: the biases are not on the GPU");
-        };
-        let bias = cuda::view::<f32>(bias_storage, bias_l, "bias")?;
-        let func =
-            dev.get_or_load_custom_func("q4_0_indexed_matvec_f32", cuda::MODULE, cuda::PTX)?;
-        // SAFETY: every element is written by the kernel (one warp per output row).
-        let out = unsafe { dev.alloc::<f32>(tokens * top_k * self.rows)? };
-        let cfg = LaunchConfig {
-            grid_dim: (
-                self.rows.div_ceil(WARPS_PER_BLOCK) as u32,
-                (tokens * top_k) as u32,
-                1,
-            ),
-            block_dim: (32, WARPS_PER_BLOCK as u32, 1),
-            shared_mem_bytes: 0,
-        };
-        let mut builder = func.builder();
-        builder.arg(&w);
-        builder.arg(&x);
-        builder.arg(&ids);
-        builder.arg(&bias);
-        builder.arg(&out);
-        candle_core::builder_arg!(
-            builder,
-            self.experts as i32,
-            self.rows as i32,
-            self.cols as i32,
-            top_k as i32,
-            slots as i32
-        );
-        // SAFETY: the shapes were checked against the buffers above.
-        unsafe { builder.launch(cfg) }.w()?;
-        Ok((
-            candle_core::CudaStorage::wrap_cuda_slice(out, dev),
-            Shape::from((tokens, top_k, self.rows)),
-        ))
+        let bias = cuda::own_storage(&bias_storage, "indexed Q4_0 matvec: the biases")?;
+        let (launch, shape) = self.launch(x_l, w_l, ids_l, bias_l)?;
+        let out = cuda::run(x.device(), &launch, &[x, w, ids, bias])?;
+        Ok((out, shape))
     }
 }
 
@@ -245,6 +253,35 @@ struct DequantizeExpert {
     cols: usize,
     /// What to write: bf16, else f32.
     dtype: DType,
+}
+
+impl DequantizeExpert {
+    /// The CUDA launch: one thread per Q4_0 block, bf16 or f32 out.
+    #[cfg(any(feature = "cuda", test))]
+    fn launch(&self, w: &Layout) -> candle_core::Result<Launch> {
+        let weights = contiguous_input(0, w, "weights")?;
+        if matches!(weights, Arg::Input { offset, .. } if !offset.is_multiple_of(2)) {
+            candle_core::bail!("Q4_0 dequantize: the weights start at an odd byte");
+        }
+        let (dtype, kernel) = match self.dtype {
+            DType::BF16 => (DType::BF16, "q4_0_dequantize_expert_bf16"),
+            _ => (DType::F32, "q4_0_dequantize_expert_f32"),
+        };
+        let values = self.rows * self.cols;
+        let args = vec![
+            weights,
+            Arg::Output { dtype, len: values },
+            int(self.expert, "expert")?,
+            int(self.rows, "rows")?,
+            int(self.cols, "cols")?,
+        ];
+        Ok(Launch::elementwise(
+            Module::Moe,
+            kernel,
+            values / Q4_0_BLOCK_LEN,
+            args,
+        ))
+    }
 }
 
 impl CustomOp1 for DequantizeExpert {
@@ -269,40 +306,18 @@ impl CustomOp1 for DequantizeExpert {
         w: &candle_core::CudaStorage,
         w_l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        use cuda::prelude::*;
+        use candle_core::backend::BackendStorage;
 
-        let dev = w.device().clone();
-        let w = cuda::view::<u8>(w, w_l, "weights")?;
-        let blocks = self.rows * self.cols / Q4_0_BLOCK_LEN;
-        let cfg = LaunchConfig::for_num_elems(blocks as u32);
-        let values = self.rows * self.cols;
-        let args = (self.expert as i32, self.rows as i32, self.cols as i32);
-        // The same launch for either output type.
-        macro_rules! launch {
-            ($t:ty, $name:literal) => {{
-                let func = dev.get_or_load_custom_func($name, cuda::MODULE, cuda::PTX)?;
-                // SAFETY: one thread writes each block of 32 values.
-                let out = unsafe { dev.alloc::<$t>(values)? };
-                let mut builder = func.builder();
-                builder.arg(&w);
-                builder.arg(&out);
-                candle_core::builder_arg!(builder, args.0, args.1, args.2);
-                // SAFETY: the output holds rows * cols values.
-                unsafe { builder.launch(cfg) }.w()?;
-                candle_core::CudaStorage::wrap_cuda_slice(out, dev)
-            }};
-        }
-        let storage = match self.dtype {
-            DType::BF16 => launch!(half::bf16, "q4_0_dequantize_expert_bf16"),
-            _ => launch!(f32, "q4_0_dequantize_expert_f32"),
-        };
-        Ok((storage, Shape::from((self.rows, self.cols))))
+        let launch = self.launch(w_l)?;
+        let out = cuda::run(w.device(), &launch, &[w])?;
+        Ok((out, Shape::from((self.rows, self.cols))))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::emu;
     use rand::{Rng, SeedableRng, rngs::SmallRng};
 
     /// Random Q4_0 bytes for `n` blocks with small positive f16 scales.
@@ -392,6 +407,125 @@ mod tests {
                 .indexed_matvec(&wrong_cols, &Tensor::new(&[[0u32]], &Device::Cpu)?)
                 .is_err()
         );
+        Ok(())
+    }
+
+    /// A stack of 5 experts [37, 352] (rows not a multiple of a block's 4 warps, 11 Q4_0
+    /// blocks a row: not a multiple of the 8 a warp takes per step) and its matvec op.
+    fn emulated_stack() -> candle_core::Result<(Q4Stack, IndexedMatvec)> {
+        let (experts, rows, cols) = (5, 37, 352);
+        let mut rng = SmallRng::seed_from_u64(11);
+        let bytes = random_q4_0(&mut rng, experts * rows * cols / 32);
+        let bias: Vec<f32> = (0..experts * rows).map(|i| (i % 7) as f32 * 0.1).collect();
+        let stack = Q4Stack::new(&bytes, bias, experts, rows, cols, &Device::Cpu)?;
+        let op = IndexedMatvec {
+            bias: stack.bias.clone(),
+            experts,
+            rows,
+            cols,
+        };
+        Ok((stack, op))
+    }
+
+    /// The matvec launch for `x` and `ids` and its inputs, as the CUDA path passes them.
+    fn matvec_launch(
+        stack: &Q4Stack,
+        op: &IndexedMatvec,
+        x: &Tensor,
+        ids: &Tensor,
+    ) -> candle_core::Result<(Launch, Vec<CpuStorage>)> {
+        let (launch, _) = op.launch(
+            x.layout(),
+            stack.bytes.layout(),
+            ids.layout(),
+            stack.bias.layout(),
+        )?;
+        let inputs = [x, &stack.bytes, ids, &stack.bias].map(emu::cpu_storage);
+        Ok((launch, inputs.to_vec()))
+    }
+
+    #[test]
+    fn the_cuda_matvec_kernel_emulated_equals_the_cpu_op() -> candle_core::Result<()> {
+        if !emu::available() {
+            return Ok(());
+        }
+        let (stack, op) = emulated_stack()?;
+        let (tokens, top_k) = (3, 2);
+        // Expert 7 does not exist: NaN on both sides, no read out of bounds.
+        let ids = Tensor::new(&[[4u32, 0], [2, 2], [7, 1]], &Device::Cpu)?;
+        for slots in [1, top_k] {
+            // A view one token into its storage: the launch passes the offset.
+            let x = Tensor::randn(0f32, 1.0, (tokens + 1, slots, 352), &Device::Cpu)?
+                .narrow(0, 1, tokens)?;
+            let (launch, inputs) = matvec_launch(&stack, &op, &x, &ids)?;
+            let got = emu::run(&launch, &inputs);
+            let want = emu::cpu_storage(&stack.indexed_matvec(&x, &ids)?);
+            let diff = emu::max_diff(&got, &want);
+            assert!(diff < 1e-4, "slots {slots}: max |diff| {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_emulator_refuses_launches_a_gpu_would_get_wrong() -> candle_core::Result<()> {
+        if !emu::available() {
+            return Ok(());
+        }
+        let (stack, op) = emulated_stack()?;
+        let x = Tensor::randn(0f32, 1.0, (1, 1, 352), &Device::Cpu)?;
+        let ids = Tensor::new(&[[1u32, 3]], &Device::Cpu)?;
+        let (launch, inputs) = matvec_launch(&stack, &op, &x, &ids)?;
+        assert!(emu::try_run(&launch, &inputs).is_ok());
+        let refused = |mutate: &dyn Fn(&mut Launch), complaint: &str| {
+            let mut bad = launch.clone();
+            mutate(&mut bad);
+            let err = emu::try_run(&bad, &inputs).expect_err(complaint);
+            assert!(err.contains(complaint), "expected '{complaint}': {err}");
+        };
+        refused(
+            &|l| l.args[5] = Arg::I64(5),
+            "argument 5: the kernel takes an i32",
+        );
+        refused(
+            &|l| {
+                l.args.pop();
+            },
+            "the kernel takes 10 arguments, the launch has 9",
+        );
+        let short = Arg::Output {
+            dtype: DType::F32,
+            len: 37,
+        };
+        refused(&|l| l.args[4] = short.clone(), "outside its buffers");
+        refused(
+            &|l| l.block = (33, 4, 1),
+            "a warp shuffle without all 32 lanes",
+        );
+        refused(&|l| l.kernel = "q4_0_indexed_matvec_f16", "no kernel named");
+        refused(&|l| l.grid.1 = 70_000, "outside CUDA's limits");
+        Ok(())
+    }
+
+    #[test]
+    fn the_cuda_dequantize_kernel_emulated_equals_the_cpu_op() -> candle_core::Result<()> {
+        if !emu::available() {
+            return Ok(());
+        }
+        let (stack, _) = emulated_stack()?;
+        for dtype in [DType::F32, DType::BF16] {
+            let op = DequantizeExpert {
+                expert: 3,
+                rows: 37,
+                cols: 352,
+                dtype,
+            };
+            let got = emu::run(
+                &op.launch(stack.bytes.layout())?,
+                &[emu::cpu_storage(&stack.bytes)],
+            );
+            let want = emu::cpu_storage(&stack.dequantize(3, dtype)?);
+            assert_eq!(emu::max_diff(&got, &want), 0.0, "{dtype:?}");
+        }
         Ok(())
     }
 }

@@ -1,0 +1,197 @@
+//! Test support: runs a [`Launch`] of ossterm's CUDA kernels on the CPU. The kernels' own
+//! `.cu` source is compiled by the host's C++ compiler against `emu/include/cuda_emu.h`, a
+//! fiber-per-thread emulation of CUDA's blocks, barriers and warp shuffles
+//! (`emu/harness.cpp`), and replays the exact launch the CUDA path makes: kernel name,
+//! grid, argument order and types, buffer offsets. The harness also runs the launch a second
+//! time in the opposite thread order (a race shows as a difference), fills outputs with NaN
+//! first (an unwritten value shows), faults on reads past a buffer's end, and checks that
+//! inputs stay unchanged.
+//!
+//! What it cannot show: PTX compilation (`scripts/build-cuda.sh` does that with nvcc), the
+//! driver's view of the launch, or speed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, DType, Tensor};
+
+use super::launch::{Arg, Launch};
+
+/// The compiled harness, or why there is none.
+fn harness() -> &'static Result<PathBuf, String> {
+    static HARNESS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model/kernels/emu");
+        let dir = std::env::temp_dir().join(format!("ossterm-kernel-emu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let exe = dir.join("kernel-emu");
+        let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+        let output = Command::new(&compiler)
+            .args(["-std=c++17", "-O2", "-w", "-I"])
+            .arg(src.join("include"))
+            .arg(src.join("harness.cpp"))
+            .arg("-o")
+            .arg(&exe)
+            .output()
+            .map_err(|e| format!("no C++ compiler ({compiler}: {e})"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "{compiler} failed on the kernel emulator:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(exe)
+    })
+}
+
+/// Whether the emulator can run here. Without a C++ compiler the emulated-kernel tests are
+/// skipped with a message, except under CI (`CI` set), where that is a failure.
+pub fn available() -> bool {
+    match harness() {
+        Ok(_) => true,
+        Err(why) if std::env::var_os("CI").is_none() && why.starts_with("no C++ compiler") => {
+            eprintln!("skipping the emulated CUDA kernel test: {why}");
+            false
+        }
+        Err(why) => panic!("kernel emulator: {why}"),
+    }
+}
+
+fn bytes(storage: &CpuStorage) -> (Vec<u8>, usize) {
+    match storage {
+        CpuStorage::U8(v) => (v.clone(), 1),
+        CpuStorage::U32(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), 4),
+        CpuStorage::F32(v) => (v.iter().flat_map(|x| x.to_le_bytes()).collect(), 4),
+        CpuStorage::BF16(v) => (
+            v.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect(),
+            2,
+        ),
+        other => panic!(
+            "kernel emulator: {:?} inputs are not supported",
+            other.dtype()
+        ),
+    }
+}
+
+fn storage(dtype: DType, raw: &[u8]) -> CpuStorage {
+    match dtype {
+        DType::U32 => CpuStorage::U32(
+            raw.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        DType::F32 => CpuStorage::F32(
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        DType::BF16 => CpuStorage::BF16(
+            raw.chunks_exact(2)
+                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        ),
+        other => panic!("kernel emulator: {other:?} outputs are not supported"),
+    }
+}
+
+/// The storage behind a CPU tensor (the whole buffer, as a kernel sees it; views keep their
+/// offsets in their layouts).
+pub fn cpu_storage(t: &Tensor) -> CpuStorage {
+    let (storage, _) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(s) => s.clone(),
+        _ => panic!("kernel emulator: tensors must be on the CPU"),
+    }
+}
+
+/// Runs `launch` on `inputs` (indexed as the launch's `Arg::Input`s say) in the emulator and
+/// returns its output; panics with the harness's message when the launch is wrong.
+pub fn run(launch: &Launch, inputs: &[CpuStorage]) -> CpuStorage {
+    try_run(launch, inputs).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`run`], with the harness's complaint as the error.
+pub fn try_run(launch: &Launch, inputs: &[CpuStorage]) -> Result<CpuStorage, String> {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let exe = harness().as_ref().expect("kernel emulator");
+    let dir = exe.with_file_name(format!("run-{}", RUNS.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir).expect("run folder");
+    let mut spec = format!(
+        "kernel {}\ngrid {} {} {}\nblock {} {} {}\n",
+        launch.kernel,
+        launch.grid.0,
+        launch.grid.1,
+        launch.grid.2,
+        launch.block.0,
+        launch.block.1,
+        launch.block.2
+    );
+    let out_file = dir.join("out");
+    for arg in &launch.args {
+        let line = match arg {
+            Arg::Input { index, offset } => {
+                let (raw, size) = bytes(&inputs[*index]);
+                let file = dir.join(format!("in{index}"));
+                std::fs::write(&file, raw).expect("input file");
+                format!("in {} {size} {offset}", file.display())
+            }
+            Arg::Output { dtype, len } => {
+                format!("out {} {}", out_file.display(), len * dtype.size_in_bytes())
+            }
+            Arg::Scratch { len } => format!("scratch {}", len * 4),
+            Arg::I32(v) => format!("i32 {v}"),
+            Arg::I64(v) => format!("i64 {v}"),
+            Arg::F32(v) => format!("f32 {}", v.to_bits()),
+        };
+        spec.push_str(&line);
+        spec.push('\n');
+    }
+    let spec_file = dir.join("spec");
+    std::fs::write(&spec_file, spec).expect("spec file");
+    let output = Command::new(exe)
+        .arg(&spec_file)
+        .output()
+        .expect("kernel emulator runs");
+    let result = if output.status.success() {
+        let (dtype, _) = launch.output().map_err(|e| e.to_string())?;
+        let raw = std::fs::read(&out_file).map_err(|e| format!("output file: {e}"))?;
+        Ok(storage(dtype, &raw))
+    } else {
+        Err(format!(
+            "kernel {} in the emulator ({}): {}",
+            launch.kernel,
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The largest |a - b| over two outputs of the same dtype and length (NaN where exactly one
+/// of the pair is NaN, 0 where both are).
+pub fn max_diff(a: &CpuStorage, b: &CpuStorage) -> f32 {
+    let values = |s: &CpuStorage| -> Vec<f32> {
+        match s {
+            CpuStorage::F32(v) => v.clone(),
+            CpuStorage::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            CpuStorage::U32(v) => v.iter().map(|&x| x as f32).collect(),
+            other => panic!("{:?}", other.dtype()),
+        }
+    };
+    assert_eq!(a.dtype(), b.dtype(), "output dtypes");
+    let (a, b) = (values(a), values(b));
+    assert_eq!(a.len(), b.len(), "output lengths");
+    let mut worst = 0f32;
+    for (x, y) in a.iter().zip(&b) {
+        match (x.is_nan(), y.is_nan()) {
+            (true, true) => {}
+            (false, false) => worst = worst.max((x - y).abs()),
+            _ => return f32::NAN,
+        }
+    }
+    worst
+}
