@@ -92,9 +92,11 @@ for line in open(sys.argv[1]):
     if line.startswith("{"):
         r = json.loads(line)
         peak = r.get("peak_device_bytes") or 0
+        allocated = r.get("peak_allocated_bytes") or 0
         print(f"{sys.argv[2]}: depth {r['depth']}: pp{r['pp']} {r['pp_tok_s']:.0f} tok/s, "
               f"tg{r['tg']} {r['tg_tok_s']:.1f} tok/s ({r['decode_vs_bound']:.2f}x of "
-              f"{r['decode_bound_tok_s']:.0f}), peak device {peak / 2**30:.2f} GiB")
+              f"{r['decode_bound_tok_s']:.0f}), peak device {peak / 2**30:.2f} GiB sampled, "
+              f"{allocated / 2**30:.2f} GiB allocated at the fullest")
 EOF
   done
   return $status

@@ -88,6 +88,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                     "tg_tok_s": run.tg_tok_s,
                     "peak_rss_bytes": peak_rss_bytes(),
                     "peak_device_bytes": peak_device_bytes,
+                    "peak_allocated_bytes": probe.allocated_peak_bytes(),
                     "weight_bytes": model.weight_bytes(),
                     "memory_bandwidth_bytes_s": bandwidth_bytes_s,
                     "decode_bytes_per_token": bytes_per_token,
@@ -112,9 +113,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         println!("peak RSS {:.2} GiB", gib(peak_rss_bytes()));
         if !model.device().is_cpu() {
             println!(
-                "peak device memory {:.2} GiB (in use at the fullest, less before loading)",
+                "peak device memory {:.2} GiB (in use at the fullest sample, less before loading)",
                 gib(device_peak.saturating_sub(used_before))
             );
+            if let Some(peak) = probe.allocated_peak_bytes() {
+                println!(
+                    "peak device allocations {:.2} GiB (the memory pool's high-water mark: weights, cache and scratch at their fullest)",
+                    gib(peak)
+                );
+            }
         }
         println!(
             "weights {:.2} GiB; memory bandwidth {:.1} GB/s ({})",
@@ -164,6 +171,8 @@ fn run_at_depth(
         let next = logits.argmax(1)?.to_vec1::<u32>()?[0];
         logits = model.forward(&[next], &mut cache, Logits::Last)?;
     }
+    // The last step's kernels may still be queued.
+    model.device().synchronize()?;
     let tg_tok_s = if args.tg > 0 {
         args.tg as f64 / start.elapsed().as_secs_f64()
     } else {

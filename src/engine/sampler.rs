@@ -21,6 +21,8 @@ pub enum SamplerError {
 pub struct Sampler {
     params: SamplingParams,
     rng: StdRng,
+    /// Each token's weight relative to the best, kept between draws to spare an allocation.
+    weights: Vec<f32>,
 }
 
 impl Sampler {
@@ -29,6 +31,7 @@ impl Sampler {
         Self {
             rng: StdRng::seed_from_u64(params.seed),
             params,
+            weights: Vec::new(),
         }
     }
 
@@ -46,79 +49,146 @@ impl Sampler {
         self.sample_slice(&row)
     }
 
-    /// Picks the next token from a slice of logits.
+    /// Picks the next token from a slice of logits. On gpt-oss's 201k-token vocabulary this
+    /// is host work on every decode step, so it makes at most three passes and ranks only
+    /// the few tokens a filter keeps (`cargo bench --bench sampler`).
     pub fn sample_slice(&mut self, logits: &[f32]) -> Result<u32, SamplerError> {
-        let candidates = self.candidates(logits);
-        if candidates.is_empty() {
+        let p = self.params;
+        // f32::max skips NaN; the max is NaN only when every logit is.
+        let max = logits.iter().copied().fold(f32::NAN, f32::max);
+        if max.is_nan() {
             return Err(SamplerError::NoCandidates);
         }
-        if candidates.len() == 1 {
-            return Ok(candidates[0].0);
+        // Greedy, or nothing to weigh against the best (+inf, or every logit -inf).
+        if p.temperature <= 0.0 || max.is_infinite() {
+            let best = logits.iter().position(|&l| l == max).unwrap_or(0);
+            return Ok(best as u32);
         }
-        let total: f64 = candidates.iter().map(|c| c.1).sum();
-        let mut draw = self.rng.random::<f64>() * total;
-        for &(id, p) in &candidates {
-            if draw < p {
-                return Ok(id);
-            }
-            draw -= p;
-        }
-        Ok(candidates[candidates.len() - 1].0)
+        let scale = (1.0 / p.temperature) as f32;
+        let mut weights = std::mem::take(&mut self.weights);
+        weights.clear();
+        weights.extend(logits.iter().map(|&l| {
+            let w = exp_nonpositive((l - max) * scale);
+            if l.is_nan() { 0.0 } else { w }
+        }));
+        let token = if p.top_k == 0 && p.top_p >= 1.0 && p.min_p <= 0.0 {
+            // No filter: a draw straight from the softmax, in vocabulary order.
+            let draw = self.rng.random::<f64>() * sum(&weights);
+            pick(
+                weights.iter().enumerate().map(|(i, &w)| (i as u32, w)),
+                draw,
+            )
+        } else {
+            let candidates = self.candidates(weights.iter().copied());
+            let total: f64 = candidates.iter().map(|c| c.1 as f64).sum();
+            pick(candidates.into_iter(), self.rng.random::<f64>() * total)
+        };
+        self.weights = weights;
+        Ok(token.unwrap_or(0))
     }
 
-    /// The tokens that survive the filters with their unnormalized probabilities, most
-    /// likely first.
-    fn candidates(&self, logits: &[f32]) -> Vec<(u32, f64)> {
+    /// The tokens that survive top-k, min-p and top-p, most likely first, from their weights
+    /// relative to the best token (1.0; 0 for NaN logits).
+    fn candidates(&self, weights: impl Iterator<Item = f32>) -> Vec<(u32, f32)> {
         let p = &self.params;
-        let finite = logits
-            .iter()
+        let min_p = p.min_p as f32;
+        let kept = weights
             .enumerate()
-            .filter(|(_, l)| !l.is_nan())
-            .map(|(i, &l)| (i as u32, l));
-        if p.temperature <= 0.0 {
-            // Greedy: the first of the largest logits.
-            return finite
-                .fold(None::<(u32, f32)>, |best, (i, l)| match best {
-                    Some((_, b)) if b >= l => best,
-                    _ => Some((i, l)),
-                })
-                .map(|(i, _)| vec![(i, 1.0)])
-                .unwrap_or_default();
-        }
-        let mut scored: Vec<(u32, f64)> =
-            finite.map(|(i, l)| (i, l as f64 / p.temperature)).collect();
-        if scored.is_empty() {
-            return scored;
-        }
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if p.top_k > 0 {
-            scored.truncate(p.top_k);
-        }
-        let max = scored[0].1;
-        for c in &mut scored {
-            c.1 = (c.1 - max).exp();
-        }
-        let total: f64 = scored.iter().map(|c| c.1).sum();
-        if p.min_p > 0.0 {
-            // The largest probability is exp(0) / total.
-            let floor = p.min_p / total;
-            scored.retain(|c| c.1 / total >= floor);
-        }
+            .map(|(i, w)| (i as u32, w))
+            .filter(|c| c.1 > 0.0 && c.1 >= min_p);
+        let mut ranked = match p.top_k {
+            0 => kept.collect(),
+            k => top_k(kept, k),
+        };
         if p.top_p < 1.0 {
-            let total: f64 = scored.iter().map(|c| c.1).sum();
+            // Tokens lighter than (1 - top_p) / n of the mass cannot reach the nucleus: those
+            // above it hold top_p of it already, and rank first.
+            let total: f64 = ranked.iter().map(|c| c.1 as f64).sum();
+            let floor = ((1.0 - p.top_p) * total / ranked.len() as f64 * 0.5) as f32;
+            ranked.retain(|c| c.1 >= floor);
+            ranked.sort_unstable_by(by_rank);
             let mut cumulative = 0.0;
-            let mut keep = 0;
-            for c in &scored {
-                keep += 1;
-                cumulative += c.1 / total;
-                if cumulative >= p.top_p {
-                    break;
-                }
-            }
-            scored.truncate(keep.max(1));
+            let reached = ranked.iter().position(|c| {
+                cumulative += c.1 as f64 / total;
+                cumulative >= p.top_p
+            });
+            ranked.truncate(reached.map_or(ranked.len(), |i| i + 1));
+        } else {
+            ranked.sort_unstable_by(by_rank);
         }
-        scored
+        ranked
     }
+}
+
+/// The candidate at `draw` into the cumulative weights (the last one with weight where
+/// rounding runs past the end).
+fn pick(candidates: impl Iterator<Item = (u32, f32)>, mut draw: f64) -> Option<u32> {
+    let mut last = None;
+    for (id, w) in candidates {
+        if w > 0.0 {
+            if draw < w as f64 {
+                return Some(id);
+            }
+            draw -= w as f64;
+            last = Some(id);
+        }
+    }
+    last
+}
+
+/// The sum of `weights`, in sixteen lanes the compiler can vectorize.
+fn sum(weights: &[f32]) -> f64 {
+    let mut lanes = [0f32; 16];
+    let chunks = weights.chunks_exact(16);
+    let tail: f64 = chunks.remainder().iter().map(|&w| w as f64).sum();
+    for chunk in chunks {
+        for (lane, w) in lanes.iter_mut().zip(chunk) {
+            *lane += w;
+        }
+    }
+    lanes.iter().map(|&l| l as f64).sum::<f64>() + tail
+}
+
+/// Heavier first, ties to the lower id.
+fn by_rank(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// The `k` best of `candidates` (in id order), in one pass: a buffer of up to 2k is cut back
+/// to the k best whenever it fills, and anything no heavier than the k-th best so far is
+/// skipped (ids rise, so a tie with it ranks below it).
+fn top_k(candidates: impl Iterator<Item = (u32, f32)>, k: usize) -> Vec<(u32, f32)> {
+    let mut buffer = Vec::with_capacity(2 * k);
+    let mut floor = f32::NEG_INFINITY;
+    for c in candidates {
+        if c.1 <= floor {
+            continue;
+        }
+        buffer.push(c);
+        if buffer.len() == 2 * k {
+            buffer.select_nth_unstable_by(k - 1, by_rank);
+            buffer.truncate(k);
+            floor = buffer[k - 1].1;
+        }
+    }
+    if buffer.len() > k {
+        buffer.select_nth_unstable_by(k - 1, by_rank);
+        buffer.truncate(k);
+    }
+    buffer
+}
+
+/// e^x for x <= 0 (0 below -87), within ~2e-7 relative, as straight-line arithmetic that
+/// the compiler vectorizes: the libm call per logit was most of the sampler's time.
+fn exp_nonpositive(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    let x = x.max(-87.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let poly = 1.0
+        + r * (1.0
+            + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r / 720.0)))));
+    poly * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 #[cfg(test)]
@@ -203,5 +273,100 @@ mod tests {
     fn nan_only_logits_are_an_error() {
         let mut s = Sampler::new(params(1.0, 0, 1.0, 0.0));
         assert!(s.sample_slice(&[f32::NAN]).is_err());
+    }
+
+    /// The filters by their definitions, on a fully sorted copy: the set each keeps.
+    fn reference(params: &SamplingParams, logits: &[f32]) -> std::collections::BTreeSet<u32> {
+        let mut sorted: Vec<(u32, f64)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l as f64 / params.temperature))
+            .collect();
+        sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if params.top_k > 0 {
+            sorted.truncate(params.top_k);
+        }
+        let max = sorted[0].1;
+        let probs: Vec<f64> = sorted.iter().map(|c| (c.1 - max).exp()).collect();
+        let mut keep: Vec<usize> = (0..sorted.len())
+            .filter(|&i| probs[i] >= params.min_p)
+            .collect();
+        if params.top_p < 1.0 {
+            let total: f64 = keep.iter().map(|&i| probs[i]).sum();
+            let mut cumulative = 0.0;
+            let reached = keep.iter().position(|&i| {
+                cumulative += probs[i] / total;
+                cumulative >= params.top_p
+            });
+            keep.truncate(reached.map_or(keep.len(), |i| i + 1));
+        }
+        keep.into_iter().map(|i| sorted[i].0).collect()
+    }
+
+    #[test]
+    fn partial_ranking_keeps_what_a_full_sort_keeps_on_a_real_sized_vocabulary() {
+        let mut rng = StdRng::seed_from_u64(5);
+        // gpt-oss's vocabulary, logits spread like a model's (a few high, a long tail).
+        let logits: Vec<f32> = (0..201_088)
+            .map(|_| {
+                let u: f32 = rng.random();
+                12.0 * u.powi(6) - 4.0
+            })
+            .collect();
+        for (top_k, top_p, min_p) in [
+            (0, 0.9, 0.0),
+            (0, 0.999, 0.0),
+            (40, 0.95, 0.0),
+            (0, 1.0, 0.05),
+            (50, 1.0, 0.0),
+            (0, 0.5, 0.01),
+        ] {
+            let params = params(0.8, top_k, top_p, min_p);
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let weights = logits.iter().map(|l| exp_nonpositive((l - max) / 0.8));
+            let ours: std::collections::BTreeSet<u32> = Sampler::new(params)
+                .candidates(weights)
+                .into_iter()
+                .map(|c| c.0)
+                .collect();
+            assert_eq!(
+                ours,
+                reference(&params, &logits),
+                "top_k {top_k} top_p {top_p} min_p {min_p}"
+            );
+            if top_p == 0.999 {
+                // A wide nucleus: the prefilter kept all of it.
+                assert!(ours.len() > 1000, "{} kept", ours.len());
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_exp_is_close_to_exp() {
+        for i in 0..=86_900 {
+            let x = -(i as f32) * 0.001;
+            let (ours, exact) = (exp_nonpositive(x) as f64, (x as f64).exp());
+            assert!(
+                (ours - exact).abs() <= 3e-7 * exact,
+                "x {x}: {ours} vs {exact}"
+            );
+        }
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), exp_nonpositive(-87.0));
+        assert!(exp_nonpositive(-87.0) < 1e-37);
+    }
+
+    #[test]
+    fn infinite_logits_do_not_poison_the_draw() {
+        let mut s = Sampler::new(params(1.0, 0, 1.0, 0.0));
+        assert_eq!(
+            s.sample_slice(&[0.0, f32::INFINITY, 1.0]).expect("sample"),
+            1
+        );
+        let all_masked = [f32::NEG_INFINITY; 3];
+        assert_eq!(s.sample_slice(&all_masked).expect("sample"), 0);
+        let mut t = Sampler::new(params(1.0, 0, 1.0, 0.0));
+        let masked = [f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY, 0.0];
+        assert!((0..200).all(|_| [1, 3].contains(&t.sample_slice(&masked).expect("sample"))));
     }
 }

@@ -19,6 +19,12 @@ pub use cpu::CpuProbe;
 pub trait MemoryProbe: Send {
     /// A fresh sample (cheap enough to call twice a second).
     fn sample(&mut self) -> MemorySample;
+
+    /// The most bytes this process's device allocations held at once so far, where the
+    /// device keeps that count (CUDA's memory pool); samples miss peaks between them.
+    fn allocated_peak_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The probe for `device`. A GPU device whose probe is not compiled in (or fails to start)

@@ -43,4 +43,35 @@ impl MemoryProbe for CudaProbe {
             ..MemorySample::default()
         }
     }
+
+    /// The default memory pool's high-water mark: cudarc allocates with cuMemAllocAsync from
+    /// that pool, and freed blocks go back to it, so a sample after a step never sees the
+    /// step's scratch.
+    fn allocated_peak_bytes(&self) -> Option<u64> {
+        use candle_core::cuda_backend::cudarc::driver::sys;
+
+        let stream = self.device.cuda_stream();
+        let context = stream.context();
+        if !context.has_async_alloc() {
+            return None;
+        }
+        context.bind_to_thread().ok()?;
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        let mut high: u64 = 0;
+        // SAFETY: two driver queries writing into locals of the types the driver API takes
+        // (a pool handle; a cuuint64_t for USED_MEM_HIGH), with the context bound.
+        unsafe {
+            sys::cuDeviceGetDefaultMemPool(&mut pool, context.cu_device())
+                .result()
+                .ok()?;
+            sys::cuMemPoolGetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+                (&mut high as *mut u64).cast(),
+            )
+            .result()
+            .ok()?;
+        }
+        Some(high)
+    }
 }
