@@ -35,6 +35,8 @@ pub struct KvCache {
     kv_heads: usize,
     head_dim: usize,
     dtype: DType,
+    /// Whether full layers' whole capacity is resident from the start (GPUs).
+    allocated_up_front: bool,
     snapshots: Vec<Snapshot>,
 }
 
@@ -57,7 +59,8 @@ impl KvCache {
             .iter()
             .map(|kind| {
                 Ok(match kind {
-                    // Zeroed allocations are only paged in as they are written.
+                    // On the CPU zeroed pages are only backed once written; a GPU allocates
+                    // (and clears) the whole capacity at once.
                     LayerKind::FullAttention => LayerCache::Full {
                         k: Tensor::zeros(shape, dtype, device)?,
                         v: Tensor::zeros(shape, dtype, device)?,
@@ -74,6 +77,7 @@ impl KvCache {
             kv_heads: config.num_key_value_heads,
             head_dim: config.head_dim,
             dtype,
+            allocated_up_front: !device.is_cpu(),
             snapshots: Vec::new(),
         })
     }
@@ -93,13 +97,15 @@ impl KvCache {
         self.capacity
     }
 
-    /// Bytes the cache holds for its current length: full layers grow with `len`, sliding
-    /// windows are bounded, snapshots add their windows.
+    /// Bytes the cache holds for its current length: full layers grow with `len` on the CPU
+    /// and hold their whole capacity on a GPU, sliding windows are bounded, snapshots add
+    /// their windows.
     pub fn bytes(&self) -> u64 {
         let per_position = (2 * self.kv_heads * self.head_dim * self.dtype.size_in_bytes()) as u64;
         let mut positions = 0u64;
         for layer in &self.layers {
             positions += match layer {
+                LayerCache::Full { .. } if self.allocated_up_front => self.capacity as u64,
                 LayerCache::Full { .. } => self.len as u64,
                 LayerCache::Sliding { kv } => {
                     kv.as_ref().map_or(0, |(k, _)| k.dim(1).unwrap_or(0)) as u64

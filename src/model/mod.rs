@@ -40,7 +40,8 @@ use rope::Rope;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// Fastest on the device: Q4_0 experts for int4 builds, activations f32 on CPU and Metal,
-    /// bf16 on CUDA.
+    /// bf16 on CUDA (f32 on GPUs older than compute capability 8.0, for which candle has no
+    /// bf16 kernels).
     #[default]
     Default,
     /// Every weight dequantized to f32, f32 activations: slow and exact.
@@ -60,10 +61,25 @@ impl Precision {
     /// The activation (and dense weight) dtype on `device`.
     pub fn activation_dtype(self, device: &Device) -> DType {
         match (self, device) {
-            (Self::Default, Device::Cuda(_)) => DType::BF16,
+            (Self::Default, Device::Cuda(gpu)) if cuda_has_bf16(gpu) => DType::BF16,
             _ => DType::F32,
         }
     }
+}
+
+/// Whether candle's bf16 kernels run on `gpu`: they are compiled for compute capability 8.0
+/// (Ampere) and newer only (`#if __CUDA_ARCH__ >= 800` in candle-kernels).
+#[cfg(feature = "cuda")]
+fn cuda_has_bf16(gpu: &candle_core::CudaDevice) -> bool {
+    gpu.cuda_stream()
+        .context()
+        .compute_capability()
+        .is_ok_and(|(major, _)| major >= 8)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_has_bf16(_: &candle_core::CudaDevice) -> bool {
+    false
 }
 
 /// Whose kernels run the MoE and decode attention. `Fused`: Q4_0 experts stacked for the

@@ -164,7 +164,8 @@ impl CustomOp1 for Swiglu {
                 let (gate, up) = row.split_at(self.inter);
                 gate.iter().zip(up).map(move |(&g, &u)| {
                     let g = g.min(limit);
-                    let u = u.clamp(-limit, limit);
+                    // As the kernel's fminf/fmaxf: a NaN `up` clamps to -limit.
+                    let u = u.max(-limit).min(limit);
                     (u + 1.0) * g / (1.0 + (-alpha * g).exp())
                 })
             })
@@ -366,7 +367,13 @@ mod tests {
             return Ok(());
         }
         // More tokens than one block of threads.
-        let logits = tied_logits(1030)?;
+        let mut values = tied_logits(1030)?.flatten_all()?.to_vec1::<f32>()?;
+        // Total order at the edges: NaN above +inf, +0 above -0, -NaN below -inf.
+        values[..32].fill(-1.0);
+        values[..4].copy_from_slice(&[-0.0, 0.0, f32::NAN, f32::INFINITY]);
+        values[32..64].fill(-1.0);
+        values[32..36].copy_from_slice(&[-f32::NAN, f32::NEG_INFINITY, -0.0, 0.0]);
+        let logits = Tensor::from_vec(values, (1030, 32), &Device::Cpu)?;
         let (launch, _) = RouteTopK { k: 4 }.launch(logits.layout())?;
         let got = emu::run(&launch, &[emu::cpu_storage(&logits)]);
         let want = emu::cpu_storage(&route_top_k(&logits, 4)?);
@@ -401,7 +408,10 @@ mod tests {
         }
         let (n, k, hidden) = (3, 4, 300);
         let logits = Tensor::randn(0f32, 2.0, (n, 32), &Device::Cpu)?;
-        let ids = route_top_k(&logits, k)?;
+        let mut ids = route_top_k(&logits, k)?.flatten_all()?.to_vec1::<u32>()?;
+        // An id past the experts: NaN for that token on both sides, no read out of bounds.
+        ids[k + 1] = 40;
+        let ids = Tensor::from_vec(ids, (n, k), &Device::Cpu)?;
         let down = Tensor::randn(0f32, 1.0, (n, k, hidden), &Device::Cpu)?;
         for (dtype, tolerance) in [(DType::F32, 1e-5), (DType::BF16, 1e-2)] {
             let (launch, _) =

@@ -5,7 +5,10 @@
 //!   expert ids read on the device, so decode never waits for the host to learn the routing;
 //! - [`Q4Stack::dequantize`]: one expert as a dense matrix, for prefill's grouped matmuls.
 //!
-//! Both stay lossless (Q4_0 holds AutoRound's int4 groups exactly). The CUDA kernels live in
+//! The stack is lossless (Q4_0 holds AutoRound's int4 groups exactly), and so are the matvec
+//! and an f32 dequantization. Dequantized to bf16 (prefill on CUDA, for bf16 tensor-core
+//! matmuls with activations that are bf16 there anyway) a weight keeps 8 of the up to 14
+//! significant bits its f16 scale times its int4 needs. The CUDA kernels live in
 //! `kernels/q4_0_moe.cu`; the CPU implementations are the reference the tests check the
 //! semantics against (`--kernels fused` on the CPU).
 

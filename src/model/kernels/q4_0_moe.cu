@@ -113,8 +113,16 @@ extern "C" __global__ void q4_0_dequantize_expert_bf16(const uint8_t* __restrict
     q4_0_dequantize_expert<__nv_bfloat16>(w, out, expert, rows, cols, to_bf16);
 }
 
-// The router's top-k for each token: ids[t, 0..k] are the k largest of logits[t, 0..experts],
-// largest first, ties to the lower index (as a stable sort). One thread per token.
+// A float's rank in IEEE total order as an int (Rust's f32::total_cmp, which the CPU routing
+// sorts by): -NaN < -inf < ... < -0 < +0 < ... < +inf < +NaN.
+__device__ __forceinline__ int total_order_key(float f) {
+    const int i = __float_as_int(f);
+    return i < 0 ? i ^ 0x7FFFFFFF : i;
+}
+
+// The router's top-k for each token: ids[t, 0..k] are the k largest of logits[t, 0..experts]
+// in total order, largest first, ties to the lower index (as a stable sort). One thread per
+// token.
 extern "C" __global__ void moe_route_top_k(const float* __restrict__ logits,
                                            uint32_t* __restrict__ ids, int tokens, int experts,
                                            int top_k) {
@@ -126,15 +134,16 @@ extern "C" __global__ void moe_route_top_k(const float* __restrict__ logits,
     uint32_t* chosen = ids + (size_t)t * top_k;
     for (int s = 0; s < top_k; s++) {
         int best = -1;
-        float best_value = 0.0f;
+        int best_key = 0;
         for (int e = 0; e < experts; e++) {
             bool taken = false;
             for (int j = 0; j < s; j++) {
                 taken |= chosen[j] == (uint32_t)e;
             }
-            if (!taken && (best < 0 || row[e] > best_value)) {
+            const int key = total_order_key(row[e]);
+            if (!taken && (best < 0 || key > best_key)) {
                 best = e;
-                best_value = row[e];
+                best_key = key;
             }
         }
         chosen[s] = (uint32_t)best;
@@ -168,13 +177,15 @@ __device__ void moe_combine(const float* __restrict__ down, const float* __restr
     const size_t t = i / hidden, h = i % hidden;
     const float* row = logits + t * experts;
     const uint32_t* chosen = ids + t * top_k;
+    // An id out of range reads as NaN (and so makes the output NaN), as on the CPU.
+    auto logit = [&](int s) { return chosen[s] < (uint32_t)experts ? row[chosen[s]] : __int_as_float(0x7FC00000); };
     float top = -INFINITY;
     for (int s = 0; s < top_k; s++) {
-        top = fmaxf(top, row[chosen[s]]);
+        top = fmaxf(top, logit(s));
     }
     float total = 0.0f, acc = 0.0f;
     for (int s = 0; s < top_k; s++) {
-        const float weight = expf(row[chosen[s]] - top);
+        const float weight = expf(logit(s) - top);
         total += weight;
         acc += weight * down[(t * top_k + s) * hidden + h];
     }

@@ -85,6 +85,12 @@ inline float __int_as_float(int i) {
     return f;
 }
 
+inline int __float_as_int(float f) {
+    int i;
+    memcpy(&i, &f, 4);
+    return i;
+}
+
 template <typename T>
 inline T __ldg(const T* p) {
     return *p;
