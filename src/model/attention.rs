@@ -8,7 +8,7 @@ use super::cache::KvCache;
 use super::decode_attention::attention_decode;
 use super::error::ModelError;
 use super::linear::Linear;
-use super::rope;
+use super::rope::{self, RopeTables};
 
 /// One layer's attention weights (Linear layout [out, in]).
 pub struct Attention {
@@ -34,8 +34,7 @@ impl Attention {
     pub fn forward(
         &self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        tables: &RopeTables,
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<Tensor, ModelError> {
@@ -56,9 +55,9 @@ impl Attention {
             .reshape((n, kv, d))?
             .transpose(0, 1)?
             .contiguous()?;
-        let q = rope::apply(&q.unsqueeze(0)?, cos, sin)?.squeeze(0)?;
-        let q = (q * (1.0 / (d as f64).sqrt()))?;
-        let k = rope::apply(&k.unsqueeze(0)?, cos, sin)?.squeeze(0)?;
+        // Rotated and scaled by 1/sqrt(d) in one pass (see `RopeTables`).
+        let q = rope::apply(&q.unsqueeze(0)?, &tables.q_cos, &tables.q_sin)?.squeeze(0)?;
+        let k = rope::apply(&k.unsqueeze(0)?, &tables.cos, &tables.sin)?.squeeze(0)?;
         let (k_all, v_all, first) = cache.append(layer, &k, &v)?;
         if n == 1 && self.fused_decode {
             // Keys before the window's start (a sliding layer's oldest cached one) are skipped.

@@ -9,7 +9,7 @@ use super::kernels::cpu_slice;
 #[cfg(feature = "cuda")]
 use super::kernels::cuda;
 #[cfg(any(feature = "cuda", test))]
-use super::kernels::launch::{Arg, Launch, Module, contiguous_input, int};
+use super::kernels::launch::{Arg, Launch, MAX_GRID_Y, Module, contiguous_input, int};
 
 /// `q` [heads, d] (already scaled) attending over `k`, `v` [kv_heads, keys, d] (rows of d
 /// contiguous values, any stride between kv heads) with `sinks` [heads] f32: [heads, d] in
@@ -22,6 +22,7 @@ pub fn attention_decode(
 ) -> candle_core::Result<Tensor> {
     let op = DecodeAttention {
         sinks: sinks.flatten_all()?.to_dtype(DType::F32)?.contiguous()?,
+        split_from: SPLIT_FROM_KEYS,
     };
     q.contiguous()?.apply_op3_no_bwd(k, v, &op)
 }
@@ -29,7 +30,15 @@ pub fn attention_decode(
 struct DecodeAttention {
     /// f32 [heads] (a fourth input; custom ops take three).
     sinks: Tensor,
+    /// Keys from which CUDA splits them over blocks too (tests lower it).
+    #[cfg_attr(not(any(feature = "cuda", test)), allow(dead_code))]
+    split_from: usize,
 }
+
+/// Keys from which CUDA decode attention splits the keys over blocks as well as heads: below
+/// it one block per head (one launch) keeps up; above, heads alone would leave most of a
+/// large GPU idle at long contexts. A guess, not yet tuned on a GPU.
+const SPLIT_FROM_KEYS: usize = 1024;
 
 /// Where K or V sits in its storage: (first element, stride between kv heads).
 fn cache_view(l: &Layout, kv: usize, keys: usize, d: usize) -> candle_core::Result<(usize, usize)> {
@@ -70,64 +79,116 @@ impl DecodeAttention {
         Ok((heads, kv, keys, d))
     }
 
-    /// The CUDA launch (inputs: q, k, v, sinks; one block of `ATTENTION_THREADS` per head)
-    /// and the output's shape.
+    /// The CUDA launches (inputs: q, k, v, sinks) and the output's shape: one block of
+    /// `ATTENTION_THREADS` per head, or from `split_from` keys one per head and
+    /// `ATTENTION_THREADS` keys, then one per head to combine the shares.
     #[cfg(any(feature = "cuda", test))]
-    fn launch(
+    fn launches(
         &self,
         q: &Layout,
         k: &Layout,
         v: &Layout,
         sinks: &Layout,
         dtype: DType,
-    ) -> candle_core::Result<(Launch, Shape)> {
+    ) -> candle_core::Result<(Vec<Launch>, Shape)> {
         let (heads, kv, keys, d) = self.dims(q, k, v)?;
-        // The kernel splits the block into groups of d threads for the values.
+        // The kernels split a block into groups of d threads for the values.
         if d > MAX_HEAD_DIM || !ATTENTION_THREADS.is_multiple_of(d) {
             candle_core::bail!("decode attention: head_dim {d} must divide {ATTENTION_THREADS}");
         }
         let (k_start, k_stride) = cache_view(k, kv, keys, d)?;
         let (v_start, v_stride) = cache_view(v, kv, keys, d)?;
-        let kernel = match dtype {
-            DType::BF16 => "attention_decode_bf16",
-            DType::F32 => "attention_decode_f32",
-            other => candle_core::bail!("decode attention: {other:?} is not supported"),
-        };
         let stride = |s: usize| -> candle_core::Result<Arg> {
             i64::try_from(s)
                 .map(Arg::I64)
                 .map_err(|_| candle_core::Error::Msg(format!("decode attention: stride {s}")))
         };
-        let launch = Launch {
-            module: Module::Attention,
-            kernel,
-            grid: (heads as u32, 1, 1),
-            block: (ATTENTION_THREADS as u32, 1, 1),
-            args: vec![
-                contiguous_input(0, q, "q")?,
-                Arg::Input {
-                    index: 1,
-                    offset: k_start,
-                },
-                Arg::Input {
-                    index: 2,
-                    offset: v_start,
-                },
-                contiguous_input(3, sinks, "sinks")?,
-                Arg::Scratch { len: heads * keys },
-                Arg::Output {
-                    dtype,
-                    len: heads * d,
-                },
-                int(heads, "heads")?,
-                int(kv, "kv heads")?,
-                int(keys, "keys")?,
-                int(d, "head_dim")?,
-                stride(k_stride)?,
-                stride(v_stride)?,
-            ],
+        let bf16 = match dtype {
+            DType::BF16 => true,
+            DType::F32 => false,
+            other => candle_core::bail!("decode attention: {other:?} is not supported"),
         };
-        Ok((launch, Shape::from((heads, d))))
+        let name = |bf16_name, f32_name| if bf16 { bf16_name } else { f32_name };
+        let q_k_v = [
+            contiguous_input(0, q, "q")?,
+            Arg::Input {
+                index: 1,
+                offset: k_start,
+            },
+            Arg::Input {
+                index: 2,
+                offset: v_start,
+            },
+        ];
+        let shapes = [
+            int(heads, "heads")?,
+            int(kv, "kv heads")?,
+            int(keys, "keys")?,
+            int(d, "head_dim")?,
+            stride(k_stride)?,
+            stride(v_stride)?,
+        ];
+        let output = Arg::Output {
+            dtype,
+            len: heads * d,
+        };
+        let sinks = contiguous_input(3, sinks, "sinks")?;
+        let launches = if keys < self.split_from {
+            let mut args = q_k_v.to_vec();
+            args.extend([
+                sinks,
+                Arg::Scratch {
+                    slot: 0,
+                    len: heads * keys,
+                },
+                output,
+            ]);
+            args.extend(shapes);
+            vec![Launch {
+                module: Module::Attention,
+                kernel: name("attention_decode_bf16", "attention_decode_f32"),
+                grid: (heads as u32, 1, 1),
+                block: (ATTENTION_THREADS as u32, 1, 1),
+                args,
+            }]
+        } else {
+            let splits = keys.div_ceil(ATTENTION_THREADS);
+            if splits > MAX_GRID_Y {
+                candle_core::bail!("decode attention: {keys} keys in one launch");
+            }
+            let part = Arg::Scratch {
+                slot: 0,
+                len: heads * splits * (d + 2),
+            };
+            let mut args = q_k_v.to_vec();
+            args.push(part.clone());
+            args.extend(shapes);
+            let split = Launch {
+                module: Module::Attention,
+                kernel: name("attention_decode_split_bf16", "attention_decode_split_f32"),
+                grid: (heads as u32, splits as u32, 1),
+                block: (ATTENTION_THREADS as u32, 1, 1),
+                args,
+            };
+            let combine = Launch {
+                module: Module::Attention,
+                kernel: name(
+                    "attention_decode_combine_bf16",
+                    "attention_decode_combine_f32",
+                ),
+                grid: (heads as u32, 1, 1),
+                block: (d as u32, 1, 1),
+                args: vec![
+                    part,
+                    sinks,
+                    output,
+                    int(splits, "splits")?,
+                    int(d, "head_dim")?,
+                ],
+            };
+            vec![split, combine]
+        };
+        Ok((launches, Shape::from((heads, d))))
     }
 }
 
@@ -228,8 +289,8 @@ impl CustomOp3 for DecodeAttention {
 
         let (sinks_storage, sinks_l) = self.sinks.storage_and_layout();
         let sinks = cuda::own_storage(&sinks_storage, "decode attention: the sinks")?;
-        let (launch, shape) = self.launch(q_l, k_l, v_l, sinks_l, q.dtype())?;
-        let out = cuda::run(q.device(), &launch, &[q, k, v, sinks])?;
+        let (launches, shape) = self.launches(q_l, k_l, v_l, sinks_l, q.dtype())?;
+        let out = cuda::run(q.device(), &launches, &[q, k, v, sinks])?;
         Ok((out, shape))
     }
 }
@@ -290,13 +351,19 @@ mod tests {
     }
 
     #[test]
-    fn the_cuda_kernel_emulated_equals_the_cpu_op_on_cache_views() -> candle_core::Result<()> {
+    fn the_cuda_kernels_emulated_equal_the_cpu_op_on_cache_views() -> candle_core::Result<()> {
         if !emu::available() {
             return Ok(());
         }
         let dev = Device::Cpu;
-        // More keys than threads a block; head_dim 64 (gpt-oss) and 16 (16 value groups).
-        for (heads, kv, d, keys) in [(8, 2, 64, 270), (4, 4, 16, 5)] {
+        // More keys than threads a block; head_dim 64 (gpt-oss) and 16 (16 value groups);
+        // the one-block-per-head kernel and the split one (3 shares, the last partial).
+        for (heads, kv, d, keys, split_from) in [
+            (8, 2, 64, 270, usize::MAX),
+            (4, 4, 16, 5, usize::MAX),
+            (8, 2, 64, 700, 512),
+            (4, 1, 16, 300, 1),
+        ] {
             let capacity = keys + 9;
             let q = Tensor::randn(0f32, 0.3, (heads, d), &dev)?;
             let sinks = Tensor::randn(0f32, 1.0, heads, &dev)?;
@@ -312,13 +379,18 @@ mod tests {
                 let out = attention_decode(&q, &k, &v, &sinks)?;
                 let op = DecodeAttention {
                     sinks: sinks.clone(),
+                    split_from,
                 };
-                let (launch, _) =
-                    op.launch(q.layout(), k.layout(), v.layout(), sinks.layout(), dtype)?;
+                let (launches, _) =
+                    op.launches(q.layout(), k.layout(), v.layout(), sinks.layout(), dtype)?;
+                assert_eq!(launches.len(), if keys < split_from { 1 } else { 2 });
                 let inputs = [&q, &k, &v, &sinks].map(emu::cpu_storage);
-                let got = emu::run(&launch, &inputs);
+                let got = emu::run(&launches, &inputs);
                 let diff = emu::max_diff(&got, &emu::cpu_storage(&out));
-                assert!(diff < tolerance, "{dtype:?} d {d}: max |diff| {diff}");
+                assert!(
+                    diff < tolerance,
+                    "{dtype:?} d {d} keys {keys}: max |diff| {diff}"
+                );
             }
         }
         Ok(())

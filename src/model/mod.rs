@@ -363,7 +363,10 @@ impl GptOss {
     fn run_chunk(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
         let n = ids.len();
         let start = cache.len();
-        let (cos, sin) = self.rope.tables(start, n, self.dtype, &self.device)?;
+        let query_scale = 1.0 / (self.config.head_dim as f32).sqrt();
+        let tables = self
+            .rope
+            .tables(start, n, query_scale, self.dtype, &self.device)?;
         let rows = self.embedding.rows(ids);
         let mut x = Tensor::from_vec(rows, (n, self.config.hidden_size), &Device::Cpu)?
             .to_dtype(self.dtype)?
@@ -371,7 +374,7 @@ impl GptOss {
         let eps = self.config.rms_norm_eps as f32;
         for (index, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.input_norm, eps)?;
-            x = (x + layer.attention.forward(&h, &cos, &sin, cache, index)?)?;
+            x = (x + layer.attention.forward(&h, &tables, cache, index)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.post_norm, eps)?;
             x = (x + layer.moe.forward(&h)?)?;
         }

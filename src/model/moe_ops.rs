@@ -102,7 +102,7 @@ impl CustomOp1 for RouteTopK {
         use candle_core::backend::BackendStorage;
 
         let (launch, shape) = self.launch(l)?;
-        Ok((cuda::run(s.device(), &launch, &[s])?, shape))
+        Ok((cuda::run(s.device(), &[launch], &[s])?, shape))
     }
 }
 
@@ -182,7 +182,7 @@ impl CustomOp1 for Swiglu {
         use candle_core::backend::BackendStorage;
 
         let (launch, shape) = self.launch(l)?;
-        Ok((cuda::run(s.device(), &launch, &[s])?, shape))
+        Ok((cuda::run(s.device(), &[launch], &[s])?, shape))
     }
 }
 
@@ -299,7 +299,7 @@ impl CustomOp3 for Combine {
 
         let (launch, shape) = self.launch(down_l, logits_l, ids_l)?;
         Ok((
-            cuda::run(down.device(), &launch, &[down, logits, ids])?,
+            cuda::run(down.device(), &[launch], &[down, logits, ids])?,
             shape,
         ))
     }
@@ -375,7 +375,7 @@ mod tests {
         values[32..36].copy_from_slice(&[-f32::NAN, f32::NEG_INFINITY, -0.0, 0.0]);
         let logits = Tensor::from_vec(values, (1030, 32), &Device::Cpu)?;
         let (launch, _) = RouteTopK { k: 4 }.launch(logits.layout())?;
-        let got = emu::run(&launch, &[emu::cpu_storage(&logits)]);
+        let got = emu::run(std::slice::from_ref(&launch), &[emu::cpu_storage(&logits)]);
         let want = emu::cpu_storage(&route_top_k(&logits, 4)?);
         assert_eq!(emu::max_diff(&got, &want), 0.0);
         Ok(())
@@ -394,7 +394,7 @@ mod tests {
             limit: 7.0,
         };
         let (launch, _) = op.launch(gate_up.layout())?;
-        let got = emu::run(&launch, &[emu::cpu_storage(&gate_up)]);
+        let got = emu::run(std::slice::from_ref(&launch), &[emu::cpu_storage(&gate_up)]);
         let want = emu::cpu_storage(&swiglu(&gate_up, 700, 1.702, 7.0)?);
         let diff = emu::max_diff(&got, &want);
         assert!(diff < 1e-5, "max |diff| {diff}");
@@ -417,7 +417,7 @@ mod tests {
             let (launch, _) =
                 Combine { dtype }.launch(down.layout(), logits.layout(), ids.layout())?;
             let inputs = [&down, &logits, &ids].map(emu::cpu_storage);
-            let got = emu::run(&launch, &inputs);
+            let got = emu::run(std::slice::from_ref(&launch), &inputs);
             let want = emu::cpu_storage(&combine(&down, &logits, &ids, dtype)?);
             let diff = emu::max_diff(&got, &want);
             assert!(diff < tolerance, "{dtype:?}: max |diff| {diff}");

@@ -245,7 +245,7 @@ impl CustomOp3 for IndexedMatvec {
         let (bias_storage, bias_l) = self.bias.storage_and_layout();
         let bias = cuda::own_storage(&bias_storage, "indexed Q4_0 matvec: the biases")?;
         let (launch, shape) = self.launch(x_l, w_l, ids_l, bias_l)?;
-        let out = cuda::run(x.device(), &launch, &[x, w, ids, bias])?;
+        let out = cuda::run(x.device(), &[launch], &[x, w, ids, bias])?;
         Ok((out, shape))
     }
 }
@@ -312,7 +312,7 @@ impl CustomOp1 for DequantizeExpert {
         use candle_core::backend::BackendStorage;
 
         let launch = self.launch(w_l)?;
-        let out = cuda::run(w.device(), &launch, &[w])?;
+        let out = cuda::run(w.device(), &[launch], &[w])?;
         Ok((out, Shape::from((self.rows, self.cols))))
     }
 }
@@ -461,7 +461,7 @@ mod tests {
             let x = Tensor::randn(0f32, 1.0, (tokens + 1, slots, 352), &Device::Cpu)?
                 .narrow(0, 1, tokens)?;
             let (launch, inputs) = matvec_launch(&stack, &op, &x, &ids)?;
-            let got = emu::run(&launch, &inputs);
+            let got = emu::run(std::slice::from_ref(&launch), &inputs);
             let want = emu::cpu_storage(&stack.indexed_matvec(&x, &ids)?);
             let diff = emu::max_diff(&got, &want);
             assert!(diff < 1e-4, "slots {slots}: max |diff| {diff}");
@@ -478,11 +478,11 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (1, 1, 352), &Device::Cpu)?;
         let ids = Tensor::new(&[[1u32, 3]], &Device::Cpu)?;
         let (launch, inputs) = matvec_launch(&stack, &op, &x, &ids)?;
-        assert!(emu::try_run(&launch, &inputs).is_ok());
+        assert!(emu::try_run(std::slice::from_ref(&launch), &inputs).is_ok());
         let refused = |mutate: &dyn Fn(&mut Launch), complaint: &str| {
             let mut bad = launch.clone();
             mutate(&mut bad);
-            let err = emu::try_run(&bad, &inputs).expect_err(complaint);
+            let err = emu::try_run(std::slice::from_ref(&bad), &inputs).expect_err(complaint);
             assert!(err.contains(complaint), "expected '{complaint}': {err}");
         };
         refused(
@@ -523,7 +523,7 @@ mod tests {
                 dtype,
             };
             let got = emu::run(
-                &op.launch(stack.bytes.layout())?,
+                &[op.launch(stack.bytes.layout())?],
                 &[emu::cpu_storage(&stack.bytes)],
             );
             let want = emu::cpu_storage(&stack.dequantize(3, dtype)?);

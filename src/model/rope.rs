@@ -56,15 +56,16 @@ impl Rope {
         }
     }
 
-    /// cos and sin tables [n, head_dim/2] for positions `start..start+n`, attention factor
-    /// applied.
+    /// The rotation tables for positions `start..start+n`, attention factor applied; the
+    /// query tables also carry `query_scale`.
     pub fn tables(
         &self,
         start: usize,
         n: usize,
+        query_scale: f32,
         dtype: DType,
         device: &Device,
-    ) -> candle_core::Result<(Tensor, Tensor)> {
+    ) -> candle_core::Result<RopeTables> {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(n * half);
         let mut sin = Vec::with_capacity(n * half);
@@ -75,10 +76,31 @@ impl Rope {
                 sin.push(angle.sin() * self.attention_factor);
             }
         }
-        let cos = Tensor::from_vec(cos, (n, half), device)?.to_dtype(dtype)?;
-        let sin = Tensor::from_vec(sin, (n, half), device)?.to_dtype(dtype)?;
-        Ok((cos, sin))
+        let scaled = |v: &[f32]| v.iter().map(|x| x * query_scale).collect::<Vec<_>>();
+        let (q_cos, q_sin) = (scaled(&cos), scaled(&sin));
+        // Built and converted on the host: uploads only, no launches.
+        let table = |v: Vec<f32>| {
+            Tensor::from_vec(v, (n, half), &Device::Cpu)?
+                .to_dtype(dtype)?
+                .to_device(device)
+        };
+        Ok(RopeTables {
+            cos: table(cos)?,
+            sin: table(sin)?,
+            q_cos: table(q_cos)?,
+            q_sin: table(q_sin)?,
+        })
     }
+}
+
+/// One chunk's rotation tables, [n, head_dim / 2] each: for keys, and for queries with the
+/// attention's 1/sqrt(head_dim) folded in (rotation is linear), which spares each layer a
+/// scaling pass over q (one launch per layer on a GPU).
+pub struct RopeTables {
+    pub cos: Tensor,
+    pub sin: Tensor,
+    pub q_cos: Tensor,
+    pub q_sin: Tensor,
 }
 
 /// Rotates `x` [1, heads, n, head_dim] with tables from [`Rope::tables`].
@@ -105,9 +127,13 @@ mod tests {
     fn rotation_is_half_split() -> candle_core::Result<()> {
         let config = crate::model::Config::gpt_oss_20b().rope;
         let rope = Rope::new(&config, 4);
-        let (cos, sin) = rope.tables(3, 1, DType::F32, &Device::Cpu)?;
+        let tables = rope.tables(3, 1, 0.5, DType::F32, &Device::Cpu)?;
+        let (cos, sin) = (&tables.cos, &tables.sin);
         let x = Tensor::new(&[1f32, 2.0, 3.0, 4.0], &Device::Cpu)?.reshape((1, 1, 1, 4))?;
-        let y = apply(&x, &cos, &sin)?.flatten_all()?.to_vec1::<f32>()?;
+        let y = apply(&x, cos, sin)?.flatten_all()?.to_vec1::<f32>()?;
+        let scaled = apply(&x, &tables.q_cos, &tables.q_sin)?;
+        let half = (scaled * 2.0)?.flatten_all()?.to_vec1::<f32>()?;
+        assert_eq!(half, y, "query tables are the key tables times the scale");
         let c = cos.flatten_all()?.to_vec1::<f32>()?;
         let s = sin.flatten_all()?.to_vec1::<f32>()?;
         let expect = [

@@ -2,9 +2,15 @@
 // layer (compiled to PTX by build.rs).
 //
 // q [heads, d]; k and v [kv_heads, keys, d] with rows of d contiguous values and a stride
-// between kv heads (a view into the preallocated cache); sinks [heads] f32; scratch [heads,
-// keys] f32; out [heads, d]. The query of head h sees every key given (the caller drops keys
-// outside the sliding window) and attends with kv head h / (heads / kv_heads).
+// between kv heads (a view into the preallocated cache); sinks [heads] f32; out [heads, d].
+// The query of head h sees every key given (the caller drops keys outside the sliding window)
+// and attends with kv head h / (heads / kv_heads).
+//
+// Two ways: `attention_decode_*` runs one block per head over all keys (scratch [heads, keys]
+// f32), for short contexts; long contexts split the keys over blocks as well
+// (`attention_decode_split_*`, each block's share of the softmax and values into `part`), and
+// `attention_decode_combine_*` merges the shares with the sink, so a long cache is read by
+// heads * splits blocks instead of heads.
 
 #include <cuda_bf16.h>
 #include <stdint.h>
@@ -110,4 +116,115 @@ extern "C" __global__ void attention_decode_f32(
     long long v_head_stride) {
     attention_decode<float>(q, k, v, sinks, scratch, out, heads, kv_heads, keys, d,
                             k_head_stride, v_head_stride);
+}
+
+// One block per (head, split): keys [split * blockDim.x, ...) of the head, one thread per key
+// for the scores. Writes part[head, split] = (sum_j e^(s_j - m) v_j [d values], m, sum_j
+// e^(s_j - m)), the block's maximum score m, unnormalised.
+template <typename T>
+__device__ void attention_decode_split(const T* __restrict__ q, const T* __restrict__ k,
+                                       const T* __restrict__ v, float* __restrict__ part,
+                                       int heads, int kv_heads, int keys, int d,
+                                       long long k_head_stride, long long v_head_stride) {
+    __shared__ float q_s[MAX_HEAD_DIM];
+    __shared__ float p_s[1024];
+    __shared__ float red[1024];
+    const int head = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+    const int kv = head / (heads / kv_heads);
+    const int first = split * blockDim.x;
+    const int count = min((int)blockDim.x, keys - first);
+    const T* k_head = k + kv * k_head_stride + (size_t)first * d;
+    const T* v_head = v + kv * v_head_stride + (size_t)first * d;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) {
+        q_s[i] = load_f(q[(size_t)head * d + i]);
+    }
+    __syncthreads();
+
+    float score = -INFINITY;
+    if ((int)threadIdx.x < count) {
+        const T* row = k_head + (size_t)threadIdx.x * d;
+        score = 0.0f;
+        for (int i = 0; i < d; i++) {
+            score += q_s[i] * load_f(row[i]);
+        }
+    }
+    const float top = block_reduce(score, red, true);
+    const float p = (int)threadIdx.x < count ? expf(score - top) : 0.0f;
+    p_s[threadIdx.x] = p;
+    const float total = block_reduce(p, red, false);
+
+    // Groups of d threads take every groups-th key of the block's share.
+    const int groups = blockDim.x / d;
+    const int i = threadIdx.x % d, group = threadIdx.x / d;
+    float acc = 0.0f;
+    for (int j = group; j < count; j += groups) {
+        acc += p_s[j] * load_f(v_head[(size_t)j * d + i]);
+    }
+    red[threadIdx.x] = acc;
+    __syncthreads();
+    float* out = part + ((size_t)head * splits + split) * (d + 2);
+    if ((int)threadIdx.x < d) {
+        float sum = 0.0f;
+        for (int g = 0; g < groups; g++) {
+            sum += red[g * d + threadIdx.x];
+        }
+        out[threadIdx.x] = sum;
+    }
+    if (threadIdx.x == 0) {
+        out[d] = top;
+        out[d + 1] = total;
+    }
+}
+
+// One block of d threads per head: the splits' shares rescaled to the largest of their maxima
+// and the sink, summed, and divided by the total weight (the sink's included).
+template <typename T>
+__device__ void attention_decode_combine(const float* __restrict__ part,
+                                         const float* __restrict__ sinks, T* __restrict__ out,
+                                         int splits, int d) {
+    const int head = blockIdx.x, i = threadIdx.x;
+    const float* shares = part + (size_t)head * splits * (d + 2);
+    const float sink = sinks[head];
+    float top = sink;
+    for (int s = 0; s < splits; s++) {
+        top = fmaxf(top, shares[(size_t)s * (d + 2) + d]);
+    }
+    float total = expf(sink - top), acc = 0.0f;
+    for (int s = 0; s < splits; s++) {
+        const float* share = shares + (size_t)s * (d + 2);
+        const float scale = expf(share[d] - top);
+        total += scale * share[d + 1];
+        acc += scale * share[i];
+    }
+    store_f(out + (size_t)head * d + i, acc / total);
+}
+
+extern "C" __global__ void attention_decode_split_bf16(
+    const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
+    const __nv_bfloat16* __restrict__ v, float* __restrict__ part, int heads, int kv_heads,
+    int keys, int d, long long k_head_stride, long long v_head_stride) {
+    attention_decode_split<__nv_bfloat16>(q, k, v, part, heads, kv_heads, keys, d,
+                                          k_head_stride, v_head_stride);
+}
+
+extern "C" __global__ void attention_decode_split_f32(
+    const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+    float* __restrict__ part, int heads, int kv_heads, int keys, int d,
+    long long k_head_stride, long long v_head_stride) {
+    attention_decode_split<float>(q, k, v, part, heads, kv_heads, keys, d, k_head_stride,
+                                  v_head_stride);
+}
+
+extern "C" __global__ void attention_decode_combine_bf16(const float* __restrict__ part,
+                                                         const float* __restrict__ sinks,
+                                                         __nv_bfloat16* __restrict__ out,
+                                                         int splits, int d) {
+    attention_decode_combine<__nv_bfloat16>(part, sinks, out, splits, d);
+}
+
+extern "C" __global__ void attention_decode_combine_f32(const float* __restrict__ part,
+                                                        const float* __restrict__ sinks,
+                                                        float* __restrict__ out, int splits,
+                                                        int d) {
+    attention_decode_combine<float>(part, sinks, out, splits, d);
 }

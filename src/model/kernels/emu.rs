@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Tensor};
 
-use super::launch::{Arg, Launch};
+use super::launch::{Arg, Launch, output_of};
 
 /// The compiled harness, or why there is none.
 fn harness() -> &'static Result<PathBuf, String> {
@@ -107,68 +107,89 @@ pub fn cpu_storage(t: &Tensor) -> CpuStorage {
     }
 }
 
-/// Runs `launch` on `inputs` (indexed as the launch's `Arg::Input`s say) in the emulator and
-/// returns its output; panics with the harness's message when the launch is wrong.
-pub fn run(launch: &Launch, inputs: &[CpuStorage]) -> CpuStorage {
-    try_run(launch, inputs).unwrap_or_else(|e| panic!("{e}"))
+/// Runs an op's `launches` in order on `inputs` (indexed as their `Arg::Input`s say) in the
+/// emulator and returns the output; panics with the harness's message when a launch is
+/// wrong.
+pub fn run(launches: &[Launch], inputs: &[CpuStorage]) -> CpuStorage {
+    try_run(launches, inputs).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// [`run`], with the harness's complaint as the error.
-pub fn try_run(launch: &Launch, inputs: &[CpuStorage]) -> Result<CpuStorage, String> {
+pub fn try_run(launches: &[Launch], inputs: &[CpuStorage]) -> Result<CpuStorage, String> {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let exe = harness().as_ref().expect("kernel emulator");
     let dir = exe.with_file_name(format!("run-{}", RUNS.fetch_add(1, Ordering::Relaxed)));
     std::fs::create_dir_all(&dir).expect("run folder");
-    let mut spec = format!(
-        "kernel {}\ngrid {} {} {}\nblock {} {} {}\n",
-        launch.kernel,
-        launch.grid.0,
-        launch.grid.1,
-        launch.grid.2,
-        launch.block.0,
-        launch.block.1,
-        launch.block.2
-    );
-    let out_file = dir.join("out");
-    for arg in &launch.args {
-        let line = match arg {
-            Arg::Input { index, offset } => {
-                let (raw, size) = bytes(&inputs[*index]);
-                let file = dir.join(format!("in{index}"));
-                std::fs::write(&file, raw).expect("input file");
-                format!("in {} {size} {offset}", file.display())
-            }
-            Arg::Output { dtype, len } => {
-                format!("out {} {}", out_file.display(), len * dtype.size_in_bytes())
-            }
-            Arg::Scratch { len } => format!("scratch {}", len * 4),
-            Arg::I32(v) => format!("i32 {v}"),
-            Arg::I64(v) => format!("i64 {v}"),
-            Arg::F32(v) => format!("f32 {}", v.to_bits()),
-        };
-        spec.push_str(&line);
-        spec.push('\n');
-    }
-    let spec_file = dir.join("spec");
-    std::fs::write(&spec_file, spec).expect("spec file");
-    let output = Command::new(exe)
-        .arg(&spec_file)
-        .output()
-        .expect("kernel emulator runs");
-    let result = if output.status.success() {
-        let (dtype, _) = launch.output().map_err(|e| e.to_string())?;
-        let raw = std::fs::read(&out_file).map_err(|e| format!("output file: {e}"))?;
-        Ok(storage(dtype, &raw))
-    } else {
-        Err(format!(
-            "kernel {} in the emulator ({}): {}",
-            launch.kernel,
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    };
+    let result = run_in(exe, &dir, launches, inputs);
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+fn run_in(
+    exe: &Path,
+    dir: &Path,
+    launches: &[Launch],
+    inputs: &[CpuStorage],
+) -> Result<CpuStorage, String> {
+    let (dtype, _) = output_of(launches).map_err(|e| e.to_string())?;
+    let out_file = dir.join("out");
+    // Scratch slots live in files between launches: written by the first launch naming one,
+    // read and written by the later ones.
+    let mut slots_seen = std::collections::HashSet::new();
+    for (step, launch) in launches.iter().enumerate() {
+        let mut spec = format!(
+            "kernel {}\ngrid {} {} {}\nblock {} {} {}\n",
+            launch.kernel,
+            launch.grid.0,
+            launch.grid.1,
+            launch.grid.2,
+            launch.block.0,
+            launch.block.1,
+            launch.block.2
+        );
+        for arg in &launch.args {
+            let line = match arg {
+                Arg::Input { index, offset } => {
+                    let (raw, size) = bytes(&inputs[*index]);
+                    let file = dir.join(format!("in{index}"));
+                    std::fs::write(&file, raw).map_err(|e| format!("input file: {e}"))?;
+                    format!("in {} {size} {offset}", file.display())
+                }
+                Arg::Output { dtype, len } => {
+                    format!("out {} {}", out_file.display(), len * dtype.size_in_bytes())
+                }
+                Arg::Scratch { slot, len } => {
+                    let file = dir.join(format!("scratch{slot}"));
+                    if slots_seen.insert(*slot) {
+                        format!("out {} {}", file.display(), len * 4)
+                    } else {
+                        format!("inout {}", file.display())
+                    }
+                }
+                Arg::I32(v) => format!("i32 {v}"),
+                Arg::I64(v) => format!("i64 {v}"),
+                Arg::F32(v) => format!("f32 {}", v.to_bits()),
+            };
+            spec.push_str(&line);
+            spec.push('\n');
+        }
+        let spec_file = dir.join(format!("spec{step}"));
+        std::fs::write(&spec_file, spec).map_err(|e| format!("spec file: {e}"))?;
+        let output = Command::new(exe)
+            .arg(&spec_file)
+            .output()
+            .map_err(|e| format!("kernel emulator: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "kernel {} in the emulator ({}): {}",
+                launch.kernel,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+    }
+    let raw = std::fs::read(&out_file).map_err(|e| format!("output file: {e}"))?;
+    Ok(storage(dtype, &raw))
 }
 
 /// The largest |a - b| over two outputs of the same dtype and length (NaN where exactly one

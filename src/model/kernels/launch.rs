@@ -29,8 +29,10 @@ pub enum Arg {
         dtype: DType,
         len: usize,
     },
-    /// Device scratch of `len` f32 values the kernel writes before reading.
+    /// Device scratch of `len` f32 values, shared by the launches of one op that name the
+    /// same `slot`; the first of them writes it before anything reads it.
     Scratch {
+        slot: usize,
         len: usize,
     },
     I32(i32),
@@ -63,17 +65,20 @@ impl Launch {
             args,
         }
     }
+}
 
-    /// The one output's dtype and length.
-    pub fn output(&self) -> candle_core::Result<(DType, usize)> {
-        let mut outputs = self.args.iter().filter_map(|a| match a {
+/// The dtype and length of the one output of an op's launches.
+pub fn output_of(launches: &[Launch]) -> candle_core::Result<(DType, usize)> {
+    let mut outputs = launches
+        .iter()
+        .flat_map(|l| &l.args)
+        .filter_map(|a| match a {
             Arg::Output { dtype, len } => Some((*dtype, *len)),
             _ => None,
         });
-        match (outputs.next(), outputs.next()) {
-            (Some(output), None) => Ok(output),
-            _ => candle_core::bail!("kernel {}: a launch writes exactly one output", self.kernel),
-        }
+    match (outputs.next(), outputs.next()) {
+        (Some(output), None) => Ok(output),
+        _ => candle_core::bail!("an op's launches write exactly one output"),
     }
 }
 

@@ -30,7 +30,7 @@ pub mod cuda {
     };
     use candle_core::{CudaDevice, CudaStorage, DType};
 
-    use super::launch::{Arg, Launch, Module};
+    use super::launch::{Arg, Launch, Module, output_of};
 
     /// The MoE kernels, compiled by build.rs.
     pub const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/q4_0_moe.ptx"));
@@ -55,43 +55,16 @@ pub mod cuda {
         BF16(CudaSlice<half::bf16>),
     }
 
-    /// Runs `launch` on `dev` with `inputs` (the op's inputs, then its own tensors, as the
-    /// launch's `Arg::Input`s index them) and returns its output. The kernel emulator tests
-    /// replay the same `Launch` descriptions.
+    /// Runs `launches` in order on `dev` with `inputs` (the op's inputs, then its own
+    /// tensors, as their `Arg::Input`s index them) and returns the one output. Scratch slots
+    /// are shared by the launches that name them. The kernel emulator tests replay the same
+    /// `Launch` descriptions.
     pub fn run(
         dev: &CudaDevice,
-        launch: &Launch,
+        launches: &[Launch],
         inputs: &[&CudaStorage],
     ) -> candle_core::Result<CudaStorage> {
-        let (module, ptx) = match launch.module {
-            Module::Moe => (MODULE, PTX),
-            Module::Attention => (ATTENTION_MODULE, ATTENTION_PTX),
-        };
-        let func = dev.get_or_load_custom_func(launch.kernel, module, ptx)?;
-        let mut views = Vec::new();
-        let mut scratch = Vec::new();
-        for arg in &launch.args {
-            match arg {
-                Arg::Input { index, offset } => {
-                    let Some(storage) = inputs.get(*index) else {
-                        candle_core::bail!("kernel {}: no input {index}", launch.kernel);
-                    };
-                    views.push(match storage.dtype() {
-                        DType::U8 => Input::U8(storage.as_cuda_slice::<u8>()?.slice(*offset..)),
-                        DType::U32 => Input::U32(storage.as_cuda_slice::<u32>()?.slice(*offset..)),
-                        DType::F32 => Input::F32(storage.as_cuda_slice::<f32>()?.slice(*offset..)),
-                        DType::BF16 => {
-                            Input::BF16(storage.as_cuda_slice::<half::bf16>()?.slice(*offset..))
-                        }
-                        other => candle_core::bail!("kernel {}: {other:?} input", launch.kernel),
-                    });
-                }
-                // SAFETY: the kernel writes the scratch before reading it.
-                Arg::Scratch { len } => scratch.push(unsafe { dev.alloc::<f32>(*len)? }),
-                _ => {}
-            }
-        }
-        let (dtype, len) = launch.output()?;
+        let (dtype, len) = output_of(launches)?;
         // SAFETY: every kernel writes its whole output; the emulator tests fill outputs with
         // NaN first and compare every value with the CPU implementation.
         let output = unsafe {
@@ -99,11 +72,65 @@ pub mod cuda {
                 DType::U32 => Output::U32(dev.alloc::<u32>(len)?),
                 DType::F32 => Output::F32(dev.alloc::<f32>(len)?),
                 DType::BF16 => Output::BF16(dev.alloc::<half::bf16>(len)?),
-                other => candle_core::bail!("kernel {}: {other:?} output", launch.kernel),
+                other => candle_core::bail!("kernel output of {other:?}"),
             }
         };
+        let mut scratch: Vec<Option<CudaSlice<f32>>> = Vec::new();
+        for launch in launches {
+            for arg in &launch.args {
+                if let Arg::Scratch { slot, len } = *arg {
+                    if scratch.len() <= slot {
+                        scratch.resize_with(slot + 1, || None);
+                    }
+                    if scratch[slot].is_none() {
+                        // SAFETY: the first launch naming a slot writes it before any reads.
+                        scratch[slot] = Some(unsafe { dev.alloc::<f32>(len)? });
+                    }
+                }
+            }
+        }
+        for launch in launches {
+            launch_one(dev, launch, inputs, &output, &scratch)?;
+        }
+        let dev = dev.clone();
+        Ok(match output {
+            Output::U32(s) => CudaStorage::wrap_cuda_slice(s, dev),
+            Output::F32(s) => CudaStorage::wrap_cuda_slice(s, dev),
+            Output::BF16(s) => CudaStorage::wrap_cuda_slice(s, dev),
+        })
+    }
+
+    fn launch_one(
+        dev: &CudaDevice,
+        launch: &Launch,
+        inputs: &[&CudaStorage],
+        output: &Output,
+        scratch: &[Option<CudaSlice<f32>>],
+    ) -> candle_core::Result<()> {
+        let (module, ptx) = match launch.module {
+            Module::Moe => (MODULE, PTX),
+            Module::Attention => (ATTENTION_MODULE, ATTENTION_PTX),
+        };
+        let func = dev.get_or_load_custom_func(launch.kernel, module, ptx)?;
+        let mut views = Vec::new();
+        for arg in &launch.args {
+            if let Arg::Input { index, offset } = *arg {
+                let Some(storage) = inputs.get(index) else {
+                    candle_core::bail!("kernel {}: no input {index}", launch.kernel);
+                };
+                views.push(match storage.dtype() {
+                    DType::U8 => Input::U8(storage.as_cuda_slice::<u8>()?.slice(offset..)),
+                    DType::U32 => Input::U32(storage.as_cuda_slice::<u32>()?.slice(offset..)),
+                    DType::F32 => Input::F32(storage.as_cuda_slice::<f32>()?.slice(offset..)),
+                    DType::BF16 => {
+                        Input::BF16(storage.as_cuda_slice::<half::bf16>()?.slice(offset..))
+                    }
+                    other => candle_core::bail!("kernel {}: {other:?} input", launch.kernel),
+                });
+            }
+        }
         let mut builder = func.builder();
-        let (mut views, mut scratch) = (views.iter(), scratch.iter());
+        let mut views = views.iter();
         for arg in &launch.args {
             match arg {
                 Arg::Input { .. } => match views.next() {
@@ -113,14 +140,14 @@ pub mod cuda {
                     Some(Input::BF16(v)) => builder.arg(v),
                     None => candle_core::bail!("kernel {}: inputs out of step", launch.kernel),
                 },
-                Arg::Output { .. } => match &output {
+                Arg::Output { .. } => match output {
                     Output::U32(s) => builder.arg(s),
                     Output::F32(s) => builder.arg(s),
                     Output::BF16(s) => builder.arg(s),
                 },
-                Arg::Scratch { .. } => match scratch.next() {
-                    Some(s) => builder.arg(s),
-                    None => candle_core::bail!("kernel {}: scratch out of step", launch.kernel),
+                Arg::Scratch { slot, .. } => match scratch.get(*slot) {
+                    Some(Some(s)) => builder.arg(s),
+                    _ => candle_core::bail!("kernel {}: no scratch slot {slot}", launch.kernel),
                 },
                 Arg::I32(v) => builder.arg(v),
                 Arg::I64(v) => builder.arg(v),
@@ -135,12 +162,7 @@ pub mod cuda {
         // SAFETY: the launch's shapes were checked against its buffers when it was built, and
         // the emulator tests run every launch the ops build against their CPU implementations.
         unsafe { builder.launch(cfg) }.w()?;
-        let dev = dev.clone();
-        Ok(match output {
-            Output::U32(s) => CudaStorage::wrap_cuda_slice(s, dev),
-            Output::F32(s) => CudaStorage::wrap_cuda_slice(s, dev),
-            Output::BF16(s) => CudaStorage::wrap_cuda_slice(s, dev),
-        })
+        Ok(())
     }
 
     /// The CUDA storage of a tensor that an op takes besides its inputs (biases, sinks).

@@ -5,7 +5,8 @@
 //
 // SPEC has one item per line: `kernel NAME`, `grid X Y Z`, `block X Y Z`, then the kernel's
 // arguments in order: `in FILE ELEMENT_BYTES OFFSET` (a pointer OFFSET elements into FILE's
-// bytes), `out FILE BYTES` (written to FILE afterwards), `scratch BYTES`, `i32 V`, `i64 V`,
+// bytes), `out FILE BYTES` (written to FILE afterwards), `inout FILE` (read from FILE and
+// written back: scratch an earlier launch filled), `scratch BYTES`, `i32 V`, `i64 V`,
 // `f32 BITS`. Each argument is checked against the kernel's C signature (pointer or value,
 // size and kind) before anything runs. The launch runs twice, with the threads and blocks
 // scheduled in opposite orders; outputs that differ (a race) or inputs that changed are errors.
@@ -36,7 +37,7 @@ namespace {
     exit(2);
 }
 
-enum class Kind { Input, Output, Scratch, I32, I64, F32 };
+enum class Kind { Input, Output, InOut, Scratch, I32, I64, F32 };
 
 struct Param {
     Kind kind;
@@ -76,14 +77,16 @@ struct Buffers {
     std::vector<void*> pointers;  // per parameter, null for scalars
 };
 
-bool is_buffer(Kind kind) { return kind == Kind::Input || kind == Kind::Output || kind == Kind::Scratch; }
+bool is_buffer(Kind kind) {
+    return kind == Kind::Input || kind == Kind::Output || kind == Kind::InOut || kind == Kind::Scratch;
+}
 
 Buffers allocate(const std::vector<Param>& params) {
     Buffers b;
     for (const Param& p : params) {
         void* pointer = nullptr;
         if (is_buffer(p.kind)) {
-            if (p.kind == Kind::Input) {
+            if (p.kind == Kind::Input || p.kind == Kind::InOut) {
                 const std::vector<uint8_t> bytes = read_file(p.file);
                 if (p.offset * p.element_bytes > bytes.size()) bad("offset past the end of " + p.file);
                 Region r = map_region(bytes.size());
@@ -172,7 +175,9 @@ const std::vector<std::pair<std::string, Kernel>>& kernels() {
         KERNEL(q4_0_dequantize_expert_bf16), KERNEL(moe_route_top_k),
         KERNEL(moe_swiglu_f32), KERNEL(moe_combine_f32),
         KERNEL(moe_combine_bf16), KERNEL(attention_decode_f32),
-        KERNEL(attention_decode_bf16),
+        KERNEL(attention_decode_bf16), KERNEL(attention_decode_split_f32),
+        KERNEL(attention_decode_split_bf16), KERNEL(attention_decode_combine_f32),
+        KERNEL(attention_decode_combine_bf16),
     };
     return table;
 }
@@ -285,6 +290,9 @@ int main(int argc, char** argv) {
         } else if (key == "out") {
             p.kind = Kind::Output;
             words >> p.file >> p.bytes;
+        } else if (key == "inout") {
+            p.kind = Kind::InOut;
+            words >> p.file;
         } else if (key == "scratch") {
             p.kind = Kind::Scratch;
             words >> p.bytes;
@@ -340,7 +348,7 @@ int main(int argc, char** argv) {
             if (memcmp(a.data, original.data(), a.size) || memcmp(b.data, original.data(), b.size)) {
                 bad("the kernel wrote to an input");
             }
-        } else if (p.kind == Kind::Output) {
+        } else if (p.kind == Kind::Output || p.kind == Kind::InOut) {
             if (memcmp(a.data, b.data, a.size)) {
                 bad("the result depends on the order threads run in (a race)");
             }

@@ -91,6 +91,9 @@ inline int __float_as_int(float f) {
     return i;
 }
 
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+
 template <typename T>
 inline T __ldg(const T* p) {
     return *p;
