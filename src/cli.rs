@@ -87,8 +87,12 @@ pub enum DtypeChoice {
     /// The fastest mode for the device: Q4_0 experts, bf16 on GPU, f32 activations on CPU.
     #[default]
     Auto,
-    /// Every weight dequantized to f32 at load: slow, exact (the mode the golden checks use).
+    /// f32 activations, every weight f32 (int4 experts stay Q4_0, losslessly, where the fused
+    /// kernels run): slow, exact (the mode the golden checks use).
     F32,
+    /// As `auto`, with bf16 activations and KV cache on every device: CUDA's default numerics
+    /// (to check them without a GPU), and half the KV cache on the CPU at slower math.
+    Bf16,
 }
 
 /// Whose kernels run the MoE and decode attention.

@@ -321,6 +321,7 @@ fn dtype_name(dtype: DtypeChoice) -> &'static str {
     match dtype {
         DtypeChoice::Auto => "auto",
         DtypeChoice::F32 => "f32",
+        DtypeChoice::Bf16 => "bf16",
     }
 }
 
@@ -409,7 +410,8 @@ impl Reader<'_> {
         match self.string(key, value)?.as_str() {
             "auto" => Ok(DtypeChoice::Auto),
             "f32" => Ok(DtypeChoice::F32),
-            other => Err(self.bad(key, format!("is '{other}': use auto or f32"))),
+            "bf16" => Ok(DtypeChoice::Bf16),
+            other => Err(self.bad(key, format!("is '{other}': use auto, f32 or bf16"))),
         }
     }
 

@@ -62,7 +62,7 @@ impl DeviceKind {
     /// Bytes per activation (and KV, and 16-bit weight) element in `precision`.
     pub fn activation_bytes(self, precision: DtypeChoice) -> u64 {
         match (self, precision) {
-            (Self::Cuda, DtypeChoice::Auto) => 2,
+            (Self::Cuda, DtypeChoice::Auto) | (_, DtypeChoice::Bf16) => 2,
             _ => 4,
         }
     }
@@ -171,6 +171,9 @@ impl Plan {
     ) -> Result<Self, PlanError> {
         let elt = device.activation_bytes(precision);
         let f32_mode = precision == DtypeChoice::F32;
+        // Int4 experts stay Q4_0 in every mode but f32, and in f32 too on CUDA, where the
+        // fused kernels stack them.
+        let q4_experts = !f32_mode || device == DeviceKind::Cuda;
         // The CPU's default mode keeps bf16 projection matrices (attention, lm_head) as stored
         // and multiplies them with an f32-accumulating kernel.
         let bf16_projections = device == DeviceKind::Cpu && !f32_mode;
@@ -178,7 +181,7 @@ impl Plan {
         let mut host_weight_bytes = 0u64;
         let mut quantized_matmuls = false;
         for tensor in tensors {
-            match weight_bytes(tensor, elt, f32_mode, bf16_projections)? {
+            match weight_bytes(tensor, elt, f32_mode, q4_experts, bf16_projections)? {
                 Placement::Device(bytes) => device_weight_bytes += bytes,
                 Placement::Host(bytes) => host_weight_bytes += bytes,
                 Placement::Folded => {}
@@ -198,6 +201,7 @@ impl Plan {
             precision: match precision {
                 DtypeChoice::Auto => "auto",
                 DtypeChoice::F32 => "f32",
+                DtypeChoice::Bf16 => "bf16",
             },
             chunk_tokens: chunk_tokens.max(1),
             kv_bytes_per_element: elt,
@@ -419,6 +423,7 @@ fn weight_bytes(
     tensor: &TensorInfo,
     elt: u64,
     f32_mode: bool,
+    q4_experts: bool,
     bf16_projections: bool,
 ) -> Result<Placement, PlanError> {
     let name = tensor.name.as_str();
@@ -434,7 +439,7 @@ fn weight_bytes(
             )));
         };
         let weights = (packed_in * 8 * out) as u64;
-        if f32_mode {
+        if !q4_experts {
             return Ok(Placement::Device(weights * 4));
         }
         if !weights.is_multiple_of(32) {
@@ -563,28 +568,33 @@ mod tests {
     }
 
     #[test]
-    fn f32_mode_makes_everything_f32() {
+    fn f32_mode_makes_everything_f32_but_cuda_keeps_int4_experts_q4_0() {
         let config = synthetic_preset("gpt-oss-20b", Some(2)).expect("preset");
         let tensors = synthetic_int4(&config);
-        let plan =
-            Plan::new(&config, &tensors, DeviceKind::Cuda, DtypeChoice::F32, 512).expect("plan");
+        let int4_weights = |t: &TensorInfo| t.name.ends_with(".qweight");
+        let folded = |t: &TensorInfo| t.name.ends_with(".qzeros") || t.name.ends_with(".scales");
         let dense_elements: u64 = tensors
             .iter()
-            .map(|t| {
-                if t.name.ends_with(".qweight") {
-                    t.elements() * 8
-                } else if t.name.ends_with(".qzeros") || t.name.ends_with(".scales") {
-                    0
-                } else {
-                    t.elements()
-                }
-            })
+            .filter(|t| !folded(t))
+            .map(|t| t.elements() * if int4_weights(t) { 8 } else { 1 })
+            .sum();
+        let cpu =
+            Plan::new(&config, &tensors, DeviceKind::Cpu, DtypeChoice::F32, 512).expect("plan");
+        assert_eq!(cpu.weight_bytes(), dense_elements * 4);
+        assert_eq!(cpu.kv_bytes_per_element, 4);
+        // On CUDA the fused kernels stack the experts as Q4_0 (18 bytes a block of 32).
+        let cuda =
+            Plan::new(&config, &tensors, DeviceKind::Cuda, DtypeChoice::F32, 512).expect("plan");
+        let int4_elements: u64 = tensors
+            .iter()
+            .filter(|t| int4_weights(t))
+            .map(|t| t.elements() * 8)
             .sum();
         assert_eq!(
-            plan.weight_bytes() + plan.host_weight_bytes,
-            dense_elements * 4
+            cuda.weight_bytes() + cuda.host_weight_bytes,
+            (dense_elements - int4_elements) * 4 + int4_elements / 32 * 18
         );
-        assert_eq!(plan.kv_bytes_per_element, 4);
+        assert_eq!(cuda.kv_bytes_per_element, 4);
     }
 
     #[test]

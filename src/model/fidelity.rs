@@ -176,6 +176,7 @@ pub fn check_fixture(
         precision: match precision {
             Precision::F32 => "f32".into(),
             Precision::Default => "default".into(),
+            Precision::Bf16 => "bf16".into(),
         },
         prompts,
     })
@@ -221,7 +222,7 @@ fn check_prompt(
                 failures.push(format!("nll_mean {nll_mean:.5} vs {reference:.5}"));
             }
         }
-        Precision::Default => {
+        Precision::Default | Precision::Bf16 => {
             if mean_diff > DEFAULT_MEAN_DIFF {
                 failures.push(format!("mean |diff| {mean_diff:.4} > {DEFAULT_MEAN_DIFF}"));
             }

@@ -94,7 +94,7 @@ impl Linear {
                 if m > KERNEL_MAX_ROWS {
                     let w: Vec<f32> = values.iter().map(|v| v.to_f32()).collect();
                     let w = Tensor::from_vec(w, (*rows, *cols), x.device())?;
-                    return x.matmul(&w.t()?);
+                    return x.to_dtype(DType::F32)?.matmul(&w.t()?)?.to_dtype(x.dtype());
                 }
                 let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
                 let out = bf16_matmul(values, *rows, *cols, &xs, m);

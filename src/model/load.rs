@@ -100,7 +100,7 @@ impl<'a> Builder<'a> {
         rows: usize,
         cols: usize,
     ) -> Result<Linear, ModelError> {
-        let prefer_bf16 = self.precision == Precision::Default;
+        let prefer_bf16 = self.precision.keeps_quantized();
         let linear = Linear::new(values, rows, cols, self.dtype, self.device, prefer_bf16)?;
         self.bytes += linear.bytes();
         Ok(linear)
@@ -118,11 +118,11 @@ impl<'a> Builder<'a> {
                 Precision::F32 => {
                     ExpertLinear::Dense(self.dense(q4_0_dequantize(&bytes), (rows, cols))?)
                 }
-                Precision::Default if self.device.is_cpu() => {
+                Precision::Default | Precision::Bf16 if self.device.is_cpu() => {
                     self.bytes += bytes.len() as u64;
                     ExpertLinear::Q4Cpu { bytes, rows, cols }
                 }
-                Precision::Default => {
+                Precision::Default | Precision::Bf16 => {
                     self.bytes += bytes.len() as u64;
                     let storage =
                         QStorage::from_data(Cow::Owned(bytes), self.device, GgmlDType::Q4_0)?;
@@ -135,11 +135,10 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// Whether this layer's experts go into [`StackedExperts`]: Q4_0 experts in the default
-    /// mode, when the fused kernels run.
+    /// Whether this layer's experts go into [`StackedExperts`]: Q4_0 experts, when the fused
+    /// kernels run (in any precision: the stack is lossless).
     fn stacks_experts(&self, experts: &[HostExpert]) -> bool {
         self.kernels.fused_on(self.device)
-            && self.precision == Precision::Default
             && !experts.is_empty()
             && experts.iter().all(|e| {
                 matches!(
@@ -150,7 +149,11 @@ impl<'a> Builder<'a> {
     }
 
     /// Stacks Q4_0 experts: one host buffer per projection, one copy to the device each.
-    fn stacked_experts(&mut self, experts: Vec<HostExpert>) -> Result<StackedExperts, ModelError> {
+    fn stacked_experts(
+        &mut self,
+        experts: Vec<HostExpert>,
+        router_bias: &[f32],
+    ) -> Result<StackedExperts, ModelError> {
         let c = self.config;
         let (hidden, inter, count) = (c.hidden_size, c.intermediate_size, experts.len());
         let (mut gate_up, mut down) = (Vec::new(), Vec::new());
@@ -173,6 +176,7 @@ impl<'a> Builder<'a> {
                 self.device,
             )?,
             down: Q4Stack::new(&down, down_bias, count, hidden, inter, self.device)?,
+            router_bias: Tensor::from_slice(router_bias, count, self.device)?,
         };
         self.bytes += stacked.bytes();
         Ok(stacked)
@@ -205,7 +209,7 @@ impl<'a> Builder<'a> {
             fused_decode: self.kernels.fused_on(self.device),
         };
         let experts = if self.stacks_experts(&host.experts) {
-            Experts::Stacked(self.stacked_experts(host.experts)?)
+            Experts::Stacked(self.stacked_experts(host.experts, &host.router_bias)?)
         } else {
             let mut experts = Vec::with_capacity(host.experts.len());
             for e in host.experts {
@@ -255,7 +259,7 @@ impl<'a> Builder<'a> {
                     c.hidden_size,
                     self.dtype,
                     self.device,
-                    self.precision == Precision::Default,
+                    self.precision.keeps_quantized(),
                 )?;
                 self.bytes += linear.bytes();
                 linear
@@ -294,9 +298,12 @@ pub(super) fn load(
     let ckpt = Checkpoint::open(dir)?;
     let layout = detect_layout(&config, &ckpt, &config_path)?;
     let mut builder = Builder::new(&config, device, precision, kernels);
+    // Int4 experts repack losslessly into Q4_0: kept so in every mode but f32 and, where the
+    // fused kernels run (which stack them), in f32 mode too.
+    let q4_experts = precision.keeps_quantized() || kernels.fused_on(device);
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for index in 0..config.num_hidden_layers {
-        let host = read_layer(&config, &ckpt, index, layout, precision)?;
+        let host = read_layer(&config, &ckpt, index, layout, q4_experts)?;
         layers.push(builder.layer(index, host)?);
     }
     let (hidden, vocab) = (config.hidden_size, config.vocab_size);
@@ -468,21 +475,24 @@ fn with_int4<T>(
     })
 }
 
-/// An int4 Linear as Q4_0 (default mode) or f32.
+/// An int4 Linear as Q4_0 (`q4`) or dequantized to f32.
 fn int4_linear(
     ckpt: &Checkpoint,
     prefix: &str,
     inp: usize,
     out: usize,
     group: usize,
-    precision: Precision,
+    q4: bool,
 ) -> Result<HostLinear, ModelError> {
-    with_int4(ckpt, prefix, inp, out, group, |layer| match precision {
-        Precision::F32 => Ok(HostLinear::F32(layer.dequantize())),
-        Precision::Default => layer
-            .to_q4_0()
-            .map(HostLinear::Q4_0)
-            .map_err(ModelError::Invalid),
+    with_int4(ckpt, prefix, inp, out, group, |layer| {
+        if q4 {
+            layer
+                .to_q4_0()
+                .map(HostLinear::Q4_0)
+                .map_err(ModelError::Invalid)
+        } else {
+            Ok(HostLinear::F32(layer.dequantize()))
+        }
     })
 }
 
@@ -491,7 +501,7 @@ fn read_layer(
     ckpt: &Checkpoint,
     index: usize,
     layout: Layout,
-    precision: Precision,
+    q4_experts: bool,
 ) -> Result<HostLayer, ModelError> {
     let c = config;
     let (h, kv, d, hidden, inter, n_experts) = (
@@ -537,7 +547,7 @@ fn read_layer(
                     hidden,
                     inter,
                     group,
-                    precision,
+                    q4_experts,
                 )?;
                 let up = int4_linear(
                     ckpt,
@@ -545,7 +555,7 @@ fn read_layer(
                     hidden,
                     inter,
                     group,
-                    precision,
+                    q4_experts,
                 )?;
                 let gate_up = match (gate, up) {
                     (HostLinear::F32(mut g), HostLinear::F32(u)) => {
@@ -556,7 +566,7 @@ fn read_layer(
                         g.extend(u);
                         HostLinear::Q4_0(g)
                     }
-                    _ => unreachable!("both projections use the same precision"),
+                    _ => unreachable!("both projections use the same format"),
                 };
                 let mut gate_up_bias = vector(ckpt, &format!("{ep}.gate_proj.bias"), inter)?;
                 gate_up_bias.extend(vector(ckpt, &format!("{ep}.up_proj.bias"), inter)?);
@@ -569,7 +579,7 @@ fn read_layer(
                         inter,
                         hidden,
                         group,
-                        precision,
+                        q4_experts,
                     )?,
                     down_bias: vector(ckpt, &format!("{ep}.down_proj.bias"), hidden)?,
                 })

@@ -44,8 +44,12 @@ pub enum Precision {
     /// bf16 kernels).
     #[default]
     Default,
-    /// Every weight dequantized to f32, f32 activations: slow and exact.
+    /// f32 activations and every weight as f32, except int4 experts where the fused kernels
+    /// run: those stay Q4_0 (lossless; dense f32 experts of the real model need 84 GB). Slow
+    /// and exact.
     F32,
+    /// As `Default`, with bf16 activations (and KV cache) on every device.
+    Bf16,
 }
 
 impl From<crate::cli::DtypeChoice> for Precision {
@@ -53,15 +57,22 @@ impl From<crate::cli::DtypeChoice> for Precision {
         match choice {
             crate::cli::DtypeChoice::Auto => Self::Default,
             crate::cli::DtypeChoice::F32 => Self::F32,
+            crate::cli::DtypeChoice::Bf16 => Self::Bf16,
         }
     }
 }
 
 impl Precision {
+    /// Whether int4 experts stay quantized and 16-bit weights 16-bit (every mode but f32).
+    pub fn keeps_quantized(self) -> bool {
+        self != Self::F32
+    }
+
     /// The activation (and dense weight) dtype on `device`.
     pub fn activation_dtype(self, device: &Device) -> DType {
         match (self, device) {
             (Self::Default, Device::Cuda(gpu)) if cuda_has_bf16(gpu) => DType::BF16,
+            (Self::Bf16, _) => DType::BF16,
             _ => DType::F32,
         }
     }
@@ -376,7 +387,7 @@ impl GptOss {
             let h = candle_nn::ops::rms_norm(&x, &layer.input_norm, eps)?;
             x = (x + layer.attention.forward(&h, &tables, cache, index)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.post_norm, eps)?;
-            x = (x + layer.moe.forward(&h)?)?;
+            x = layer.moe.forward(&h, &x)?;
         }
         cache.advance(n);
         Ok(x)

@@ -70,6 +70,8 @@ pub struct StackedExperts {
     pub gate_up: Q4Stack,
     /// [experts][H, I].
     pub down: Q4Stack,
+    /// The router's bias in f32 [experts], which the routing and combine kernels add.
+    pub router_bias: Tensor,
 }
 
 /// How a layer's experts are held.
@@ -104,7 +106,9 @@ impl Experts {
 impl StackedExperts {
     /// Bytes of the stacks and biases.
     pub fn bytes(&self) -> u64 {
-        self.gate_up.size_in_bytes() + self.down.size_in_bytes()
+        self.gate_up.size_in_bytes()
+            + self.down.size_in_bytes()
+            + 4 * self.router_bias.elem_count() as u64
     }
 }
 
@@ -153,26 +157,33 @@ impl Expert {
 }
 
 impl Moe {
-    /// Runs `x` [n, hidden] through the router and the chosen experts.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
-        let logits = x
-            .matmul(&self.router_weight.t()?)?
+    /// The residual stream `residual` [n, hidden] plus what the router and the chosen experts
+    /// make of its normed `x`.
+    pub fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor, ModelError> {
+        let scores = x.matmul(&self.router_weight.t()?)?;
+        let n = x.dim(0)?;
+        if let Experts::Stacked(s) = &self.experts
+            && n * self.top_k <= INDEXED_MAX_PAIRS
+        {
+            // The kernels add the router's bias and the residual themselves.
+            return Ok(self.forward_indexed(s, x, &scores, residual)?);
+        }
+        let logits = scores
             .broadcast_add(&self.router_bias)?
             .to_dtype(DType::F32)?;
-        let n = x.dim(0)?;
-        Ok(match &self.experts {
+        let out = match &self.experts {
             Experts::PerExpert(experts) => {
                 self.forward_grouped(x, &logits, experts.len(), |e, xs| {
                     self.expert_forward(&experts[e], xs)
                 })?
             }
-            Experts::Stacked(s) if n * self.top_k > INDEXED_MAX_PAIRS => {
+            Experts::Stacked(s) => {
                 self.forward_grouped(x, &logits, s.gate_up.experts(), |e, xs| {
                     self.dequantized_expert_forward(s, e, xs)
                 })?
             }
-            Experts::Stacked(s) => self.forward_indexed(s, x, &logits)?,
-        })
+        };
+        Ok((residual + out)?)
     }
 
     /// Reads the routing on the host and runs each chosen expert once over all its tokens;
@@ -223,7 +234,9 @@ impl Moe {
             .broadcast_add(&expert.down_bias)
     }
 
-    /// One stacked expert, dequantized to the activation dtype for a dense matmul.
+    /// One stacked expert, dequantized to the activation dtype for a dense matmul (on CUDA
+    /// bf16, for tensor-core matmuls: that rounds each weight to 8 significant bits, where
+    /// decode's indexed matvec reads them exactly).
     fn dequantized_expert_forward(
         &self,
         s: &StackedExperts,
@@ -251,20 +264,20 @@ impl Moe {
     }
 
     /// A few tokens: the routing never leaves the device, and each projection is one indexed
-    /// matvec over every token's chosen experts (six launches for the whole MoE).
+    /// matvec over every token's chosen experts: with the router's matmul, six launches for
+    /// the whole MoE and its residual add.
     fn forward_indexed(
         &self,
         s: &StackedExperts,
         x: &Tensor,
-        logits: &Tensor,
+        scores: &Tensor,
+        residual: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let ids = moe_ops::route_top_k(logits, self.top_k)?;
-        let gate_up = s
-            .gate_up
-            .indexed_matvec(&x.to_dtype(DType::F32)?.unsqueeze(1)?, &ids)?;
+        let ids = moe_ops::route_top_k(scores, &s.router_bias, self.top_k)?;
+        let gate_up = s.gate_up.indexed_matvec(&x.unsqueeze(1)?, &ids)?;
         let hidden = moe_ops::swiglu(&gate_up, self.intermediate, self.alpha, self.limit)?;
         let down = s.down.indexed_matvec(&hidden, &ids)?;
-        moe_ops::combine(&down, logits, &ids, x.dtype())
+        moe_ops::combine(&down, scores, &s.router_bias, &ids, residual)
     }
 }
 

@@ -14,11 +14,11 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Shape, Tensor};
 
-use super::kernels::cpu_slice;
 #[cfg(feature = "cuda")]
 use super::kernels::cuda;
 #[cfg(any(feature = "cuda", test))]
 use super::kernels::launch::{Arg, Launch, MAX_GRID_Y, Module, contiguous_input, int};
+use super::kernels::{cpu_f32, cpu_slice};
 use super::quant::{Q4_0_BLOCK_BYTES, Q4_0_BLOCK_LEN, q4_0_dequantize, q4_0_matmul};
 
 /// One projection of every expert, Q4_0, stacked expert-major, with its biases.
@@ -76,9 +76,9 @@ impl Q4Stack {
         self.experts
     }
 
-    /// `x` [tokens, slots, cols] f32 (slots 1: every chosen expert sees the token's row; slots
-    /// top_k: each its own row) times the experts in `ids` [tokens, top_k] u32, plus their
-    /// biases: [tokens, top_k, rows] f32.
+    /// `x` [tokens, slots, cols] f32 or bf16 (slots 1: every chosen expert sees the token's
+    /// row; slots top_k: each its own row) times the experts in `ids` [tokens, top_k] u32,
+    /// plus their biases: [tokens, top_k, rows] f32.
     pub fn indexed_matvec(&self, x: &Tensor, ids: &Tensor) -> candle_core::Result<Tensor> {
         let op = IndexedMatvec {
             bias: self.bias.clone(),
@@ -144,10 +144,8 @@ impl IndexedMatvec {
     #[cfg(any(feature = "cuda", test))]
     fn launch(
         &self,
-        x: &Layout,
-        w: &Layout,
-        ids: &Layout,
-        bias: &Layout,
+        [x, w, ids, bias]: [&Layout; 4],
+        x_dtype: DType,
     ) -> candle_core::Result<(Launch, Shape)> {
         let (tokens, top_k, slots) = self.dims(x, ids)?;
         let pairs = tokens * top_k;
@@ -161,7 +159,11 @@ impl IndexedMatvec {
         }
         let launch = Launch {
             module: Module::Moe,
-            kernel: "q4_0_indexed_matvec_f32",
+            kernel: match x_dtype {
+                DType::BF16 => "q4_0_indexed_matvec_bf16",
+                DType::F32 => "q4_0_indexed_matvec_f32",
+                other => candle_core::bail!("indexed Q4_0 matvec: x of {other:?}"),
+            },
             grid: (self.rows.div_ceil(WARPS_PER_BLOCK) as u32, pairs as u32, 1),
             block: (32, WARPS_PER_BLOCK as u32, 1),
             args: vec![
@@ -199,7 +201,7 @@ impl CustomOp3 for IndexedMatvec {
         ids_l: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (tokens, top_k, slots) = self.dims(x_l, ids_l)?;
-        let x = cpu_slice::<f32>(x, x_l, "x")?;
+        let x = cpu_f32(x, x_l, "x")?;
         let w = cpu_slice::<u8>(w, w_l, "weights")?;
         let ids = cpu_slice::<u32>(ids, ids_l, "ids")?;
         let (bias_storage, bias_l) = self.bias.storage_and_layout();
@@ -244,7 +246,7 @@ impl CustomOp3 for IndexedMatvec {
 
         let (bias_storage, bias_l) = self.bias.storage_and_layout();
         let bias = cuda::own_storage(&bias_storage, "indexed Q4_0 matvec: the biases")?;
-        let (launch, shape) = self.launch(x_l, w_l, ids_l, bias_l)?;
+        let (launch, shape) = self.launch([x_l, w_l, ids_l, bias_l], x.dtype())?;
         let out = cuda::run(x.device(), &[launch], &[x, w, ids, bias])?;
         Ok((out, shape))
     }
@@ -437,12 +439,13 @@ mod tests {
         x: &Tensor,
         ids: &Tensor,
     ) -> candle_core::Result<(Launch, Vec<CpuStorage>)> {
-        let (launch, _) = op.launch(
+        let layouts = [
             x.layout(),
             stack.bytes.layout(),
             ids.layout(),
             stack.bias.layout(),
-        )?;
+        ];
+        let (launch, _) = op.launch(layouts, x.dtype())?;
         let inputs = [x, &stack.bytes, ids, &stack.bias].map(emu::cpu_storage);
         Ok((launch, inputs.to_vec()))
     }
@@ -456,15 +459,16 @@ mod tests {
         let (tokens, top_k) = (3, 2);
         // Expert 7 does not exist: NaN on both sides, no read out of bounds.
         let ids = Tensor::new(&[[4u32, 0], [2, 2], [7, 1]], &Device::Cpu)?;
-        for slots in [1, top_k] {
+        for (slots, dtype) in [(1, DType::BF16), (1, DType::F32), (top_k, DType::F32)] {
             // A view one token into its storage: the launch passes the offset.
             let x = Tensor::randn(0f32, 1.0, (tokens + 1, slots, 352), &Device::Cpu)?
+                .to_dtype(dtype)?
                 .narrow(0, 1, tokens)?;
             let (launch, inputs) = matvec_launch(&stack, &op, &x, &ids)?;
             let got = emu::run(std::slice::from_ref(&launch), &inputs);
             let want = emu::cpu_storage(&stack.indexed_matvec(&x, &ids)?);
             let diff = emu::max_diff(&got, &want);
-            assert!(diff < 1e-4, "slots {slots}: max |diff| {diff}");
+            assert!(diff < 1e-4, "slots {slots} {dtype:?}: max |diff| {diff}");
         }
         Ok(())
     }

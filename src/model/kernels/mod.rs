@@ -2,6 +2,8 @@
 //! build.rs) share on the Rust side: the modules, views of tensor storage, and the CPU-side
 //! slice helper the reference implementations use.
 
+use std::borrow::Cow;
+
 use candle_core::{CpuStorage, Layout};
 
 #[cfg(test)]
@@ -19,6 +21,34 @@ pub fn cpu_slice<'a, T: candle_core::WithDType>(
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))?;
     Ok(&storage.as_slice::<T>()?[start..end])
+}
+
+/// The contiguous values of an f32 or bf16 CPU tensor, as f32.
+pub fn cpu_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<Cow<'a, [f32]>> {
+    Ok(match storage {
+        CpuStorage::BF16(_) => Cow::Owned(
+            cpu_slice::<half::bf16>(storage, layout, what)?
+                .iter()
+                .map(|v| v.to_f32())
+                .collect(),
+        ),
+        _ => Cow::Borrowed(cpu_slice::<f32>(storage, layout, what)?),
+    })
+}
+
+/// The CPU storage of a tensor that an op takes besides its inputs (biases, sinks).
+pub fn own_cpu<'a>(
+    storage: &'a candle_core::Storage,
+    what: &str,
+) -> candle_core::Result<&'a CpuStorage> {
+    match storage {
+        candle_core::Storage::Cpu(s) => Ok(s),
+        _ => candle_core::bail!("{what} are not on the CPU"),
+    }
 }
 
 #[cfg(feature = "cuda")]

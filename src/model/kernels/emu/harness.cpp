@@ -27,8 +27,13 @@
 
 #include "cuda_emu.h"
 
+// Each file in its own namespace: both define their small helpers (load_f, store_f).
+namespace moe {
 #include "../q4_0_moe.cu"
+}
+namespace attention {
 #include "../attention.cu"
+}
 
 namespace {
 
@@ -167,17 +172,25 @@ Kernel make_kernel(void (*f)(A...)) {
     return make_kernel(f, std::index_sequence_for<A...>{});
 }
 
-#define KERNEL(f) {#f, make_kernel(f)}
+#define KERNEL(file, f) {#f, make_kernel(file::f)}
 
 const std::vector<std::pair<std::string, Kernel>>& kernels() {
     static const std::vector<std::pair<std::string, Kernel>> table = {
-        KERNEL(q4_0_indexed_matvec_f32), KERNEL(q4_0_dequantize_expert_f32),
-        KERNEL(q4_0_dequantize_expert_bf16), KERNEL(moe_route_top_k),
-        KERNEL(moe_swiglu_f32), KERNEL(moe_combine_f32),
-        KERNEL(moe_combine_bf16), KERNEL(attention_decode_f32),
-        KERNEL(attention_decode_bf16), KERNEL(attention_decode_split_f32),
-        KERNEL(attention_decode_split_bf16), KERNEL(attention_decode_combine_f32),
-        KERNEL(attention_decode_combine_bf16),
+        KERNEL(moe, q4_0_indexed_matvec_f32),
+        KERNEL(moe, q4_0_indexed_matvec_bf16),
+        KERNEL(moe, q4_0_dequantize_expert_f32),
+        KERNEL(moe, q4_0_dequantize_expert_bf16),
+        KERNEL(moe, moe_route_top_k_f32),
+        KERNEL(moe, moe_route_top_k_bf16),
+        KERNEL(moe, moe_swiglu_f32),
+        KERNEL(moe, moe_combine_f32),
+        KERNEL(moe, moe_combine_bf16),
+        KERNEL(attention, attention_decode_f32),
+        KERNEL(attention, attention_decode_bf16),
+        KERNEL(attention, attention_decode_split_f32),
+        KERNEL(attention, attention_decode_split_bf16),
+        KERNEL(attention, attention_decode_combine_f32),
+        KERNEL(attention, attention_decode_combine_bf16),
     };
     return table;
 }
