@@ -1,10 +1,10 @@
-//! With `--features cuda`: compiles the MoE kernels (src/model/kernels/*.cu) to PTX with nvcc,
+//! With `--features cuda`: compiles ossterm's kernels (src/model/kernels/*.cu) to PTX with nvcc,
 //! for the architecture in CUDA_COMPUTE_CAP (as candle's kernels are). Nothing otherwise.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: &[&str] = &["q4_0_moe", "attention"];
+const KERNELS: &[&str] = &["q4_0_moe", "attention", "dense"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

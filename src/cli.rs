@@ -84,14 +84,14 @@ impl std::fmt::Display for DeviceChoice {
 /// Numeric precision of the forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum DtypeChoice {
-    /// The fastest mode for the device: Q4_0 experts, bf16 on GPU, f32 activations on CPU.
+    /// Q4_0 experts and f32 activations; on a GPU, bf16 projection weights and KV cache.
     #[default]
     Auto,
     /// f32 activations, every weight f32 (int4 experts stay Q4_0, losslessly, where the fused
     /// kernels run): slow, exact (the mode the golden checks use).
     F32,
-    /// As `auto`, with bf16 activations and KV cache on every device: CUDA's default numerics
-    /// (to check them without a GPU), and half the KV cache on the CPU at slower math.
+    /// As `auto`, with bf16 activations and KV cache on every device: the fastest math on a
+    /// GPU (less exact: see README "GPU"), half the KV cache on the CPU at slower math.
     Bf16,
 }
 

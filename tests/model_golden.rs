@@ -51,21 +51,27 @@ fn int4_fixture_is_close_in_default_mode() {
     check("tiny-a-int4", Precision::Default, Kernels::Auto);
 }
 
-/// The form CUDA uses (stacked Q4_0 experts, routing on the device, indexed matvec for decode
-/// and grouped dequantized matmuls for prefill) through its CPU reference implementation.
+/// The form CUDA uses by default (stacked Q4_0 experts, routing on the device, indexed
+/// matvec for decode and grouped dequantized matmuls for prefill, bf16 projection weights and
+/// KV cache under f32 activations) through its CPU reference implementation: well inside the
+/// default mode's rules (mean |diff| under a tenth of its 0.25 here), and the same likelihood
+/// as candle's path up to the cache's bf16 rounding.
 #[test]
 fn int4_fixture_is_close_with_the_fused_kernels() {
     let fused = check("tiny-a-int4", Precision::Default, Kernels::Fused);
+    assert!(
+        fused.prompts.iter().all(|p| p.mean_diff < 0.05),
+        "{fused:#?}"
+    );
     let candle = check("tiny-a-int4", Precision::Default, Kernels::Candle);
     for (a, b) in fused.prompts.iter().zip(&candle.prompts) {
         assert!(
-            (a.nll_mean - b.nll_mean).abs() < 1e-4,
+            (a.nll_mean - b.nll_mean).abs() < 1e-3 * b.nll_mean,
             "{}: fused nll {} vs candle {}",
             a.prompt,
             a.nll_mean,
             b.nll_mean
         );
-        assert_eq!(a.greedy_match, b.greedy_match, "{}", a.prompt);
     }
 }
 

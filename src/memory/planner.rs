@@ -4,10 +4,11 @@
 //! What the model code allocates (COMMON.md, "Decisions already made"):
 //! - **Weights** as they sit after loading. Default mode: an int4 linear `[out, in]` becomes
 //!   Q4_0 = `out*in/32*18` bytes (its qzeros/scales are folded in); MXFP4 `*_blocks` become dense
-//!   in the activation dtype; every other tensor is `elements * activation bytes` (f32 = 4 on
+//!   in the storage dtype; every other tensor is `elements * storage bytes` (f32 = 4 on
 //!   CPU/Metal, bf16 = 2 on CUDA), except the embedding table, which stays bf16 on the host.
-//!   `--dtype f32`: everything is f32.
-//! - **KV cache**, in the activation dtype. Full-attention layers grow by
+//!   `--dtype f32`: everything is f32 (int4 experts stay Q4_0 on CUDA); `--dtype bf16`: 2.
+//!   Activations are f32 but in `--dtype bf16`.
+//! - **KV cache**, in the storage dtype. Full-attention layers grow by
 //!   `full_layers * 2 * kv_heads * head_dim * elt` bytes per token. Sliding layers cost a
 //!   constant ring of `sliding_window` positions plus [`SNAPSHOTS_BUDGETED`] snapshots of it.
 //! - **Prefill scratch** for one chunk of `c` tokens at context `n` (freed between chunks),
@@ -15,8 +16,10 @@
 //!   scores fit [`SCORES_BUDGET_BYTES`] (the model's policy, see [`Plan::chunk_tokens_for`]):
 //!   attention scores `SCORE_COPIES * heads * c * n * 4` (the model's attention holds about
 //!   [`SCORE_COPIES`] f32 tensors of that shape at its peak), a contiguous K/V copy
-//!   `2 * kv_heads * n * head_dim * elt`, activations
-//!   `c * (4*hidden + 2*heads*head_dim + 2*kv_heads*head_dim + experts + k*(3*intermediate + hidden)) * elt`,
+//!   `2 * kv_heads * n * head_dim * act`, activations
+//!   `c * (4*hidden + 2*heads*head_dim + 2*kv_heads*head_dim + experts + k*(3*intermediate + hidden)) * act`,
+//!   bf16 weights widened to f32 where the activations are f32 (the larger of the qkv matrix and
+//!   one expert's two),
 //!   the Q8_0 copy of activations Q4_0 matmuls make `c * max(hidden, intermediate) * 34/32`, and
 //!   one row of f32 logits.
 //! - **Overhead**: the runtime, tokenizer and allocator slack (CPU), or the CUDA context and
@@ -109,12 +112,14 @@ pub enum PlanError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     pub device: DeviceKind,
-    /// `auto` (the device's default mode) or `f32`.
+    /// `auto` (the device's default mode), `f32` or `bf16`.
     pub precision: &'static str,
     /// Prefill chunk size in tokens.
     pub chunk_tokens: usize,
-    /// Bytes per KV/activation element.
+    /// Bytes per KV (and 16-bit weight) element.
     pub kv_bytes_per_element: u64,
+    /// Bytes per activation element (4 but in `bf16` mode).
+    pub activation_bytes_per_element: u64,
     /// Weights in device memory (all weights except the host-side embedding).
     pub device_weight_bytes: u64,
     /// The embedding table kept on the host.
@@ -205,6 +210,7 @@ impl Plan {
             },
             chunk_tokens: chunk_tokens.max(1),
             kv_bytes_per_element: elt,
+            activation_bytes_per_element: if precision == DtypeChoice::Bf16 { 2 } else { 4 },
             device_weight_bytes,
             host_weight_bytes,
             kv_bytes_per_token: full * kv_per_layer_token,
@@ -260,8 +266,9 @@ impl Plan {
         let s = &self.shape;
         let n = context as u64;
         let c = self.chunk_tokens_for(context) as u64;
-        let elt = self.kv_bytes_per_element;
+        let elt = self.activation_bytes_per_element;
         let scores = SCORE_COPIES * s.heads * c * n * 4;
+        // The cache read for prefill attention, in the activations' dtype.
         let kv_copy = 2 * s.kv_heads * n * s.head_dim * elt;
         let per_token = 4 * s.hidden
             + 2 * s.heads * s.head_dim
@@ -269,12 +276,20 @@ impl Plan {
             + s.experts
             + s.experts_per_token * (3 * s.intermediate + s.hidden);
         let activations = c * per_token * elt;
+        // Weights narrower than the activations (bf16 under f32 on CUDA) are widened for a
+        // prefill chunk's matmul: the qkv projection, or a dequantized expert's two matrices.
+        let widened = if self.kv_bytes_per_element < elt {
+            let qkv = (s.heads + 2 * s.kv_heads) * s.head_dim * s.hidden;
+            4 * qkv.max(3 * s.intermediate * s.hidden)
+        } else {
+            0
+        };
         let q8 = if s.quantized_matmuls {
             c * s.hidden.max(s.intermediate) * 34 / 32
         } else {
             0
         };
-        scores + kv_copy + activations + q8 + s.vocab * 4
+        scores + kv_copy + activations + widened + q8 + s.vocab * 4
     }
 
     /// Everything the model needs at `context` tokens (excluding the safety margin).

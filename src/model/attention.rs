@@ -73,6 +73,8 @@ impl Attention {
                 .reshape((1, h * d))?;
             return Ok(self.o_weight.forward(&out)?.broadcast_add(&self.o_bias)?);
         }
+        // The cache may be narrower than the activations (bf16 under f32 on CUDA).
+        let (k_all, v_all) = (k_all.to_dtype(x.dtype())?, v_all.to_dtype(x.dtype())?);
         let (k_all, v_all) = if k_all.device().is_cpu() {
             (k_all, v_all)
         } else {

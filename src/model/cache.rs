@@ -143,11 +143,12 @@ impl KvCache {
         let start = self.len;
         match &mut self.layers[layer] {
             LayerCache::Full { k: kb, v: vb } => {
-                kb.slice_set(&k.contiguous()?, 1, start)?;
-                vb.slice_set(&v.contiguous()?, 1, start)?;
+                kb.slice_set(&k.to_dtype(self.dtype)?.contiguous()?, 1, start)?;
+                vb.slice_set(&v.to_dtype(self.dtype)?.contiguous()?, 1, start)?;
                 Ok((kb.narrow(1, 0, start + n)?, vb.narrow(1, 0, start + n)?, 0))
             }
             LayerCache::Sliding { kv } => {
+                let (k, v) = (&k.to_dtype(self.dtype)?, &v.to_dtype(self.dtype)?);
                 let (k_all, v_all) = match kv.take() {
                     Some((pk, pv)) => (Tensor::cat(&[&pk, k], 1)?, Tensor::cat(&[&pv, v], 1)?),
                     None => (k.clone(), v.clone()),

@@ -5,11 +5,11 @@
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
-use super::kernels::cpu_slice;
 #[cfg(feature = "cuda")]
 use super::kernels::cuda;
 #[cfg(any(feature = "cuda", test))]
-use super::kernels::launch::{Arg, Launch, MAX_GRID_Y, Module, contiguous_input, int};
+use super::kernels::launch::{Arg, Launch, Module, contiguous_input, grid_y, int};
+use super::kernels::{cpu_f32, cpu_slice};
 
 /// `q` [heads, d] (already scaled) attending over `k`, `v` [kv_heads, keys, d] (rows of d
 /// contiguous values, any stride between kv heads) with `sinks` [heads] f32: [heads, d] in
@@ -89,7 +89,7 @@ impl DecodeAttention {
         k: &Layout,
         v: &Layout,
         sinks: &Layout,
-        dtype: DType,
+        (dtype, kv_dtype): (DType, DType),
     ) -> candle_core::Result<(Vec<Launch>, Shape)> {
         let (heads, kv, keys, d) = self.dims(q, k, v)?;
         // The kernels split a block into groups of d threads for the values.
@@ -103,12 +103,14 @@ impl DecodeAttention {
                 .map(Arg::I64)
                 .map_err(|_| candle_core::Error::Msg(format!("decode attention: stride {s}")))
         };
-        let bf16 = match dtype {
-            DType::BF16 => true,
-            DType::F32 => false,
-            other => candle_core::bail!("decode attention: {other:?} is not supported"),
+        // Kernels by (q, cache) dtype; the output is q's.
+        let variant = match (dtype, kv_dtype) {
+            (DType::BF16, DType::BF16) => 0,
+            (DType::F32, DType::F32) => 1,
+            (DType::F32, DType::BF16) => 2,
+            other => candle_core::bail!("decode attention: q and cache of {other:?}"),
         };
-        let name = |bf16_name, f32_name| if bf16 { bf16_name } else { f32_name };
+        let name = |names: [&'static str; 3]| names[variant];
         let q_k_v = [
             contiguous_input(0, q, "q")?,
             Arg::Input {
@@ -146,16 +148,17 @@ impl DecodeAttention {
             args.extend(shapes);
             vec![Launch {
                 module: Module::Attention,
-                kernel: name("attention_decode_bf16", "attention_decode_f32"),
+                kernel: name([
+                    "attention_decode_bf16",
+                    "attention_decode_f32",
+                    "attention_decode_f32_bf16",
+                ]),
                 grid: (heads as u32, 1, 1),
                 block: (ATTENTION_THREADS as u32, 1, 1),
                 args,
             }]
         } else {
             let splits = keys.div_ceil(ATTENTION_THREADS);
-            if splits > MAX_GRID_Y {
-                candle_core::bail!("decode attention: {keys} keys in one launch");
-            }
             let part = Arg::Scratch {
                 slot: 0,
                 len: heads * splits * (d + 2),
@@ -165,17 +168,22 @@ impl DecodeAttention {
             args.extend(shapes);
             let split = Launch {
                 module: Module::Attention,
-                kernel: name("attention_decode_split_bf16", "attention_decode_split_f32"),
-                grid: (heads as u32, splits as u32, 1),
+                kernel: name([
+                    "attention_decode_split_bf16",
+                    "attention_decode_split_f32",
+                    "attention_decode_split_f32_bf16",
+                ]),
+                grid: (heads as u32, grid_y(splits, "key splits")?, 1),
                 block: (ATTENTION_THREADS as u32, 1, 1),
                 args,
             };
             let combine = Launch {
                 module: Module::Attention,
-                kernel: name(
-                    "attention_decode_combine_bf16",
-                    "attention_decode_combine_f32",
-                ),
+                kernel: if dtype == DType::BF16 {
+                    "attention_decode_combine_bf16"
+                } else {
+                    "attention_decode_combine_f32"
+                },
                 grid: (heads as u32, 1, 1),
                 block: (d as u32, 1, 1),
                 args: vec![
@@ -201,7 +209,7 @@ const MAX_HEAD_DIM: usize = 256;
 
 /// The reference: one head at a time, in f32.
 fn attend_cpu<T: candle_core::WithDType>(
-    q: &[T],
+    q: &[f32],
     k: &[T],
     v: &[T],
     sinks: &[f32],
@@ -215,10 +223,7 @@ fn attend_cpu<T: candle_core::WithDType>(
         let scores: Vec<f32> = (0..keys)
             .map(|j| {
                 let row = &k[group * k_stride + j * d..][..d];
-                q.iter()
-                    .zip(row)
-                    .map(|(a, b)| a.to_f64() as f32 * b.to_f64() as f32)
-                    .sum()
+                q.iter().zip(row).map(|(a, b)| a * b.to_f64() as f32).sum()
             })
             .collect();
         let top = scores.iter().copied().fold(sinks[head], f32::max);
@@ -259,18 +264,22 @@ impl CustomOp3 for DecodeAttention {
         };
         let sinks = cpu_slice::<f32>(sinks_storage, sinks_l, "sinks")?;
         let strides = (k_stride, v_stride);
-        let storage = match (k, v) {
+        let q_f32 = cpu_f32(q, q_l, "q")?;
+        let out = match (k, v) {
             (CpuStorage::F32(k), CpuStorage::F32(v)) => {
-                let q = cpu_slice::<f32>(q, q_l, "q")?;
-                let out = attend_cpu(q, &k[k_start..], &v[v_start..], sinks, dims, strides);
-                CpuStorage::F32(out)
+                attend_cpu(&q_f32, &k[k_start..], &v[v_start..], sinks, dims, strides)
             }
             (CpuStorage::BF16(k), CpuStorage::BF16(v)) => {
-                let q = cpu_slice::<half::bf16>(q, q_l, "q")?;
-                let out = attend_cpu(q, &k[k_start..], &v[v_start..], sinks, dims, strides);
+                attend_cpu(&q_f32, &k[k_start..], &v[v_start..], sinks, dims, strides)
+            }
+            _ => candle_core::bail!("decode attention: k and v must both be f32 or both bf16"),
+        };
+        // The output in q's dtype.
+        let storage = match q {
+            CpuStorage::BF16(_) => {
                 CpuStorage::BF16(out.into_iter().map(half::bf16::from_f32).collect())
             }
-            _ => candle_core::bail!("decode attention: q, k and v must all be f32 or all bf16"),
+            _ => CpuStorage::F32(out),
         };
         Ok((storage, Shape::from((heads, d))))
     }
@@ -289,7 +298,8 @@ impl CustomOp3 for DecodeAttention {
 
         let (sinks_storage, sinks_l) = self.sinks.storage_and_layout();
         let sinks = cuda::own_storage(&sinks_storage, "decode attention: the sinks")?;
-        let (launches, shape) = self.launches(q_l, k_l, v_l, sinks_l, q.dtype())?;
+        let dtypes = (q.dtype(), k.dtype());
+        let (launches, shape) = self.launches(q_l, k_l, v_l, sinks_l, dtypes)?;
         let out = cuda::run(q.device(), &launches, &[q, k, v, sinks])?;
         Ok((out, shape))
     }
@@ -373,23 +383,32 @@ mod tests {
                     .narrow(1, 3, keys)
             };
             let (k, v) = (cache(0.0)?, cache(0.5)?);
-            for (dtype, tolerance) in [(DType::F32, 1e-5), (DType::BF16, 2e-2)] {
-                let [q, k, v] = [&q, &k, &v].map(|t| t.to_dtype(dtype));
-                let (q, k, v) = (q?, k?, v?);
+            for (dtype, kv_dtype, tolerance) in [
+                (DType::F32, DType::F32, 1e-5),
+                (DType::BF16, DType::BF16, 2e-2),
+                (DType::F32, DType::BF16, 1e-5),
+            ] {
+                let q = q.to_dtype(dtype)?;
+                let (k, v) = (k.to_dtype(kv_dtype)?, v.to_dtype(kv_dtype)?);
                 let out = attention_decode(&q, &k, &v, &sinks)?;
                 let op = DecodeAttention {
                     sinks: sinks.clone(),
                     split_from,
                 };
-                let (launches, _) =
-                    op.launches(q.layout(), k.layout(), v.layout(), sinks.layout(), dtype)?;
+                let (launches, _) = op.launches(
+                    q.layout(),
+                    k.layout(),
+                    v.layout(),
+                    sinks.layout(),
+                    (dtype, kv_dtype),
+                )?;
                 assert_eq!(launches.len(), if keys < split_from { 1 } else { 2 });
                 let inputs = [&q, &k, &v, &sinks].map(emu::cpu_storage);
                 let got = emu::run(&launches, &inputs);
                 let diff = emu::max_diff(&got, &emu::cpu_storage(&out));
                 assert!(
                     diff < tolerance,
-                    "{dtype:?} d {d} keys {keys}: max |diff| {diff}"
+                    "{dtype:?}/{kv_dtype:?} d {d} keys {keys}: max |diff| {diff}"
                 );
             }
         }

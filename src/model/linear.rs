@@ -1,9 +1,16 @@
 //! Dense Linear weights [out, in]. On the CPU, 16-bit checkpoint weights stay bf16 (half the
 //! bytes to stream per token) and run through a bf16 x f32 kernel that accumulates in f32, so
-//! results equal the f32 matmul up to summation order; elsewhere a plain tensor.
+//! results equal the f32 matmul up to summation order; elsewhere a plain tensor, bf16 on CUDA
+//! in the default mode, multiplied with f32 activations by `kernels/dense.cu` for decode.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor};
 use half::bf16;
+
+use super::kernels::cpu_slice;
+#[cfg(feature = "cuda")]
+use super::kernels::cuda;
+#[cfg(any(feature = "cuda", test))]
+use super::kernels::launch::{Arg, Launch, Module, aligned_input, contiguous_input, grid_y, int};
 
 use super::quant::tokens_major;
 
@@ -85,10 +92,16 @@ impl Linear {
         }
     }
 
-    /// `x` [m, in] -> [m, out].
+    /// `x` [m, in] -> [m, out], in x's dtype.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::Tensor(w) => x.matmul(&w.t()?),
+            Self::Tensor(w) if w.dtype() == x.dtype() => x.matmul(&w.t()?),
+            // bf16 weights with f32 activations (CUDA's default): a matvec kernel for decode,
+            // the weight widened to f32 for a prefill chunk's matmul.
+            Self::Tensor(w) if x.dim(0)? <= KERNEL_MAX_ROWS && w.dtype() == DType::BF16 => {
+                bf16_matvec(x, w)
+            }
+            Self::Tensor(w) => x.matmul(&w.to_dtype(x.dtype())?.t()?),
             Self::Bf16Cpu { values, rows, cols } => {
                 let m = x.dim(0)?;
                 if m > KERNEL_MAX_ROWS {
@@ -101,6 +114,97 @@ impl Linear {
                 Tensor::from_vec(out, (m, *rows), x.device())?.to_dtype(x.dtype())
             }
         }
+    }
+}
+
+/// `x` [m, cols] f32 times the transpose of `w` [rows, cols] bf16, in f32: [m, rows] f32.
+fn bf16_matvec(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    x.to_dtype(DType::F32)?
+        .contiguous()?
+        .apply_op2_no_bwd(&w.contiguous()?, &Bf16Matvec)
+}
+
+/// The op behind [`bf16_matvec`]; on CUDA `kernels/dense.cu`.
+struct Bf16Matvec;
+
+impl Bf16Matvec {
+    /// (m, rows, cols), checked.
+    fn dims(x: &Layout, w: &Layout) -> candle_core::Result<(usize, usize, usize)> {
+        let (m, cols) = x.shape().dims2()?;
+        let (rows, w_cols) = w.shape().dims2()?;
+        if w_cols != cols || !cols.is_multiple_of(2) {
+            candle_core::bail!(
+                "bf16 matvec: x {:?} and w {:?} (even columns)",
+                x.dims(),
+                w.dims()
+            );
+        }
+        Ok((m, rows, cols))
+    }
+
+    /// The CUDA launch (inputs: x, w): a warp per output row, 4 rows a block, a grid row per
+    /// token.
+    #[cfg(any(feature = "cuda", test))]
+    fn launch(x: &Layout, w: &Layout) -> candle_core::Result<(Launch, Shape)> {
+        let (m, rows, cols) = Self::dims(x, w)?;
+        let launch = Launch {
+            module: Module::Dense,
+            kernel: "bf16_matvec_f32",
+            grid: (rows.div_ceil(4) as u32, grid_y(m, "tokens")?, 1),
+            block: (32, 4, 1),
+            args: vec![
+                // Read two weights (32 bits) at a time.
+                aligned_input(1, w, 2, "bf16 matvec weights")?,
+                contiguous_input(0, x, "x")?,
+                Arg::Output {
+                    dtype: DType::F32,
+                    len: m * rows,
+                },
+                int(rows, "rows")?,
+                int(cols, "cols")?,
+            ],
+        };
+        Ok((launch, Shape::from((m, rows))))
+    }
+}
+
+impl CustomOp2 for Bf16Matvec {
+    fn name(&self) -> &'static str {
+        "bf16-matvec"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_l: &Layout,
+        w: &CpuStorage,
+        w_l: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, rows, cols) = Self::dims(x_l, w_l)?;
+        let x = cpu_slice::<f32>(x, x_l, "x")?;
+        let w = cpu_slice::<bf16>(w, w_l, "weights")?;
+        let mut out = Vec::with_capacity(m * rows);
+        for xt in x.chunks_exact(cols) {
+            out.extend(
+                w.chunks_exact(cols)
+                    .map(|row| row.iter().zip(xt).map(|(w, x)| w.to_f32() * x).sum::<f32>()),
+            );
+        }
+        Ok((CpuStorage::F32(out), Shape::from((m, rows))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        x_l: &Layout,
+        w: &candle_core::CudaStorage,
+        w_l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+
+        let (launch, shape) = Self::launch(x_l, w_l)?;
+        Ok((cuda::run(x.device(), &[launch], &[x, w])?, shape))
     }
 }
 
@@ -271,6 +375,44 @@ mod tests {
         // Values that bf16 cannot hold stay f32.
         let lossy = Linear::new(vec![0.1; 4], 2, 2, DType::F32, &Device::Cpu, true)?;
         assert!(matches!(lossy, Linear::Tensor(_)));
+        Ok(())
+    }
+
+    #[test]
+    fn bf16_weights_with_f32_activations_match_the_f32_matmul() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.1, (70, 96), &dev)?.to_dtype(DType::BF16)?;
+        let linear = Linear::Tensor(w.clone());
+        let exact = |x: &Tensor| x.matmul(&w.to_dtype(DType::F32)?.t()?);
+        // Decode (the matvec op) and prefill (the widened weight) sizes.
+        for m in [1, 3, KERNEL_MAX_ROWS + 5] {
+            let x = Tensor::randn(0f32, 1.0, (m, 96), &dev)?;
+            let got = linear.forward(&x)?;
+            assert_eq!(got.dtype(), DType::F32);
+            let diff = (got - exact(&x)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "m {m}: max |diff| {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_cuda_bf16_matvec_kernel_emulated_equals_the_cpu_op() -> candle_core::Result<()> {
+        use crate::model::kernels::emu;
+        if !emu::available() {
+            return Ok(());
+        }
+        let dev = Device::Cpu;
+        // Rows not a multiple of a block's 4 warps; 2880 columns (gpt-oss's hidden size:
+        // 1440 pairs, not a multiple of a warp's 32 lanes); a weight view 2 rows in.
+        let w = Tensor::randn(0f32, 0.1, (39, 2880), &dev)?
+            .to_dtype(DType::BF16)?
+            .narrow(0, 2, 37)?;
+        let x = Tensor::randn(0f32, 1.0, (3, 2880), &dev)?;
+        let (launch, _) = Bf16Matvec::launch(x.layout(), w.layout())?;
+        let got = emu::run(&[launch], &[emu::cpu_storage(&x), emu::cpu_storage(&w)]);
+        let want = emu::cpu_storage(&bf16_matvec(&x, &w)?);
+        let diff = emu::max_diff(&got, &want);
+        assert!(diff < 1e-4, "max |diff| {diff}");
         Ok(())
     }
 }

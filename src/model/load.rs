@@ -63,6 +63,8 @@ pub(super) struct Builder<'a> {
     pub config: &'a Config,
     pub device: &'a Device,
     pub dtype: DType,
+    /// 16-bit dense weights' dtype (see `Precision::storage_dtype`).
+    pub weight_dtype: DType,
     pub precision: Precision,
     pub bytes: u64,
     pub kernels: Kernels,
@@ -78,11 +80,18 @@ impl<'a> Builder<'a> {
         Self {
             config,
             device,
-            dtype: precision.activation_dtype(device),
+            dtype: precision.activation_dtype(),
+            weight_dtype: precision.storage_dtype(device, kernels),
             precision,
             bytes: 0,
             kernels,
         }
+    }
+
+    /// Whether 16-bit weights stay bf16 host values for the CPU's own kernel (the CPU's
+    /// default mode), rather than tensors of `weight_dtype`.
+    fn host_bf16(&self) -> bool {
+        self.precision.keeps_quantized() && !self.kernels.fused_on(self.device)
     }
 
     fn dense<S: Into<Shape>>(&mut self, values: Vec<f32>, shape: S) -> Result<Tensor, ModelError> {
@@ -100,8 +109,15 @@ impl<'a> Builder<'a> {
         rows: usize,
         cols: usize,
     ) -> Result<Linear, ModelError> {
-        let prefer_bf16 = self.precision.keeps_quantized();
-        let linear = Linear::new(values, rows, cols, self.dtype, self.device, prefer_bf16)?;
+        let prefer_bf16 = self.host_bf16();
+        let linear = Linear::new(
+            values,
+            rows,
+            cols,
+            self.weight_dtype,
+            self.device,
+            prefer_bf16,
+        )?;
         self.bytes += linear.bytes();
         Ok(linear)
     }
@@ -257,9 +273,9 @@ impl<'a> Builder<'a> {
                     values,
                     c.vocab_size,
                     c.hidden_size,
-                    self.dtype,
+                    self.weight_dtype,
                     self.device,
-                    self.precision.keeps_quantized(),
+                    self.host_bf16(),
                 )?;
                 self.bytes += linear.bytes();
                 linear
@@ -275,6 +291,7 @@ impl<'a> Builder<'a> {
             config: c.clone(),
             device: self.device.clone(),
             dtype: self.dtype,
+            kv_dtype: self.precision.storage_dtype(self.device, self.kernels),
             layout,
             weight_bytes: self.bytes + embedding.bytes.bytes().len() as u64,
             embedding,

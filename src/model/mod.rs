@@ -39,16 +39,18 @@ use rope::Rope;
 /// How weights and activations are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
-    /// Fastest on the device: Q4_0 experts for int4 builds, activations f32 on CPU and Metal,
-    /// bf16 on CUDA (f32 on GPUs older than compute capability 8.0, for which candle has no
-    /// bf16 kernels).
+    /// Q4_0 experts for int4 builds, f32 activations, 16-bit weights and (on CUDA) the KV cache
+    /// kept in bf16: the weights stream at their stored size while every sum and the residual
+    /// stream stay f32 (bf16 activations put the tiny fixtures on a knife edge, see `Bf16`).
     #[default]
     Default,
     /// f32 activations and every weight as f32, except int4 experts where the fused kernels
     /// run: those stay Q4_0 (lossless; dense f32 experts of the real model need 84 GB). Slow
     /// and exact.
     F32,
-    /// As `Default`, with bf16 activations (and KV cache) on every device.
+    /// As `Default`, with bf16 activations (and KV cache) on every device: the fastest math
+    /// on a GPU, and a knife edge for the tiny fixtures (which prompt breaks the default
+    /// mode's rules depends only on rounding order).
     Bf16,
 }
 
@@ -68,12 +70,30 @@ impl Precision {
         self != Self::F32
     }
 
-    /// The activation (and dense weight) dtype on `device`.
-    pub fn activation_dtype(self, device: &Device) -> DType {
-        match (self, device) {
-            (Self::Default, Device::Cuda(gpu)) if cuda_has_bf16(gpu) => DType::BF16,
-            (Self::Bf16, _) => DType::BF16,
-            _ => DType::F32,
+    /// The activation dtype: the residual stream, norms and every sum's result.
+    pub fn activation_dtype(self) -> DType {
+        match self {
+            Self::Bf16 => DType::BF16,
+            Self::Default | Self::F32 => DType::F32,
+        }
+    }
+
+    /// The dtype of 16-bit dense weights (attention projections, lm_head) where they are
+    /// tensors, and of the KV cache: in the default mode bf16 where the fused kernels run (on
+    /// a GPU with bf16 kernels, and on the CPU with `--kernels fused`, which runs CUDA's path
+    /// through its CPU twins), so weights stream at their stored size and the cache takes half
+    /// the memory while every sum stays f32. Otherwise the activation dtype (the CPU's default
+    /// mode keeps 16-bit weights as bf16 host values instead, see `Linear`).
+    pub fn storage_dtype(self, device: &Device, kernels: Kernels) -> DType {
+        let gpu_path = match device {
+            Device::Cuda(gpu) => cuda_has_bf16(gpu),
+            Device::Cpu => true,
+            Device::Metal(_) => false,
+        };
+        if self == Self::Default && kernels.fused_on(device) && gpu_path {
+            DType::BF16
+        } else {
+            self.activation_dtype()
         }
     }
 }
@@ -215,6 +235,7 @@ pub struct GptOss {
     config: Config,
     device: Device,
     dtype: DType,
+    kv_dtype: DType,
     layout: Layout,
     embedding: Embedding,
     layers: Vec<Layer>,
@@ -294,7 +315,7 @@ impl GptOss {
         let size = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
         let c = &self.config;
         let kv_per_position =
-            (2 * c.num_key_value_heads * c.head_dim * self.dtype.size_in_bytes()) as u64;
+            (2 * c.num_key_value_heads * c.head_dim * self.kv_dtype.size_in_bytes()) as u64;
         let mut total = self.lm_head.bytes() + size(&self.norm);
         for layer in &self.layers {
             let a = &layer.attention;
@@ -316,7 +337,7 @@ impl GptOss {
 
     /// An empty KV cache for up to `context_limit` tokens.
     pub fn new_cache(&self, context_limit: usize) -> Result<KvCache, ModelError> {
-        KvCache::new(&self.config, context_limit, self.dtype, &self.device)
+        KvCache::new(&self.config, context_limit, self.kv_dtype, &self.device)
     }
 
     /// Runs `ids` at positions `cache.len()..`, appends them to the cache and returns logits

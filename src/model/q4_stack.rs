@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Shape
 #[cfg(feature = "cuda")]
 use super::kernels::cuda;
 #[cfg(any(feature = "cuda", test))]
-use super::kernels::launch::{Arg, Launch, MAX_GRID_Y, Module, contiguous_input, int};
+use super::kernels::launch::{Arg, Launch, Module, aligned_input, contiguous_input, grid_y, int};
 use super::kernels::{cpu_f32, cpu_slice};
 use super::quant::{Q4_0_BLOCK_BYTES, Q4_0_BLOCK_LEN, q4_0_dequantize, q4_0_matmul};
 
@@ -149,14 +149,8 @@ impl IndexedMatvec {
     ) -> candle_core::Result<(Launch, Shape)> {
         let (tokens, top_k, slots) = self.dims(x, ids)?;
         let pairs = tokens * top_k;
-        if pairs > MAX_GRID_Y {
-            candle_core::bail!("indexed Q4_0 matvec: {pairs} (token, expert) pairs in one launch");
-        }
-        let weights = contiguous_input(1, w, "weights")?;
-        if matches!(weights, Arg::Input { offset, .. } if !offset.is_multiple_of(2)) {
-            // The kernel reads the blocks' f16 scales and quants 16 bits at a time.
-            candle_core::bail!("indexed Q4_0 matvec: the weights start at an odd byte");
-        }
+        // The kernel reads the blocks' f16 scales and quants 16 bits at a time.
+        let weights = aligned_input(1, w, 2, "Q4_0 expert weights")?;
         let launch = Launch {
             module: Module::Moe,
             kernel: match x_dtype {
@@ -164,7 +158,11 @@ impl IndexedMatvec {
                 DType::F32 => "q4_0_indexed_matvec_f32",
                 other => candle_core::bail!("indexed Q4_0 matvec: x of {other:?}"),
             },
-            grid: (self.rows.div_ceil(WARPS_PER_BLOCK) as u32, pairs as u32, 1),
+            grid: (
+                self.rows.div_ceil(WARPS_PER_BLOCK) as u32,
+                grid_y(pairs, "(token, expert) pairs")?,
+                1,
+            ),
             block: (32, WARPS_PER_BLOCK as u32, 1),
             args: vec![
                 weights,
@@ -264,10 +262,7 @@ impl DequantizeExpert {
     /// The CUDA launch: one thread per Q4_0 block, bf16 or f32 out.
     #[cfg(any(feature = "cuda", test))]
     fn launch(&self, w: &Layout) -> candle_core::Result<Launch> {
-        let weights = contiguous_input(0, w, "weights")?;
-        if matches!(weights, Arg::Input { offset, .. } if !offset.is_multiple_of(2)) {
-            candle_core::bail!("Q4_0 dequantize: the weights start at an odd byte");
-        }
+        let weights = aligned_input(0, w, 2, "Q4_0 expert weights")?;
         let (dtype, kernel) = match self.dtype {
             DType::BF16 => (DType::BF16, "q4_0_dequantize_expert_bf16"),
             _ => (DType::F32, "q4_0_dequantize_expert_f32"),

@@ -39,19 +39,20 @@ __device__ float block_reduce(float value, float* red, bool is_max) {
     return result;
 }
 
-// One block per head; blockDim.x a power of two and a multiple of d (d <= MAX_HEAD_DIM).
-template <typename T>
-__device__ void attention_decode(const T* __restrict__ q, const T* __restrict__ k,
-                                 const T* __restrict__ v, const float* __restrict__ sinks,
-                                 float* __restrict__ scratch, T* __restrict__ out, int heads,
+// One block per head; blockDim.x a power of two and a multiple of d (d <= MAX_HEAD_DIM). q and
+// out are Q (f32 or bf16), the cache KV (f32 or bf16); every sum is f32.
+template <typename Q, typename KV>
+__device__ void attention_decode(const Q* __restrict__ q, const KV* __restrict__ k,
+                                 const KV* __restrict__ v, const float* __restrict__ sinks,
+                                 float* __restrict__ scratch, Q* __restrict__ out, int heads,
                                  int kv_heads, int keys, int d, long long k_head_stride,
                                  long long v_head_stride) {
     __shared__ float q_s[MAX_HEAD_DIM];
     __shared__ float red[1024];
     const int head = blockIdx.x;
     const int kv = head / (heads / kv_heads);
-    const T* k_head = k + kv * k_head_stride;
-    const T* v_head = v + kv * v_head_stride;
+    const KV* k_head = k + kv * k_head_stride;
+    const KV* v_head = v + kv * v_head_stride;
     float* scores = scratch + (size_t)head * keys;
     for (int i = threadIdx.x; i < d; i += blockDim.x) {
         q_s[i] = load_f(q[(size_t)head * d + i]);
@@ -61,7 +62,7 @@ __device__ void attention_decode(const T* __restrict__ q, const T* __restrict__ 
     // Scores and their maximum (the sink joins the softmax as one more logit).
     float local_max = -INFINITY;
     for (int j = threadIdx.x; j < keys; j += blockDim.x) {
-        const T* row = k_head + (size_t)j * d;
+        const KV* row = k_head + (size_t)j * d;
         float s = 0.0f;
         for (int i = 0; i < d; i++) {
             s += q_s[i] * load_f(row[i]);
@@ -105,8 +106,8 @@ extern "C" __global__ void attention_decode_bf16(
     const __nv_bfloat16* __restrict__ v, const float* __restrict__ sinks,
     float* __restrict__ scratch, __nv_bfloat16* __restrict__ out, int heads, int kv_heads,
     int keys, int d, long long k_head_stride, long long v_head_stride) {
-    attention_decode<__nv_bfloat16>(q, k, v, sinks, scratch, out, heads, kv_heads, keys, d,
-                                    k_head_stride, v_head_stride);
+    attention_decode(q, k, v, sinks, scratch, out, heads, kv_heads, keys, d, k_head_stride,
+                     v_head_stride);
 }
 
 extern "C" __global__ void attention_decode_f32(
@@ -114,16 +115,26 @@ extern "C" __global__ void attention_decode_f32(
     const float* __restrict__ sinks, float* __restrict__ scratch, float* __restrict__ out,
     int heads, int kv_heads, int keys, int d, long long k_head_stride,
     long long v_head_stride) {
-    attention_decode<float>(q, k, v, sinks, scratch, out, heads, kv_heads, keys, d,
-                            k_head_stride, v_head_stride);
+    attention_decode(q, k, v, sinks, scratch, out, heads, kv_heads, keys, d, k_head_stride,
+                     v_head_stride);
+}
+
+// f32 queries over a bf16 cache (CUDA's default mode).
+extern "C" __global__ void attention_decode_f32_bf16(
+    const float* __restrict__ q, const __nv_bfloat16* __restrict__ k,
+    const __nv_bfloat16* __restrict__ v, const float* __restrict__ sinks,
+    float* __restrict__ scratch, float* __restrict__ out, int heads, int kv_heads, int keys,
+    int d, long long k_head_stride, long long v_head_stride) {
+    attention_decode(q, k, v, sinks, scratch, out, heads, kv_heads, keys, d, k_head_stride,
+                     v_head_stride);
 }
 
 // One block per (head, split): keys [split * blockDim.x, ...) of the head, one thread per key
 // for the scores. Writes part[head, split] = (sum_j e^(s_j - m) v_j [d values], m, sum_j
 // e^(s_j - m)), the block's maximum score m, unnormalised.
-template <typename T>
-__device__ void attention_decode_split(const T* __restrict__ q, const T* __restrict__ k,
-                                       const T* __restrict__ v, float* __restrict__ part,
+template <typename Q, typename KV>
+__device__ void attention_decode_split(const Q* __restrict__ q, const KV* __restrict__ k,
+                                       const KV* __restrict__ v, float* __restrict__ part,
                                        int heads, int kv_heads, int keys, int d,
                                        long long k_head_stride, long long v_head_stride) {
     __shared__ float q_s[MAX_HEAD_DIM];
@@ -133,8 +144,8 @@ __device__ void attention_decode_split(const T* __restrict__ q, const T* __restr
     const int kv = head / (heads / kv_heads);
     const int first = split * blockDim.x;
     const int count = min((int)blockDim.x, keys - first);
-    const T* k_head = k + kv * k_head_stride + (size_t)first * d;
-    const T* v_head = v + kv * v_head_stride + (size_t)first * d;
+    const KV* k_head = k + kv * k_head_stride + (size_t)first * d;
+    const KV* v_head = v + kv * v_head_stride + (size_t)first * d;
     for (int i = threadIdx.x; i < d; i += blockDim.x) {
         q_s[i] = load_f(q[(size_t)head * d + i]);
     }
@@ -142,7 +153,7 @@ __device__ void attention_decode_split(const T* __restrict__ q, const T* __restr
 
     float score = -INFINITY;
     if ((int)threadIdx.x < count) {
-        const T* row = k_head + (size_t)threadIdx.x * d;
+        const KV* row = k_head + (size_t)threadIdx.x * d;
         score = 0.0f;
         for (int i = 0; i < d; i++) {
             score += q_s[i] * load_f(row[i]);
@@ -203,16 +214,24 @@ extern "C" __global__ void attention_decode_split_bf16(
     const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
     const __nv_bfloat16* __restrict__ v, float* __restrict__ part, int heads, int kv_heads,
     int keys, int d, long long k_head_stride, long long v_head_stride) {
-    attention_decode_split<__nv_bfloat16>(q, k, v, part, heads, kv_heads, keys, d,
-                                          k_head_stride, v_head_stride);
+    attention_decode_split(q, k, v, part, heads, kv_heads, keys, d, k_head_stride,
+                           v_head_stride);
 }
 
 extern "C" __global__ void attention_decode_split_f32(
     const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
     float* __restrict__ part, int heads, int kv_heads, int keys, int d,
     long long k_head_stride, long long v_head_stride) {
-    attention_decode_split<float>(q, k, v, part, heads, kv_heads, keys, d, k_head_stride,
-                                  v_head_stride);
+    attention_decode_split(q, k, v, part, heads, kv_heads, keys, d, k_head_stride,
+                           v_head_stride);
+}
+
+extern "C" __global__ void attention_decode_split_f32_bf16(
+    const float* __restrict__ q, const __nv_bfloat16* __restrict__ k,
+    const __nv_bfloat16* __restrict__ v, float* __restrict__ part, int heads, int kv_heads,
+    int keys, int d, long long k_head_stride, long long v_head_stride) {
+    attention_decode_split(q, k, v, part, heads, kv_heads, keys, d, k_head_stride,
+                           v_head_stride);
 }
 
 extern "C" __global__ void attention_decode_combine_bf16(const float* __restrict__ part,

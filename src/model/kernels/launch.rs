@@ -13,6 +13,8 @@ pub enum Module {
     Moe,
     /// `attention.cu`.
     Attention,
+    /// `dense.cu`.
+    Dense,
 }
 
 /// One kernel argument.
@@ -88,6 +90,31 @@ pub fn contiguous_input(index: usize, layout: &Layout, what: &str) -> candle_cor
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))?;
     Ok(Arg::Input { index, offset })
+}
+
+/// [`contiguous_input`] for a kernel that reads it `align` elements at a time: its first
+/// element must sit at a multiple of `align`.
+pub fn aligned_input(
+    index: usize,
+    layout: &Layout,
+    align: usize,
+    what: &str,
+) -> candle_core::Result<Arg> {
+    let arg = contiguous_input(index, layout, what)?;
+    match arg {
+        Arg::Input { offset, .. } if !offset.is_multiple_of(align) => candle_core::bail!(
+            "{what} start at element {offset}, not a multiple of {align} as the kernel reads them"
+        ),
+        arg => Ok(arg),
+    }
+}
+
+/// A grid's y extent of `n`, within CUDA's limit.
+pub fn grid_y(n: usize, what: &str) -> candle_core::Result<u32> {
+    if n > MAX_GRID_Y {
+        candle_core::bail!("{n} {what} in one launch (CUDA's grid takes {MAX_GRID_Y})");
+    }
+    Ok(n as u32)
 }
 
 /// A usize that the kernel takes as an `int`.

@@ -69,6 +69,9 @@ pub mod cuda {
     /// The attention kernels.
     pub const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
     pub const ATTENTION_MODULE: &str = "ossterm_attention";
+    /// The dense (bf16-weight) kernels.
+    pub const DENSE_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/dense.ptx"));
+    pub const DENSE_MODULE: &str = "ossterm_dense";
 
     /// An input buffer, typed as its storage is.
     enum Input<'a> {
@@ -140,6 +143,7 @@ pub mod cuda {
         let (module, ptx) = match launch.module {
             Module::Moe => (MODULE, PTX),
             Module::Attention => (ATTENTION_MODULE, ATTENTION_PTX),
+            Module::Dense => (DENSE_MODULE, DENSE_PTX),
         };
         let func = dev.get_or_load_custom_func(launch.kernel, module, ptx)?;
         let mut views = Vec::new();

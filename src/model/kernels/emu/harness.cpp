@@ -34,6 +34,9 @@ namespace moe {
 namespace attention {
 #include "../attention.cu"
 }
+namespace dense {
+#include "../dense.cu"
+}
 
 namespace {
 
@@ -187,10 +190,13 @@ const std::vector<std::pair<std::string, Kernel>>& kernels() {
         KERNEL(moe, moe_combine_bf16),
         KERNEL(attention, attention_decode_f32),
         KERNEL(attention, attention_decode_bf16),
+        KERNEL(attention, attention_decode_f32_bf16),
+        KERNEL(attention, attention_decode_split_f32_bf16),
         KERNEL(attention, attention_decode_split_f32),
         KERNEL(attention, attention_decode_split_bf16),
         KERNEL(attention, attention_decode_combine_f32),
         KERNEL(attention, attention_decode_combine_bf16),
+        KERNEL(dense, bf16_matvec_f32),
     };
     return table;
 }

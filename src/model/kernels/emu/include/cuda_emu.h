@@ -85,6 +85,12 @@ inline float __int_as_float(int i) {
     return f;
 }
 
+inline float __uint_as_float(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 inline int __float_as_int(float f) {
     int i;
     memcpy(&i, &f, 4);
