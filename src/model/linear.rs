@@ -101,7 +101,7 @@ impl Linear {
             Self::Tensor(w) if x.dim(0)? <= KERNEL_MAX_ROWS && w.dtype() == DType::BF16 => {
                 bf16_matvec(x, w)
             }
-            Self::Tensor(w) => x.matmul(&w.to_dtype(x.dtype())?.t()?),
+            Self::Tensor(w) => widened_matmul(x, w),
             Self::Bf16Cpu { values, rows, cols } => {
                 let m = x.dim(0)?;
                 if m > KERNEL_MAX_ROWS {
@@ -115,6 +115,29 @@ impl Linear {
             }
         }
     }
+}
+
+/// Output rows widened at a time for a prefill matmul: 8,192 rows of gpt-oss's 2,880 columns
+/// are 94 MB of f32 (the planner's widened-weight scratch covers the larger qkv matrix), where
+/// lm_head widened whole would be 2.3 GB.
+const WIDEN_ROWS: usize = 8192;
+
+/// `x` [m, cols] times the transpose of `w` [rows, cols] of another dtype, `w` widened to x's
+/// dtype a block of rows at a time.
+fn widened_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let rows = w.dim(0)?;
+    let block = |start: usize| -> candle_core::Result<Tensor> {
+        let len = WIDEN_ROWS.min(rows - start);
+        x.matmul(&w.narrow(0, start, len)?.to_dtype(x.dtype())?.t()?)
+    };
+    if rows <= WIDEN_ROWS {
+        return block(0);
+    }
+    let parts = (0..rows)
+        .step_by(WIDEN_ROWS)
+        .map(block)
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 1)
 }
 
 /// `x` [m, cols] f32 times the transpose of `w` [rows, cols] bf16, in f32: [m, rows] f32.
@@ -392,6 +415,19 @@ mod tests {
             let diff = (got - exact(&x)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(diff < 1e-5, "m {m}: max |diff| {diff}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn prefill_widens_a_tall_weight_in_blocks() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.1, (WIDEN_ROWS + 70, 8), &dev)?.to_dtype(DType::BF16)?;
+        let x = Tensor::randn(0f32, 1.0, (KERNEL_MAX_ROWS + 1, 8), &dev)?;
+        let got = Linear::Tensor(w.clone()).forward(&x)?;
+        let exact = x.matmul(&w.to_dtype(DType::F32)?.t()?)?;
+        assert_eq!(got.dims(), exact.dims());
+        let diff = (got - exact)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "max |diff| {diff}");
         Ok(())
     }
 
