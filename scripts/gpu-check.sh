@@ -4,7 +4,8 @@
 #
 #   scripts/gpu-check.sh prepare   # here: CUDA build, then target/gpu-check/ (binary + fixtures)
 #   scripts/gpu-check.sh run       # there, from the repo root with target/gpu-check carried
-#   scripts/gpu-check.sh run --compare   # also candle's kernels (verify + bench), for A/B
+#   scripts/gpu-check.sh run --compare   # also candle's kernels (verify + bench) and a bf16
+#                                        # bench, for A/B
 #
 # `run` needs the CUDA 13 runtime libraries (cuBLAS, cuRAND, nvrtc) that PyTorch's cu130 wheels
 # ship; it finds them under python3's site-packages. It prints one summary at the end and
@@ -14,10 +15,10 @@
 # side is wrong.
 #
 # Reading verify: its f32 lines are the strict check of the kernels (the fused path with f32
-# activations, Q4_0 experts, f32 tolerances). Its default lines run bf16 activations, on which
-# the tiny fixtures sit on a knife edge: on the CPU, `--dtype bf16` breaks the default mode's
-# mean-|diff| or argmax rule on one prompt or another depending only on rounding order (see
-# README "GPU"), so a default-mode failure with every f32 line passing is bf16, not a kernel.
+# activations, Q4_0 experts, f32 tolerances). Its default lines run CUDA's default layout (f32
+# activations over bf16 weights and KV cache), whose CPU twin (`--kernels fused` on the CPU)
+# stays at a tenth of the default tolerances. Not run here: `--dtype bf16`, on which the tiny
+# fixtures sit on a knife edge (README "GPU").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=target/gpu-check
@@ -83,6 +84,7 @@ run() {
   step bench-fused 150 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --pp 512 --tg 128 --depth 0,8192 --json
   if [ "$compare" = --compare ]; then
     step bench-candle 120 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --kernels candle --pp 512 --tg 32 --depth 0 --json
+    step bench-bf16 120 "$bin" bench --synthetic gpt-oss-20b --device cuda:0 --dtype bf16 --pp 512 --tg 64 --depth 0 --json
   fi
   echo "---- summary ($(cat "$out/gpu.txt"))"
   cat "$out/summary.txt"
@@ -90,7 +92,7 @@ run() {
     [ -f "$out/$name.txt" ] || continue
     grep -E "^(tiny-|PASS|FAIL)" "$out/$name.txt" | sed "s/^/$name: /" || true
   done
-  for name in bench-fused bench-candle; do
+  for name in bench-fused bench-candle bench-bf16; do
     [ -f "$out/$name.txt" ] || continue
     python3 - "$out/$name.txt" "$name" <<'EOF' || true
 import json, sys
