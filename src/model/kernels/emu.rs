@@ -20,21 +20,42 @@ use candle_core::{CpuStorage, DType, Tensor};
 
 use super::launch::{Arg, Launch, output_of};
 
-/// The compiled harness, or why there is none.
+/// The compiled harness, or why there is none. Built once per version of the sources (kept
+/// in the temp folder under their hash, so test runs share it).
 fn harness() -> &'static Result<PathBuf, String> {
     static HARNESS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     HARNESS.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model/kernels/emu");
-        let dir = std::env::temp_dir().join(format!("ossterm-kernel-emu-{}", std::process::id()));
+        let kernels = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model/kernels");
+        let src = kernels.join("emu");
+        let sources = [
+            src.join("harness.cpp"),
+            src.join("include/cuda_emu.h"),
+            kernels.join("q4_0_moe.cu"),
+            kernels.join("attention.cu"),
+            kernels.join("dense.cu"),
+        ];
+        let mut hasher = std::hash::DefaultHasher::new();
+        for file in &sources {
+            let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            std::hash::Hash::hash(&text, &mut hasher);
+        }
+        let hash = std::hash::Hasher::finish(&hasher);
+        let dir = std::env::temp_dir().join("ossterm-kernel-emu");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let exe = dir.join("kernel-emu");
+        let exe = dir.join(format!("kernel-emu-{hash:016x}"));
+        if exe.is_file() {
+            return Ok(exe);
+        }
+        // Built under a name of this process's own, then renamed: concurrent test binaries
+        // never run a half-written harness.
+        let partial = dir.join(format!("kernel-emu-{hash:016x}.{}", std::process::id()));
         let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
         let output = Command::new(&compiler)
             .args(["-std=c++17", "-O2", "-w", "-I"])
             .arg(src.join("include"))
             .arg(src.join("harness.cpp"))
             .arg("-o")
-            .arg(&exe)
+            .arg(&partial)
             .output()
             .map_err(|e| format!("no C++ compiler ({compiler}: {e})"))?;
         if !output.status.success() {
@@ -43,6 +64,7 @@ fn harness() -> &'static Result<PathBuf, String> {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
+        std::fs::rename(&partial, &exe).map_err(|e| format!("{}: {e}", exe.display()))?;
         Ok(exe)
     })
 }
@@ -118,7 +140,8 @@ pub fn run(launches: &[Launch], inputs: &[CpuStorage]) -> CpuStorage {
 pub fn try_run(launches: &[Launch], inputs: &[CpuStorage]) -> Result<CpuStorage, String> {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let exe = harness().as_ref().expect("kernel emulator");
-    let dir = exe.with_file_name(format!("run-{}", RUNS.fetch_add(1, Ordering::Relaxed)));
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let dir = exe.with_file_name(format!("run-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("run folder");
     let result = run_in(exe, &dir, launches, inputs);
     let _ = std::fs::remove_dir_all(&dir);
