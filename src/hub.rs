@@ -85,6 +85,15 @@ pub enum HubError {
     /// The index of a sharded checkpoint is unreadable.
     #[error("{path}: {problem}")]
     BadIndex { path: PathBuf, problem: String },
+    /// No bytes arrived for a while (hf-hub's HTTP client has no read timeout of its own).
+    #[error(
+        "downloading {file} of {model}: no data from the hub for {seconds} s; check the connection and run again to resume"
+    )]
+    Stalled {
+        model: String,
+        file: String,
+        seconds: u64,
+    },
 }
 
 /// Progress of one file's download.
@@ -156,7 +165,12 @@ pub struct HubOptions {
     pub offline: bool,
     /// Bearer token for gated/private repos.
     pub token: Option<String>,
+    /// A download that receives nothing for this long is given up (resumable).
+    pub stall_timeout: Duration,
 }
+
+/// How long a download may receive nothing before it is given up.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl HubOptions {
     /// `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_OFFLINE`, `HF_TOKEN` (else the cache's token file).
@@ -181,6 +195,7 @@ impl HubOptions {
                 )
             }),
             token,
+            stall_timeout: STALL_TIMEOUT,
         }
     }
 }
@@ -237,8 +252,7 @@ pub fn resolve_headers(model: &str, revision: Option<&str>) -> Result<PathBuf, H
     if options.offline {
         return Err(hub.not_cached("config.json"));
     }
-    let repo = hub.api_repo()?;
-    let path = hub.fetch(&repo, "config.json", 1, 1, &mut |_| {})?;
+    let path = hub.fetch("config.json", 1, 1, &mut |_| {})?;
     Ok(parent_of(&path))
 }
 
@@ -360,7 +374,7 @@ impl<'a> Hub<'a> {
         let mut index_path = None;
         let count = files.len();
         for (i, file) in files.iter().enumerate() {
-            let path = self.fetch(&repo, file, i + 1, count, progress)?;
+            let path = self.fetch(file, i + 1, count, progress)?;
             if file == "config.json" {
                 config_path = Some(path.clone());
             }
@@ -372,7 +386,7 @@ impl<'a> Hub<'a> {
             let shards = shards_of(&index)?;
             let count = shards.len();
             for (i, shard) in shards.iter().enumerate() {
-                self.fetch(&repo, shard, i + 1, count, progress)?;
+                self.fetch(shard, i + 1, count, progress)?;
             }
         }
         let config = config_path.ok_or_else(|| self.not_cached("config.json"))?;
@@ -382,7 +396,6 @@ impl<'a> Hub<'a> {
     /// One file from the cache, or downloaded with progress and its size checked.
     fn fetch(
         &self,
-        repo: &ApiRepo,
         file: &str,
         index: usize,
         count: usize,
@@ -392,9 +405,8 @@ impl<'a> Hub<'a> {
             return Ok(path);
         }
         let mut reporter = Reporter::new(file, index, count, progress);
-        let result = repo.download_with_progress(file, &mut reporter);
+        let path = self.watched_download(file, &mut reporter)?;
         let expected = reporter.total_bytes;
-        let path = result.map_err(|e| self.classify(e, file))?;
         let actual = std::fs::metadata(&path)
             .map_err(|e| self.download_error(file, e))?
             .len();
@@ -411,6 +423,45 @@ impl<'a> Hub<'a> {
             });
         }
         Ok(path)
+    }
+
+    /// Downloads `file` on a thread of its own, relaying its progress to `reporter`, and gives
+    /// up when nothing arrives for `stall_timeout`: hf-hub's client would wait forever on a
+    /// connection that stopped sending. A given-up download's thread is left to its socket;
+    /// the partial file stays for the next run to resume.
+    fn watched_download(
+        &self,
+        file: &str,
+        reporter: &mut Reporter<'_>,
+    ) -> Result<PathBuf, HubError> {
+        let (events, received) = std::sync::mpsc::channel();
+        // The thread owns its client (hf-hub's repo handle is not Clone).
+        let (repo, name) = (self.api_repo()?, file.to_string());
+        std::thread::Builder::new()
+            .name("hub-download".into())
+            .spawn(move || {
+                let result = repo.download_with_progress(&name, Relay(events.clone()));
+                let _ = events.send(Relayed::Done(result));
+            })
+            .map_err(|e| self.download_error(file, e))?;
+        loop {
+            match received.recv_timeout(self.options.stall_timeout) {
+                Ok(Relayed::Init(size)) => reporter.start(size),
+                Ok(Relayed::Update(size)) => reporter.advance(size),
+                Ok(Relayed::Finish) => reporter.report(true),
+                Ok(Relayed::Done(result)) => return result.map_err(|e| self.classify(e, file)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(HubError::Stalled {
+                        model: self.model.clone(),
+                        file: file.to_string(),
+                        seconds: self.options.stall_timeout.as_secs(),
+                    });
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(self.download_error(file, "the download thread stopped"));
+                }
+            }
+        }
     }
 
     fn download_error(&self, file: &str, e: impl std::fmt::Display) -> HubError {
@@ -578,15 +629,17 @@ impl<'a> Reporter<'a> {
     }
 }
 
-impl hf_hub::api::Progress for &mut Reporter<'_> {
-    fn init(&mut self, size: usize, _filename: &str) {
+impl Reporter<'_> {
+    /// A download of `size` bytes begins.
+    fn start(&mut self, size: usize) {
         self.total_bytes = size as u64;
         self.done_bytes = 0;
         self.awaiting_offset = true;
         self.started = Instant::now();
     }
 
-    fn update(&mut self, size: usize) {
+    /// `size` more bytes are on disk.
+    fn advance(&mut self, size: usize) {
         if self.awaiting_offset {
             self.awaiting_offset = false;
             self.resumed_from_bytes = size as u64;
@@ -594,8 +647,30 @@ impl hf_hub::api::Progress for &mut Reporter<'_> {
         self.done_bytes += size as u64;
         self.report(false);
     }
+}
+
+/// What the download thread tells the one watching it.
+enum Relayed {
+    Init(usize),
+    Update(usize),
+    Finish,
+    Done(Result<PathBuf, ApiError>),
+}
+
+/// hf-hub's progress callbacks, sent to the watching thread.
+#[derive(Clone)]
+struct Relay(std::sync::mpsc::Sender<Relayed>);
+
+impl hf_hub::api::Progress for Relay {
+    fn init(&mut self, size: usize, _filename: &str) {
+        let _ = self.0.send(Relayed::Init(size));
+    }
+
+    fn update(&mut self, size: usize) {
+        let _ = self.0.send(Relayed::Update(size));
+    }
 
     fn finish(&mut self) {
-        self.report(true);
+        let _ = self.0.send(Relayed::Finish);
     }
 }

@@ -15,6 +15,7 @@ fn options(endpoint: &str, cache: &tempfile::TempDir) -> HubOptions {
         cache_dir: cache.path().join("hub"),
         offline: false,
         token: None,
+        stall_timeout: hub::STALL_TIMEOUT,
     }
 }
 
@@ -207,4 +208,36 @@ fn a_local_folder_is_used_as_is() {
     let opts = options(&fake_hub::closed_port_endpoint(), &cache);
     let (result, _) = resolve(&opts, fixture);
     assert_eq!(result.expect("local folder"), PathBuf::from(fixture));
+}
+
+#[test]
+fn a_download_that_goes_quiet_is_given_up_with_a_clear_error() {
+    let server = FakeHub::start();
+    let cache = tempfile::tempdir().expect("temp dir");
+    let opts = HubOptions {
+        stall_timeout: Duration::from_secs(1),
+        ..options(&server.endpoint, &cache)
+    };
+    server
+        .stall_next
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    let (result, reports) = resolve(&opts, fake_hub::REPO);
+    let err = result.expect_err("the stalled download is given up");
+    assert!(
+        matches!(&err, HubError::Stalled { file, seconds: 1, .. } if file == "model.safetensors"),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("run again to resume"), "{message}");
+    // Given up after the quiet second, not after the server's 10 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !of_file(&reports, "model.safetensors").is_empty(),
+        "the download had started"
+    );
 }

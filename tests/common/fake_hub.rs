@@ -37,6 +37,8 @@ pub struct FakeHub {
     pub cut_next: Arc<AtomicBool>,
     /// Announce a larger size for tokenizer.json than is served.
     pub lie_about_size: Arc<AtomicBool>,
+    /// Send half the next body of model.safetensors, then nothing for 10 s (then clear).
+    pub stall_next: Arc<AtomicBool>,
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -67,19 +69,19 @@ impl FakeHub {
             seen: Arc::default(),
             cut_next: Arc::default(),
             lie_about_size: Arc::default(),
+            stall_next: Arc::default(),
         };
-        let (files, seen, cut, lie) = (
-            hub.files.clone(),
-            hub.seen.clone(),
-            hub.cut_next.clone(),
-            hub.lie_about_size.clone(),
-        );
+        let faults = Faults {
+            cut: hub.cut_next.clone(),
+            lie: hub.lie_about_size.clone(),
+            stall: hub.stall_next.clone(),
+        };
+        let (files, seen) = (hub.files.clone(), hub.seen.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (files, seen, cut, lie) =
-                    (files.clone(), seen.clone(), cut.clone(), lie.clone());
+                let (files, seen, faults) = (files.clone(), seen.clone(), faults.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &files, &seen, &cut, &lie);
+                    let _ = serve(stream, &files, &seen, &faults);
                 });
             }
         });
@@ -106,13 +108,21 @@ pub fn closed_port_endpoint() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// The faults the next requests meet, as the test armed them.
+#[derive(Clone)]
+struct Faults {
+    cut: Arc<AtomicBool>,
+    lie: Arc<AtomicBool>,
+    stall: Arc<AtomicBool>,
+}
+
 fn serve(
     stream: TcpStream,
     files: &BTreeMap<String, Vec<u8>>,
     seen: &Mutex<Vec<Seen>>,
-    cut: &AtomicBool,
-    lie: &AtomicBool,
+    faults: &Faults,
 ) -> std::io::Result<()> {
+    let (cut, lie) = (&faults.cut, &faults.lie);
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -184,6 +194,14 @@ fn serve(
             ("Content-Range", content_range.as_str()),
         ];
         let body = &data[start.min(end)..end];
+        if name == "model.safetensors" && end > 1 && faults.stall.swap(false, Ordering::SeqCst) {
+            // Promise the whole body, send half, then go quiet with the connection open.
+            write_head(&mut out, "206 Partial Content", &headers, body.len())?;
+            out.write_all(&body[..body.len() / 2])?;
+            out.flush()?;
+            std::thread::sleep(Duration::from_secs(10));
+            return out.shutdown(std::net::Shutdown::Both);
+        }
         if name == "model.safetensors" && end > 1 && cut.swap(false, Ordering::SeqCst) {
             // Promise the whole body, send half, hang up.
             write_head(&mut out, "206 Partial Content", &headers, body.len())?;
