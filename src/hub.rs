@@ -8,7 +8,9 @@
 //! - Interrupted downloads leave `<blob>.part` in the cache; the next run asks for the rest
 //!   with a `Range` request (hf-hub's resume).
 //! - hf-hub 0.4.3's agent has no read timeout, so before any request the endpoint is checked
-//!   with a bounded TCP connect: an unreachable hub fails in seconds, not minutes.
+//!   with a bounded TCP connect (an unreachable hub fails in seconds, not minutes), and each
+//!   file downloads on a thread that is given up when nothing arrives for `stall_timeout`.
+//! - A `--model` that reads as a path but is no folder is an error, not a hub lookup.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
 use hf_hub::{Cache, Repo, RepoType};
+
+use crate::config::DEFAULT_MODEL;
 
 /// The default hub endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -85,6 +89,11 @@ pub enum HubError {
     /// The index of a sharded checkpoint is unreadable.
     #[error("{path}: {problem}")]
     BadIndex { path: PathBuf, problem: String },
+    /// `--model` names a path (not `org/name`) where there is no folder.
+    #[error(
+        "there is no folder {path}: pass a folder with config.json and the safetensors, or a hub id such as {DEFAULT_MODEL}"
+    )]
+    NoSuchFolder { path: PathBuf },
     /// No bytes arrived for a while (hf-hub's HTTP client has no read timeout of its own).
     #[error(
         "downloading {file} of {model}: no data from the hub for {seconds} s; check the connection and run again to resume"
@@ -221,6 +230,7 @@ pub fn resolve_with(
     if Path::new(model).is_dir() {
         return Ok(PathBuf::from(model));
     }
+    check_hub_id(model)?;
     let hub = Hub::new(options, model, revision);
     if let Some(dir) = hub.cached_folder()? {
         return Ok(dir);
@@ -234,6 +244,7 @@ pub fn resolve_with(
 /// The complete cached snapshot folder of hub model `model`, if it was downloaded; never
 /// touches the network.
 pub fn cached_snapshot(model: &str, revision: Option<&str>) -> Result<Option<PathBuf>, HubError> {
+    check_hub_id(model)?;
     let options = HubOptions::from_env();
     Hub::new(&options, model, revision).cached_folder()
 }
@@ -244,6 +255,7 @@ pub fn resolve_headers(model: &str, revision: Option<&str>) -> Result<PathBuf, H
     if Path::new(model).is_dir() {
         return Ok(PathBuf::from(model));
     }
+    check_hub_id(model)?;
     let options = HubOptions::from_env();
     let hub = Hub::new(&options, model, revision);
     if let Some(path) = hub.cache_repo().get("config.json") {
@@ -254,6 +266,22 @@ pub fn resolve_headers(model: &str, revision: Option<&str>) -> Result<PathBuf, H
     }
     let path = hub.fetch("config.json", 1, 1, &mut |_| {})?;
     Ok(parent_of(&path))
+}
+
+/// A `--model` that is not a folder must read as a hub id (`name` or `org/name`): one that
+/// reads as a path (absolute, `./`, `../`, `~`, a trailing slash, more than one `/`) is a
+/// folder that is missing, not something to look up on the hub.
+fn check_hub_id(model: &str) -> Result<(), HubError> {
+    let path_like = model.starts_with(['/', '.', '~'])
+        || model.ends_with('/')
+        || model.contains('\\')
+        || model.matches('/').count() > 1;
+    if path_like {
+        return Err(HubError::NoSuchFolder {
+            path: PathBuf::from(model),
+        });
+    }
+    Ok(())
 }
 
 fn parent_of(path: &Path) -> PathBuf {

@@ -241,3 +241,31 @@ fn a_download_that_goes_quiet_is_given_up_with_a_clear_error() {
         "the download had started"
     );
 }
+
+#[test]
+fn a_missing_folder_is_not_looked_up_on_the_hub() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    // Nothing listens there: a lookup would fail differently.
+    let opts = options(&fake_hub::closed_port_endpoint(), &cache);
+    for path in [
+        "./models/gpt-oss",
+        "/no/such/model",
+        "models/org/name",
+        "org/name/",
+        "~/m",
+    ] {
+        let (result, _) = resolve(&opts, path);
+        let err = result.expect_err("no such folder");
+        assert!(
+            matches!(err, HubError::NoSuchFolder { .. }),
+            "{path}: {err:?}"
+        );
+        assert!(err.to_string().contains("there is no folder"), "{err}");
+    }
+    // `org/name` is a hub id: this one fails on the (closed) hub instead.
+    let (result, _) = resolve(&opts, "org/name");
+    assert!(
+        matches!(result, Err(HubError::Unreachable { .. })),
+        "{result:?}"
+    );
+}
