@@ -249,3 +249,30 @@ fn streamed_code_block_is_highlighted() {
     assert_ne!(keyword, name, "keyword and function name differ in colour");
     insta::assert_snapshot!(terminal.backend());
 }
+
+#[test]
+fn the_metrics_pane_resizes_from_the_keyboard_within_bounds() {
+    let mut app = app();
+    let ctrl = |code| Input::Key(KeyEvent::new(code, KeyModifiers::CONTROL));
+    let heights = |app: &App| {
+        render(app, 100, 30);
+        let rects = app.rects.get();
+        (
+            rects.metrics.height,
+            rects.reasoning.expect("reasoning shown").height,
+        )
+    };
+    let (metrics, reasoning) = heights(&app);
+    app.update(ctrl(KeyCode::Up));
+    assert_eq!(heights(&app), (metrics + 2, reasoning - 2));
+    for _ in 0..30 {
+        app.update(ctrl(KeyCode::Down));
+    }
+    let (smallest, _) = heights(&app);
+    assert_eq!(smallest, 3, "the metrics pane keeps 3 rows");
+    for _ in 0..40 {
+        app.update(ctrl(KeyCode::Up));
+    }
+    let (_, reasoning) = heights(&app);
+    assert_eq!(reasoning, 3, "the reasoning pane keeps 3 rows");
+}

@@ -219,6 +219,8 @@ pub struct App {
     pub reasoning_scroll: usize,
     /// Width of the chat pane in percent of the screen.
     pub chat_width_percent: u16,
+    /// Rows added to (or taken from) the metrics pane's default height.
+    pub metrics_rows_offset: i16,
     pub metrics: Metrics,
     /// A one-line message under the input (copied, saved, usage hints).
     pub notice: Option<String>,
@@ -378,6 +380,7 @@ impl App {
             chat_scroll: 0,
             reasoning_scroll: 0,
             chat_width_percent: 60,
+            metrics_rows_offset: 0,
             metrics: Metrics::default(),
             notice: None,
             today: options.today,
@@ -739,6 +742,12 @@ impl App {
             }
             Action::Quit => return self.quit(),
             Action::GrowChat => self.chat_width_percent = (self.chat_width_percent + 5).min(85),
+            Action::GrowMetrics => {
+                self.metrics_rows_offset = (self.metrics_rows_offset + 2).min(40)
+            }
+            Action::ShrinkMetrics => {
+                self.metrics_rows_offset = (self.metrics_rows_offset - 2).max(-40)
+            }
             Action::ShrinkChat => {
                 self.chat_width_percent = self.chat_width_percent.saturating_sub(5).max(30)
             }

@@ -30,11 +30,13 @@ pub enum Action {
     Quit,
     GrowChat,
     ShrinkChat,
+    GrowMetrics,
+    ShrinkMetrics,
 }
 
 impl Action {
     /// Every action, in the order the help overlay lists them.
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 23] = [
         Action::Send,
         Action::Newline,
         Action::Stop,
@@ -56,6 +58,8 @@ impl Action {
         Action::Quit,
         Action::GrowChat,
         Action::ShrinkChat,
+        Action::GrowMetrics,
+        Action::ShrinkMetrics,
     ];
 
     /// The name used in the config file's `[keybindings]` table.
@@ -82,6 +86,8 @@ impl Action {
             Action::Quit => "quit",
             Action::GrowChat => "grow_chat",
             Action::ShrinkChat => "shrink_chat",
+            Action::GrowMetrics => "grow_metrics",
+            Action::ShrinkMetrics => "shrink_metrics",
         }
     }
 
@@ -109,6 +115,8 @@ impl Action {
             Action::Quit => "quit (the chat is saved)",
             Action::GrowChat => "widen the chat pane",
             Action::ShrinkChat => "narrow the chat pane",
+            Action::GrowMetrics => "taller metrics pane (under the reasoning)",
+            Action::ShrinkMetrics => "shorter metrics pane",
         }
     }
 
@@ -130,7 +138,7 @@ pub enum KeyError {
     #[error("unknown key '{0}': use e.g. ctrl+r, alt+enter, shift+tab, f1, pageup, ?")]
     UnknownKey(String),
     #[error(
-        "unknown action '{0}' in [keybindings]: use one of send, newline, stop, focus_next, focus_prev, scroll_up, scroll_down, page_up, page_down, toggle_reasoning, toggle_earlier_reasoning, cycle_effort, new_chat, regenerate, copy_answer, copy_code, chat_list, help, quit, grow_chat, shrink_chat"
+        "unknown action '{0}' in [keybindings]: use one of send, newline, stop, focus_next, focus_prev, scroll_up, scroll_down, page_up, page_down, toggle_reasoning, toggle_earlier_reasoning, cycle_effort, new_chat, regenerate, copy_answer, copy_code, chat_list, help, quit, grow_chat, shrink_chat, grow_metrics, shrink_metrics"
     )]
     UnknownAction(String),
 }
@@ -313,6 +321,8 @@ impl Default for KeyMap {
             (KeyBinding::with(Char('q'), CTRL), Action::Quit),
             (KeyBinding::with(Right, CTRL), Action::GrowChat),
             (KeyBinding::with(Left, CTRL), Action::ShrinkChat),
+            (KeyBinding::with(Up, CTRL), Action::GrowMetrics),
+            (KeyBinding::with(Down, CTRL), Action::ShrinkMetrics),
         ];
         Self {
             bindings: defaults.into_iter().collect(),

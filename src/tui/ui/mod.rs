@@ -33,7 +33,11 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     ])
     .areas(body);
     let (reasoning_area, metrics_area) = if app.show_reasoning {
-        let metrics_rows = metrics::HEIGHT.min(side.height / 2).max(side.height.min(7));
+        let default_rows = metrics::HEIGHT.min(side.height / 2).max(side.height.min(7));
+        // Resized from the keyboard, but each pane keeps at least 3 rows.
+        let metrics_rows = (default_rows as i32 + app.metrics_rows_offset as i32)
+            .clamp(3.min(side.height as i32), (side.height as i32 - 3).max(3))
+            as u16;
         let [r, m] =
             Layout::vertical([Constraint::Min(3), Constraint::Length(metrics_rows)]).areas(side);
         (Some(r), m)
