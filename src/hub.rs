@@ -16,7 +16,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
+use hf_hub::api::sync::{Api, ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::config::DEFAULT_MODEL;
@@ -264,7 +264,7 @@ pub fn resolve_headers(model: &str, revision: Option<&str>) -> Result<PathBuf, H
     if options.offline {
         return Err(hub.not_cached("config.json"));
     }
-    let path = hub.fetch("config.json", 1, 1, &mut |_| {})?;
+    let path = hub.fetch(&hub.api()?, "config.json", 1, 1, &mut |_| {})?;
     Ok(parent_of(&path))
 }
 
@@ -363,7 +363,8 @@ impl<'a> Hub<'a> {
         }
     }
 
-    fn api_repo(&self) -> Result<ApiRepo, HubError> {
+    /// A hub client, once the endpoint answers (cloned into each download's thread).
+    fn api(&self) -> Result<Api, HubError> {
         check_reachable(&self.options.endpoint)?;
         let api = ApiBuilder::from_cache(self.cache.clone())
             .with_endpoint(self.options.endpoint.clone())
@@ -371,14 +372,15 @@ impl<'a> Hub<'a> {
             .with_progress(false)
             .build()
             .map_err(|e| self.download_error("(connection setup)", e))?;
-        Ok(api.repo(self.repo()))
+        Ok(api)
     }
 
     fn download_all(
         &self,
         progress: &mut dyn FnMut(DownloadProgress),
     ) -> Result<PathBuf, HubError> {
-        let repo = self.api_repo()?;
+        let api = self.api()?;
+        let repo = api.repo(self.repo());
         let info = repo.info().map_err(|e| self.classify(e, "(repo info)"))?;
         let listed: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
         let mut files: Vec<String> = REQUIRED_FILES.iter().map(|f| f.to_string()).collect();
@@ -402,7 +404,7 @@ impl<'a> Hub<'a> {
         let mut index_path = None;
         let count = files.len();
         for (i, file) in files.iter().enumerate() {
-            let path = self.fetch(file, i + 1, count, progress)?;
+            let path = self.fetch(&api, file, i + 1, count, progress)?;
             if file == "config.json" {
                 config_path = Some(path.clone());
             }
@@ -414,7 +416,7 @@ impl<'a> Hub<'a> {
             let shards = shards_of(&index)?;
             let count = shards.len();
             for (i, shard) in shards.iter().enumerate() {
-                self.fetch(shard, i + 1, count, progress)?;
+                self.fetch(&api, shard, i + 1, count, progress)?;
             }
         }
         let config = config_path.ok_or_else(|| self.not_cached("config.json"))?;
@@ -424,6 +426,7 @@ impl<'a> Hub<'a> {
     /// One file from the cache, or downloaded with progress and its size checked.
     fn fetch(
         &self,
+        api: &Api,
         file: &str,
         index: usize,
         count: usize,
@@ -433,7 +436,7 @@ impl<'a> Hub<'a> {
             return Ok(path);
         }
         let mut reporter = Reporter::new(file, index, count, progress);
-        let path = self.watched_download(file, &mut reporter)?;
+        let path = self.watched_download(api, file, &mut reporter)?;
         let expected = reporter.total_bytes;
         let actual = std::fs::metadata(&path)
             .map_err(|e| self.download_error(file, e))?
@@ -459,12 +462,12 @@ impl<'a> Hub<'a> {
     /// the partial file stays for the next run to resume.
     fn watched_download(
         &self,
+        api: &Api,
         file: &str,
         reporter: &mut Reporter<'_>,
     ) -> Result<PathBuf, HubError> {
         let (events, received) = std::sync::mpsc::channel();
-        // The thread owns its client (hf-hub's repo handle is not Clone).
-        let (repo, name) = (self.api_repo()?, file.to_string());
+        let (repo, name) = (api.clone().repo(self.repo()), file.to_string());
         std::thread::Builder::new()
             .name("hub-download".into())
             .spawn(move || {

@@ -62,8 +62,9 @@ pub enum DeviceKind {
 }
 
 impl DeviceKind {
-    /// Bytes per activation (and KV, and 16-bit weight) element in `precision`.
-    pub fn activation_bytes(self, precision: DtypeChoice) -> u64 {
+    /// Bytes per KV and 16-bit weight element in `precision` (the model's storage dtype;
+    /// activations are f32 but in `bf16` mode).
+    pub fn storage_bytes(self, precision: DtypeChoice) -> u64 {
         match (self, precision) {
             (Self::Cuda, DtypeChoice::Auto) | (_, DtypeChoice::Bf16) => 2,
             _ => 4,
@@ -174,7 +175,7 @@ impl Plan {
         precision: DtypeChoice,
         chunk_tokens: usize,
     ) -> Result<Self, PlanError> {
-        let elt = device.activation_bytes(precision);
+        let elt = device.storage_bytes(precision);
         let f32_mode = precision == DtypeChoice::F32;
         // Int4 experts stay Q4_0 in every mode but f32, and in f32 too on CUDA, where the
         // fused kernels stack them.

@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use super::kernels::cuda;
 #[cfg(any(feature = "cuda", test))]
 use super::kernels::launch::{Arg, Launch, Module, contiguous_input, grid_y, int};
-use super::kernels::{cpu_f32, cpu_slice};
+use super::kernels::{cpu_f32, cpu_slice, own_cpu};
 
 /// `q` [heads, d] (already scaled) attending over `k`, `v` [kv_heads, keys, d] (rows of d
 /// contiguous values, any stride between kv heads) with `sinks` [heads] f32: [heads, d] in
@@ -259,9 +259,7 @@ impl CustomOp3 for DecodeAttention {
         let (k_start, k_stride) = cache_view(k_l, kv, keys, d)?;
         let (v_start, v_stride) = cache_view(v_l, kv, keys, d)?;
         let (sinks_storage, sinks_l) = self.sinks.storage_and_layout();
-        let candle_core::Storage::Cpu(sinks_storage) = &*sinks_storage else {
-            candle_core::bail!("decode attention: the sinks are not on the CPU");
-        };
+        let sinks_storage = own_cpu(&sinks_storage, "decode attention: the sinks")?;
         let sinks = cpu_slice::<f32>(sinks_storage, sinks_l, "sinks")?;
         let strides = (k_stride, v_stride);
         let q_f32 = cpu_f32(q, q_l, "q")?;

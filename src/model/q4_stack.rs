@@ -18,7 +18,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Shape
 use super::kernels::cuda;
 #[cfg(any(feature = "cuda", test))]
 use super::kernels::launch::{Arg, Launch, Module, aligned_input, contiguous_input, grid_y, int};
-use super::kernels::{cpu_f32, cpu_slice};
+use super::kernels::{cpu_f32, cpu_slice, own_cpu};
 use super::quant::{Q4_0_BLOCK_BYTES, Q4_0_BLOCK_LEN, q4_0_dequantize, q4_0_matmul};
 
 /// One projection of every expert, Q4_0, stacked expert-major, with its biases.
@@ -203,9 +203,7 @@ impl CustomOp3 for IndexedMatvec {
         let w = cpu_slice::<u8>(w, w_l, "weights")?;
         let ids = cpu_slice::<u32>(ids, ids_l, "ids")?;
         let (bias_storage, bias_l) = self.bias.storage_and_layout();
-        let candle_core::Storage::Cpu(bias_storage) = &*bias_storage else {
-            candle_core::bail!("indexed Q4_0 matvec: the biases are not on the CPU");
-        };
+        let bias_storage = own_cpu(&bias_storage, "indexed Q4_0 matvec: the biases")?;
         let bias = cpu_slice::<f32>(bias_storage, bias_l, "bias")?;
         let expert_bytes = matrix_bytes(self.rows, self.cols);
         let mut out = Vec::with_capacity(tokens * top_k * self.rows);

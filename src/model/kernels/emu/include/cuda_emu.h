@@ -43,35 +43,30 @@ struct __nv_bfloat16 {
 
 inline __half __ushort_as_half(uint16_t bits) { return __half{bits}; }
 
+// The same bits as another type of the same size (what CUDA's __*_as_* intrinsics do).
+template <typename To, typename From>
+inline To bits_as(From from) {
+    static_assert(sizeof(To) == sizeof(From), "bit cast between sizes");
+    To to;
+    memcpy(&to, &from, sizeof(To));
+    return to;
+}
+
 inline float __half2float(__half h) {
     const uint32_t sign = (uint32_t)(h.x & 0x8000u) << 16;
     const uint32_t exponent = (h.x >> 10) & 0x1Fu, mantissa = h.x & 0x3FFu;
-    float f;
     if (exponent == 0) {
-        f = ldexpf((float)mantissa, -24);
-        uint32_t u;
-        memcpy(&u, &f, 4);
-        u |= sign;
-        memcpy(&f, &u, 4);
-        return f;
+        return bits_as<float>(bits_as<uint32_t>(ldexpf((float)mantissa, -24)) | sign);
     }
-    const uint32_t u = exponent == 31 ? sign | 0x7F800000u | (mantissa << 13)
-                                      : sign | ((exponent + 112) << 23) | (mantissa << 13);
-    memcpy(&f, &u, 4);
-    return f;
+    return bits_as<float>(exponent == 31 ? sign | 0x7F800000u | (mantissa << 13)
+                                         : sign | ((exponent + 112) << 23) | (mantissa << 13));
 }
 
-inline float __bfloat162float(__nv_bfloat16 b) {
-    const uint32_t u = (uint32_t)b.x << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+inline float __bfloat162float(__nv_bfloat16 b) { return bits_as<float>((uint32_t)b.x << 16); }
 
 // Round to nearest even, as CUDA's __float2bfloat16 does.
 inline __nv_bfloat16 __float2bfloat16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
+    uint32_t u = bits_as<uint32_t>(f);
     if ((u & 0x7FFFFFFFu) > 0x7F800000u) {
         return __nv_bfloat16{(uint16_t)((u >> 16) | 0x40u)};
     }
@@ -79,23 +74,9 @@ inline __nv_bfloat16 __float2bfloat16(float f) {
     return __nv_bfloat16{(uint16_t)(u >> 16)};
 }
 
-inline float __int_as_float(int i) {
-    float f;
-    memcpy(&f, &i, 4);
-    return f;
-}
-
-inline float __uint_as_float(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-inline int __float_as_int(float f) {
-    int i;
-    memcpy(&i, &f, 4);
-    return i;
-}
+inline float __int_as_float(int i) { return bits_as<float>(i); }
+inline float __uint_as_float(uint32_t u) { return bits_as<float>(u); }
+inline int __float_as_int(float f) { return bits_as<int>(f); }
 
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
