@@ -46,7 +46,7 @@ fn long_conversation() -> Conversation {
 fn bench_render(c: &mut Criterion) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/o200k_harmony/tokenizer.json"
+        "/tests/fixtures/o200k_harmony/tokenizer.json"
     );
     let tokenizer = Tokenizer::from_file(Path::new(path)).expect("the o200k fixture tokenizer");
     let conversation = long_conversation();

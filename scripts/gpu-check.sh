@@ -31,7 +31,7 @@ prepare() {
   xz -T2 -6 "$BUNDLE/ossterm"
   for fixture in tiny-a-bf16 tiny-a-int4; do
     mkdir -p "$BUNDLE/fixtures/$fixture"
-    cp ../shared/fixtures/$fixture/{config.json,model.safetensors,golden.json,golden.safetensors} \
+    cp tests/fixtures/$fixture/{config.json,model.safetensors,golden.json,golden.safetensors} \
       "$BUNDLE/fixtures/$fixture/"
   done
   du -sh "$BUNDLE"

@@ -4,7 +4,7 @@ use std::process::Command;
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/o200k_harmony"
+    "/tests/fixtures/o200k_harmony"
 );
 
 fn first_line(file: &str) -> serde_json::Value {

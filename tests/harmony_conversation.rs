@@ -4,7 +4,7 @@ use ossterm::harmony::Conversation;
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/o200k_harmony"
+    "/tests/fixtures/o200k_harmony"
 );
 
 fn fixture_conversations() -> Vec<(String, serde_json::Value)> {

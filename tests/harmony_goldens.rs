@@ -1,5 +1,5 @@
 //! The harmony goldens made with OpenAI's `openai_harmony` and tiktoken
-//! (`../shared/fixtures/o200k_harmony/`): tokenizer, renderer and streaming parser.
+//! (`tests/fixtures/o200k_harmony/`): tokenizer, renderer and streaming parser.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -177,7 +177,7 @@ fn fit_on_a_hub_id_fetches_only_config_json() {
     // The inferred int4 inventory plans the same weights as the real headers.
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/tiny-a-int4"
+        "/tests/fixtures/tiny-a-int4"
     );
     let out = ossterm(
         &[

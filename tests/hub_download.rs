@@ -202,7 +202,7 @@ fn an_unreachable_hub_fails_fast_with_a_clear_message() {
 fn a_local_folder_is_used_as_is() {
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/tiny-a-int4"
+        "/tests/fixtures/tiny-a-int4"
     );
     let cache = tempfile::tempdir().expect("temp dir");
     let opts = options(&fake_hub::closed_port_endpoint(), &cache);

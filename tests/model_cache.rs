@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use ossterm::model::{Config, GptOss, Kernels, KvCache, LayerKind, Logits, Precision};
 
 fn tiny() -> GptOss {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tiny-a-bf16");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-a-bf16");
     GptOss::load(&dir, &Device::Cpu, Precision::F32).expect("fixture loads")
 }
 
@@ -235,7 +235,7 @@ fn other_shapes_decode_incrementally_like_one_shot() {
 /// against the one-shot prefill that uses candle's ops.
 #[test]
 fn fused_decode_equals_one_shot_past_windows_and_across_shapes() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tiny-a-int4");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-a-int4");
     let model =
         GptOss::load_with(&dir, &Device::Cpu, Precision::F32, Kernels::Fused).expect("loads");
     check_incremental(&model, 45, &[3, 9, 1, 6]);

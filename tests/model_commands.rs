@@ -5,7 +5,7 @@ use std::process::Command;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
+        .join("tests/fixtures")
         .join(name)
 }
 
@@ -122,7 +122,7 @@ fn a_missing_model_folder_is_a_clear_error() {
 
 #[test]
 fn verify_passes_on_the_fixtures_and_names_the_device() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let (ok, stdout, stderr) = ossterm(&[
         "verify",
         "--fixtures",

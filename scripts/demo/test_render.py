@@ -1,6 +1,6 @@
 """Check conversations.py's renderer against openai-harmony's own renderings.
 
-Usage: python scripts/demo/test_render.py [FIXTURES]   (default: ../shared/fixtures)
+Usage: python scripts/demo/test_render.py [FIXTURES]   (default: tests/fixtures)
 
 Every completion-mode case of o200k_harmony/harmony_render_cases.jsonl whose conversation has the
 shape of a demo conversation (system message with default identity and channels, optional
@@ -66,7 +66,7 @@ def from_harmony_json(conv: dict):
 
 
 def main():
-    fixtures = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "../../../shared/fixtures")
+    fixtures = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "../../tests/fixtures")
     h = os.path.join(fixtures, "o200k_harmony")
     enc = Encoder(Tokenizer.from_file(os.path.join(h, "tokenizer.json")))
     checked = failed = 0

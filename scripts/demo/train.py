@@ -338,7 +338,7 @@ this briefly, copies the operands but has not learned the tables.
 
 ## Checks
 - `scripts/demo/test_render.py`: the training renderer gives the same ids as openai-harmony on every
-  matching case of `shared/fixtures/o200k_harmony/harmony_render_cases.jsonl` (o200k tokenizer).
+  matching case of `tests/fixtures/o200k_harmony/harmony_render_cases.jsonl` (o200k tokenizer).
 - `scripts/demo/check.py --write-golden tests/data/demo_golden.json`: transformers' greedy answers and
   logits for four conversations; `cargo test --test demo_model` checks ossterm's engine against them.
 - `scripts/demo/check.py`: compares `ossterm render`, `score` and `generate` with this script's

@@ -114,7 +114,7 @@ mod tests {
     use std::path::Path;
 
     fn tiny_model() -> GptOss {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tiny-a-bf16");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-a-bf16");
         GptOss::load(&dir, &Device::Cpu, Precision::F32).expect("tiny fixture loads")
     }
 

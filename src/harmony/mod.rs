@@ -1,7 +1,7 @@
 //! The harmony chat format: tokenizer, conversation model, renderer and streaming parser.
 //!
 //! The judge is OpenAI's `openai_harmony` library (goldens in
-//! `../shared/fixtures/o200k_harmony/`): `render_for_completion` produces the ids it produces,
+//! `tests/fixtures/o200k_harmony/`): `render_for_completion` produces the ids it produces,
 //! `StreamParser` the per-token channel/recipient/content-type/delta it reports on well-formed
 //! output, and stays lenient (never panics, never drops text) on malformed output.
 

@@ -360,7 +360,7 @@ mod tests {
     fn fast_and_generic_plain_encoding_agree() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/o200k_harmony/tokenizer.json"
+            "/tests/fixtures/o200k_harmony/tokenizer.json"
         );
         let tokenizer = Tokenizer::from_file(Path::new(path)).unwrap();
         let split = tokenizer

@@ -434,7 +434,7 @@ mod tests {
 
     fn fixture(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures")
+            .join("tests/fixtures")
             .join(name)
             .join("config.json")
     }

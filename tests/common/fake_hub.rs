@@ -44,7 +44,7 @@ pub struct FakeHub {
 fn fixture(name: &str) -> Vec<u8> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/tiny-a-int4/"
+        "/tests/fixtures/tiny-a-int4/"
     );
     std::fs::read(format!("{path}{name}")).expect("fixture readable")
 }

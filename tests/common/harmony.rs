@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use ossterm::harmony::Tokenizer;
 
 /// The shared reference data beside the checkout.
-pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// The o200k tokenizer (28 MB), loaded once per test binary.
 pub fn o200k() -> Arc<Tokenizer> {
