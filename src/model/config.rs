@@ -115,8 +115,12 @@ struct RawConfig {
     #[serde(default)]
     head_dim: Option<usize>,
     num_local_experts: usize,
-    #[serde(alias = "experts_per_token")]
-    num_experts_per_tok: usize,
+    /// transformers' name; OpenAI's own `experts_per_token` may stand beside it (the published
+    /// config.json carries both), so they are two fields, not a serde alias ("duplicate field").
+    #[serde(default)]
+    num_experts_per_tok: Option<usize>,
+    #[serde(default)]
+    experts_per_token: Option<usize>,
     sliding_window: usize,
     #[serde(default)]
     layer_types: Option<Vec<LayerKind>>,
@@ -215,6 +219,21 @@ impl Config {
             field,
             problem,
         };
+        let num_experts_per_tok = match (raw.num_experts_per_tok, raw.experts_per_token) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(invalid(
+                    "num_experts_per_tok",
+                    format!("is {a} but experts_per_token is {b}; they must agree"),
+                ));
+            }
+            (Some(n), _) | (None, Some(n)) => n,
+            (None, None) => {
+                return Err(invalid(
+                    "num_experts_per_tok",
+                    "is missing (nor is experts_per_token given)".into(),
+                ));
+            }
+        };
         let rope_raw = raw.rope_parameters.or(raw.rope_scaling);
         let rope = match rope_raw {
             Some(r) => {
@@ -281,7 +300,7 @@ impl Config {
             num_key_value_heads: raw.num_key_value_heads,
             head_dim,
             num_local_experts: raw.num_local_experts,
-            num_experts_per_tok: raw.num_experts_per_tok,
+            num_experts_per_tok,
             sliding_window: raw.sliding_window,
             layer_types,
             max_position_embeddings: raw.max_position_embeddings,
@@ -490,5 +509,25 @@ mod tests {
         let err =
             Config::from_json("{\"vocab_size\": 5}", Path::new("/m/config.json")).unwrap_err();
         assert!(err.to_string().contains("hidden_size"), "{err}");
+    }
+
+    #[test]
+    fn loads_the_published_config_with_both_expert_count_keys() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/published/openai-gpt-oss-20b.config.json");
+        let config = Config::from_file(&path).expect("the config.json the hub serves loads");
+        assert_eq!(config.num_experts_per_tok, 4);
+        assert_eq!(config.num_local_experts, 32);
+        assert_eq!(config.num_hidden_layers, 24);
+        assert_eq!(config.rope.theta, 150_000.0);
+
+        let text = std::fs::read_to_string(&path).expect("published config readable");
+        let mut json: serde_json::Value = serde_json::from_str(&text).expect("config is json");
+        json["experts_per_token"] = 2.into();
+        let err = Config::from_json(&json.to_string(), &path).unwrap_err();
+        let message = err.to_string();
+        for part in ["num_experts_per_tok", "experts_per_token", "is 4", "is 2"] {
+            assert!(message.contains(part), "{message} lacks {part}");
+        }
     }
 }
