@@ -1,6 +1,6 @@
 //! The multi-line input box: text plus a cursor, edited by keys and paste.
 
-use unicode_width::UnicodeWidthChar;
+use super::safe_text::{char_cells, tab_cells};
 
 /// Text being typed; `cursor` is a byte offset on a char boundary.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -136,16 +136,28 @@ impl InputBox {
                 used = 0;
                 continue;
             }
-            let w = c.width().unwrap_or(0);
+            // A tab runs to the next tab stop of its row, drawn as spaces.
+            let mut w = if c == '\t' {
+                tab_cells(used)
+            } else {
+                char_cells(c)
+            };
             if used + w > width {
                 rows.push(String::new());
                 used = 0;
                 if offset == self.cursor {
                     cursor = (rows.len() as u16 - 1, 0);
                 }
+                if c == '\t' {
+                    w = tab_cells(0).min(width);
+                }
             }
             if let Some(row) = rows.last_mut() {
-                row.push(c);
+                if c == '\t' {
+                    row.extend(std::iter::repeat_n(' ', w));
+                } else {
+                    row.push(c);
+                }
             }
             used += w;
         }
@@ -204,5 +216,18 @@ mod tests {
             input.layout(4),
             (vec!["abcd".to_string(), String::new()], (1, 0))
         );
+    }
+
+    #[test]
+    fn tabs_and_controls_are_laid_out_as_drawn() {
+        let mut input = InputBox::default();
+        input.insert("a\tb");
+        // The tab runs to column 4 as spaces; the cursor sits after "b".
+        assert_eq!(input.layout(20), (vec!["a   b".to_string()], (0, 5)));
+        input.set("\x1b[7m");
+        // ESC is drawn as one cell (its picture), so the cursor is after four cells.
+        assert_eq!(input.layout(20).1, (0, 4));
+        input.set("abc\td");
+        assert_eq!(input.layout(4).0, vec!["abc ", "d"]);
     }
 }

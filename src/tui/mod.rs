@@ -1,5 +1,6 @@
 //! The terminal app: state and update (`app`), keys, terminal setup/restore, markdown and
-//! code highlighting, themes, and one drawing module per pane (`ui`).
+//! code highlighting, themes, one drawing module per pane (`ui`), and the filter that keeps
+//! untrusted text from driving the terminal (`safe_text`).
 
 pub mod app;
 pub mod doc;
@@ -7,6 +8,7 @@ pub mod highlight;
 pub mod input;
 pub mod keys;
 pub mod markdown;
+pub mod safe_text;
 pub mod terminal;
 pub mod theme;
 pub mod ui;

@@ -1,9 +1,9 @@
 //! Word-wrapping of styled lines to a width, so panes know their line counts (for scrolling)
 //! without asking the widget to lay out everything every frame.
 
+use super::safe_text::{char_cells, tab_cells};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use unicode_width::UnicodeWidthChar;
 
 /// Wraps each line to at most `width` cells, breaking after spaces when possible and inside a
 /// word only when it is longer than the width. Empty lines stay as one empty line.
@@ -26,6 +26,7 @@ pub fn wrap_line(line: &Line<'static>, width: usize, out: &mut Vec<Line<'static>
         })
         .filter(|(c, _)| *c != '\n' && *c != '\r')
         .collect();
+    let chars = expand_tabs(chars);
     if chars.is_empty() {
         out.push(Line::default());
         return;
@@ -71,9 +72,30 @@ pub fn wrap_line(line: &Line<'static>, width: usize, out: &mut Vec<Line<'static>
     }
 }
 
-/// Display cells of a character (a tab counts as four).
+/// Display cells of a character (tabs are expanded before wrapping).
 fn cell(c: char) -> usize {
-    if c == '\t' { 4 } else { c.width().unwrap_or(0) }
+    char_cells(c)
+}
+
+/// The characters with each tab replaced by spaces up to the next tab stop (in the tab's
+/// style), counting columns from the start of the unwrapped line.
+fn expand_tabs(chars: Vec<(char, Style)>) -> Vec<(char, Style)> {
+    if !chars.iter().any(|(c, _)| *c == '\t') {
+        return chars;
+    }
+    let mut out = Vec::with_capacity(chars.len() + 8);
+    let mut column = 0;
+    for (c, style) in chars {
+        if c == '\t' {
+            let spaces = tab_cells(column);
+            out.extend(std::iter::repeat_n((' ', style), spaces));
+            column += spaces;
+        } else {
+            out.push((c, style));
+            column += cell(c);
+        }
+    }
+    out
 }
 
 /// What continuation lines of a wrapped line start with, so they stay under its text: the
@@ -82,7 +104,7 @@ fn cell(c: char) -> usize {
 fn hanging_prefix(chars: &[(char, Style)], width: usize) -> Vec<(char, Style)> {
     let mut len = chars
         .iter()
-        .take_while(|(c, _)| *c == ' ' || *c == '│' || *c == '\t')
+        .take_while(|(c, _)| *c == ' ' || *c == '│')
         .count();
     let rest: String = chars[len..].iter().take(12).map(|(c, _)| *c).collect();
     let digits = rest.chars().take_while(char::is_ascii_digit).count();
@@ -120,7 +142,7 @@ fn to_line(chars: &[(char, Style)]) -> Line<'static> {
             spans.push(Span::styled(std::mem::take(&mut text), style));
             style = *s;
         }
-        text.push(if *c == '\t' { ' ' } else { *c });
+        text.push(*c);
     }
     spans.push(Span::styled(text, style));
     Line::from(spans)
@@ -171,6 +193,18 @@ mod tests {
         );
         // A prefix wider than half the width is not repeated.
         assert_eq!(wrap("      • ab cd", 8), vec!["      • ", "ab cd"]);
+    }
+
+    #[test]
+    fn tabs_expand_to_the_next_stop_and_controls_take_one_cell() {
+        let wrap =
+            |text: &str, width: u16| texts(&wrap_lines(&[Line::from(text.to_string())], width));
+        assert_eq!(wrap("a\tb\tc", 20), vec!["a   b   c"]);
+        assert_eq!(wrap("abcde\tf", 20), vec!["abcde   f"]);
+        // Counted as laid out: "a   bc" needs 6 cells, so it breaks after the tab's spaces.
+        assert_eq!(wrap("a\tbc", 5), vec!["a   ", "bc"]);
+        // ESC counts one cell (drawn as its picture), as ratatui counts it.
+        assert_eq!(wrap("\x1b[7mabc", 4), vec!["\x1b[7m", "abc"]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use ratatui::style::Style;
 use ratatui::widgets::{Block, BorderType, Borders};
 
 use super::app::{App, Overlay, Pane, PaneRects};
+use super::safe_text;
 
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame<'_>, app: &App) {
@@ -66,6 +67,9 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         Overlay::Error { message, fatal } => popup::draw_error(frame, area, app, message, *fatal),
         Overlay::Chats { chats, selected } => popup::draw_chats(frame, area, app, chats, *selected),
     }
+    // Last, over everything drawn: no control character from untrusted text reaches the
+    // terminal.
+    safe_text::neutralize_buffer(frame.buffer_mut());
 }
 
 /// A pane's frame: rounded border, title, highlighted when focused.
