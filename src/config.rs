@@ -69,6 +69,12 @@ pub enum ConfigError {
     /// A command-line flag with a value ossterm cannot use.
     #[error("--{flag} {problem}")]
     BadFlag { flag: &'static str, problem: String },
+    /// `[keybindings]` the app cannot use.
+    #[error("config file {path}: [keybindings]: {source}")]
+    Keybindings {
+        path: PathBuf,
+        source: crate::tui::keys::KeyError,
+    },
 }
 
 /// The effective settings: defaults, then the config file, then flags.
@@ -228,6 +234,25 @@ impl Settings {
             sampling.seed = seed;
         }
         Ok(())
+    }
+
+    /// The key map: the defaults with `[keybindings]` applied and checked
+    /// (`KeyMap::with_overrides`); the app and `ossterm config` both call this.
+    pub fn keymap(&self) -> Result<crate::tui::keys::KeyMap, ConfigError> {
+        let overrides = self
+            .keybindings
+            .iter()
+            .map(|(action, keys)| {
+                let keys = keys.split_whitespace().map(str::to_string).collect();
+                (action.clone(), keys)
+            })
+            .collect();
+        crate::tui::keys::KeyMap::with_overrides(&overrides).map_err(|source| {
+            ConfigError::Keybindings {
+                path: self.path.clone(),
+                source,
+            }
+        })
     }
 
     /// The effective values as TOML (a valid config file).

@@ -6,6 +6,8 @@ use crate::config::Settings;
 /// Runs the command.
 pub fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref())?;
+    // A config the app would refuse is refused here too.
+    settings.keymap()?;
     if args.json {
         let report = serde_json::json!({
             "path": settings.path,

@@ -135,8 +135,20 @@ pub struct KeyBinding {
 /// Why a key string or a `[keybindings]` entry was rejected.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum KeyError {
-    #[error("unknown key '{0}': use e.g. ctrl+r, alt+enter, shift+tab, f1, pageup, ?")]
+    #[error("unknown key '{0}': use e.g. ctrl+r, alt+enter, shift+tab, f1, pageup")]
     UnknownKey(String),
+    #[error(
+        "'{key}' for {action} types text, so it could not be typed any more: add ctrl+ or alt+ (e.g. ctrl+{key})"
+    )]
+    TypesText { key: String, action: &'static str },
+    #[error(
+        "'{key}' is bound to both {first} and {second}: give one of them another key in [keybindings]"
+    )]
+    TwoActions {
+        key: String,
+        first: &'static str,
+        second: &'static str,
+    },
     #[error(
         "unknown action '{0}' in [keybindings]: use one of send, newline, stop, focus_next, focus_prev, scroll_up, scroll_down, page_up, page_down, toggle_reasoning, toggle_earlier_reasoning, cycle_effort, new_chat, regenerate, copy_answer, copy_code, chat_list, help, quit, grow_chat, shrink_chat, grow_metrics, shrink_metrics"
     )]
@@ -232,6 +244,15 @@ impl KeyBinding {
             self.modifiers.remove(KeyModifiers::SHIFT);
         }
         self
+    }
+
+    /// True when the key types a character (no ctrl or alt): bound to an action, that
+    /// character could no longer be typed.
+    fn types_text(&self) -> bool {
+        matches!(self.code, KeyCode::Char(c) if !c.is_control())
+            && !self
+                .modifiers
+                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
     }
 
     /// The binding a terminal key event matches.
@@ -333,14 +354,46 @@ impl Default for KeyMap {
 impl KeyMap {
     /// The defaults with the config file's `action = "key"` (or `["key", "key"]`) entries
     /// replacing each named action's default keys.
+    /// Refused: an unknown action or key, a key without ctrl/alt that types text, and one
+    /// key for two actions (an override's key that another action keeps by default counts).
+    /// This is the one check of `[keybindings]`: the app and `ossterm config` both use it.
     pub fn with_overrides(overrides: &HashMap<String, Vec<String>>) -> Result<Self, KeyError> {
         let mut map = Self::default();
-        for (name, keys) in overrides {
+        // Sorted, so the same file always gives the same error.
+        let mut parsed = Vec::new();
+        let mut names: Vec<&String> = overrides.keys().collect();
+        names.sort();
+        for name in names {
             let action = Action::from_config_name(name)
                 .ok_or_else(|| KeyError::UnknownAction(name.clone()))?;
+            for key in &overrides[name] {
+                let binding = KeyBinding::parse(key)?;
+                if binding.types_text() {
+                    return Err(KeyError::TypesText {
+                        key: key.clone(),
+                        action: action.config_name(),
+                    });
+                }
+                parsed.push((key, binding, action));
+            }
+            // Every overridden action loses its defaults before any new key goes in, so
+            // swapping two actions' keys is not a conflict.
             map.bindings.retain(|_, a| *a != action);
-            for key in keys {
-                map.bindings.insert(KeyBinding::parse(key)?, action);
+        }
+        for (key, binding, action) in parsed {
+            if let Some(other) = map.bindings.insert(binding, action)
+                && other != action
+            {
+                let (first, second) = if other.config_name() < action.config_name() {
+                    (other.config_name(), action.config_name())
+                } else {
+                    (action.config_name(), other.config_name())
+                };
+                return Err(KeyError::TwoActions {
+                    key: key.clone(),
+                    first,
+                    second,
+                });
             }
         }
         Ok(map)
@@ -421,6 +474,45 @@ mod tests {
             KeyMap::with_overrides(&bad),
             Err(KeyError::UnknownAction(_))
         ));
+    }
+
+    #[test]
+    fn overrides_that_break_typing_or_share_a_key_are_refused() {
+        let map = |pairs: &[(&str, &str)]| {
+            let overrides = pairs
+                .iter()
+                .map(|(a, k)| (a.to_string(), vec![k.to_string()]))
+                .collect();
+            KeyMap::with_overrides(&overrides).map(|_| ())
+        };
+        assert_eq!(
+            map(&[("help", "?")]).unwrap_err().to_string(),
+            "'?' for help types text, so it could not be typed any more: add ctrl+ or alt+ (e.g. ctrl+?)"
+        );
+        assert!(matches!(
+            map(&[("quit", "shift+q")]),
+            Err(KeyError::TypesText { .. })
+        ));
+        assert!(matches!(
+            map(&[("send", "space")]),
+            Err(KeyError::TypesText { .. })
+        ));
+        // Two overrides on one key, and an override on another action's default key.
+        assert_eq!(
+            map(&[("quit", "ctrl+x"), ("help", "ctrl+x")]).unwrap_err(),
+            KeyError::TwoActions {
+                key: "ctrl+x".into(),
+                first: "help",
+                second: "quit"
+            }
+        );
+        assert_eq!(
+            map(&[("quit", "ctrl+r")]).unwrap_err().to_string(),
+            "'ctrl+r' is bound to both quit and toggle_reasoning: give one of them another key in [keybindings]"
+        );
+        // Swapping two actions' keys is fine; so are F keys and modified letters.
+        map(&[("quit", "ctrl+r"), ("toggle_reasoning", "ctrl+q")]).unwrap();
+        map(&[("help", "f2"), ("quit", "alt+q")]).unwrap();
     }
 
     #[test]
