@@ -1,7 +1,15 @@
 //! Chat persistence: `<data dir>/chats/<id>.json` holds exactly the harmony conversation
 //! (openai_harmony's JSON), `<id>.meta.json` the title, times and per-turn stats. Every write
 //! goes to a temporary file in the same folder, is synced, then renamed over the old file, so
-//! a crash at any moment leaves either the old or the new file, never a torn one.
+//! a crash at any moment leaves either the old or the new file, never a torn one; a save
+//! killed before its rename is recovered at the next start (`recover`). A chat open in one
+//! copy of the app is locked against the others (`lock`).
+
+mod lock;
+mod recover;
+
+pub use lock::ChatLock;
+pub use recover::{Recovery, Resumed};
 
 use std::fs;
 use std::io::Write;
@@ -10,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{StopReason, TurnStats};
-use crate::harmony::{Content, Conversation, Role};
+use crate::harmony::{Content, Conversation, ExtraFields, Role};
 
 /// Why a chat could not be saved, read or removed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +45,13 @@ pub enum StoreError {
     },
     #[error("'{id}' is not a chat id (letters, digits, '-' and '_' only)")]
     BadId { id: String },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("chat {id} is open in another copy of ossterm: close it there first")]
+    Locked { id: String },
 }
 
 /// The stats of one finished assistant turn.
@@ -58,6 +73,9 @@ pub struct ChatMeta {
     pub updated: String,
     #[serde(default)]
     pub turns: Vec<TurnRecord>,
+    /// Fields this version does not know (kept on save).
+    #[serde(flatten, default, skip_serializing_if = "ExtraFields::is_empty")]
+    pub extra: ExtraFields,
 }
 
 /// One chat to save: its id, metadata and the whole harmony conversation.
@@ -224,10 +242,13 @@ impl ChatStore {
         Ok(chats)
     }
 
-    /// Removes a chat's files.
+    /// Removes a chat's files; refused while another copy of the app has the chat open.
     pub fn delete(&self, id: &str) -> Result<(), StoreError> {
         check_id(id)?;
-        for path in [self.chat_path(id), self.meta_path(id)] {
+        let Some(_lock) = self.try_lock(id)? else {
+            return Err(StoreError::Locked { id: id.to_string() });
+        };
+        for path in [self.chat_path(id), self.meta_path(id), self.lock_path(id)] {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -294,6 +315,7 @@ mod tests {
             channel: channel.map(str::to_string),
             recipient: None,
             content_type: None,
+            extra: Default::default(),
         }
     }
 
@@ -305,14 +327,13 @@ mod tests {
                 created: updated.into(),
                 updated: updated.into(),
                 turns: vec![],
+                extra: Default::default(),
             },
-            conversation: Conversation {
-                messages: vec![
-                    message(Role::User, None, "hi"),
-                    message(Role::Assistant, Some("analysis"), "think"),
-                    message(Role::Assistant, Some("final"), "hello"),
-                ],
-            },
+            conversation: Conversation::from_messages([
+                message(Role::User, None, "hi"),
+                message(Role::Assistant, Some("analysis"), "think"),
+                message(Role::Assistant, Some("final"), "hello"),
+            ]),
         }
     }
 

@@ -1,7 +1,9 @@
 //! End to end: the real binary in tmux on the demo model. Type a question, see reasoning then
 //! an answer and a non-zero decode speed, stop a generation, start a new chat, quit; the
 //! terminal is restored and the chat file exists. A second test SIGKILLs the app mid-answer
-//! and checks the saved chat is valid JSON.
+//! and checks the saved chat is valid JSON. SIGTERM, SIGINT and SIGHUP restore the terminal
+//! and save; Ctrl+Q leaves promptly while the model is still loading; a second copy on the
+//! same data dir does not take over the first copy's chat.
 //!
 //! Needs tmux (installed by .ci/run) and the demo model in assets/demo.
 
@@ -177,9 +179,17 @@ fn assert_exited_and_restored(tmux: &Tmux) {
     );
 }
 
-fn start_app(tmux: &Tmux) {
-    tmux.type_text(&format!("{BIN} --demo --device cpu; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon"));
+/// Types `command` (the app with its arguments), then what prints its exit status and
+/// whether the terminal is back in cooked mode.
+fn launch(tmux: &Tmux, command: &str) {
+    tmux.type_text(&format!(
+        "{command}; echo \"EXIT=$?\"; stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon"
+    ));
     tmux.keys(&["Enter"]);
+}
+
+fn start_app(tmux: &Tmux) {
+    launch(tmux, &format!("{BIN} --demo --device cpu"));
     let screen = tmux.wait_for("the model to load", |s| {
         s.contains("is ready on") || s.contains("to quit (your chats")
     });
@@ -321,4 +331,142 @@ fn a_fatal_engine_error_is_shown_and_the_terminal_restored() {
     assert!(screen.contains("ossterm"), "{screen}");
     tmux.keys(&["q"]);
     assert_exited_and_restored(&tmux);
+}
+
+/// The chat files' conversations that hold a user message with this text.
+fn chats_with(data: &Path, question: &str) -> Vec<Conversation> {
+    chat_files(data)
+        .iter()
+        .filter_map(|path| serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok())
+        .filter(|c: &Conversation| {
+            c.messages
+                .iter()
+                .any(|m| m.role == Role::User && ossterm::tui::app::message_text(m) == question)
+        })
+        .collect()
+}
+
+/// Asks a question and waits until its answer is saved (the turn ended).
+fn ask(tmux: &Tmux, data: &Path, question: &str) {
+    tmux.type_text(question);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the answer", |_| {
+        chats_with(data, question)
+            .iter()
+            .any(|c| c.messages.last().is_some_and(|m| m.role == Role::Assistant))
+    });
+    tmux.wait_for("the turn's stats", |s| !answer_speeds(s).is_empty());
+}
+
+#[test]
+fn sigterm_sigint_and_sighup_restore_the_terminal_and_save_the_chat() {
+    assert_demo_present();
+    for signal in ["TERM", "INT", "HUP"] {
+        let data = tempfile::tempdir().unwrap();
+        let config = tempfile::tempdir().unwrap();
+        let tmux = Tmux::start(&format!("sig{signal}"), data.path(), config.path());
+        start_app(&tmux);
+        let question = format!("Tell me about SIG{signal}.");
+        ask(&tmux, data.path(), &question);
+        let pid = tmux.app_pid().expect("the app's pid");
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert_exited_and_restored(&tmux);
+        let chats = chats_with(data.path(), &question);
+        assert_eq!(chats.len(), 1, "SIG{signal}: the chat is saved");
+        assert_eq!(
+            chats[0].messages.last().map(|m| m.role),
+            Some(Role::Assistant),
+            "SIG{signal}: the answer is saved"
+        );
+    }
+}
+
+#[test]
+fn ctrl_q_quits_while_the_model_is_still_downloading() {
+    // A hub that accepts connections and never answers: the engine thread waits in the
+    // repo-info request and does not read its commands.
+    let hub = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hub.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in hub.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let hf_home = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start("stall", data.path(), config.path());
+    launch(
+        &tmux,
+        &format!(
+            "HF_HUB_OFFLINE= HF_ENDPOINT=http://127.0.0.1:{port} HF_HOME={} {BIN} --model stalled/model --device cpu",
+            hf_home.path().display()
+        ),
+    );
+    tmux.wait_for("the loading screen", |s| s.contains("Loading the model"));
+    // Let the engine reach the stalled request.
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = Instant::now();
+    tmux.keys(&["C-q"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !exited(&tmux.screen()) {
+        assert!(
+            Instant::now() < deadline,
+            "Ctrl+Q did not quit while loading:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_exited_and_restored(&tmux);
+}
+
+#[test]
+fn a_second_copy_on_the_same_data_dir_leaves_the_first_copys_chat_alone() {
+    assert_demo_present();
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let first = Tmux::start("lock-a", data.path(), config.path());
+    start_app(&first);
+    ask(&first, data.path(), "First copy question?");
+    // The second copy would continue the newest chat: the first copy's.
+    let second = Tmux::start("lock-b", data.path(), config.path());
+    start_app(&second);
+    second.wait_for("the lock notice", |s| {
+        s.contains("is open in another copy of ossterm: this one starts a new chat")
+    });
+    ask(&second, data.path(), "Second copy question?");
+    ask(&first, data.path(), "First copy follow-up?");
+    second.keys(&["C-q"]);
+    assert_exited_and_restored(&second);
+    first.keys(&["C-q"]);
+    assert_exited_and_restored(&first);
+    // Two chats; the first has both of its turns, the second only its own.
+    let firsts = chats_with(data.path(), "First copy follow-up?");
+    assert_eq!(firsts.len(), 1);
+    let users = |c: &Conversation| {
+        c.messages
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .map(ossterm::tui::app::message_text)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        users(&firsts[0]),
+        vec!["First copy question?", "First copy follow-up?"]
+    );
+    let seconds = chats_with(data.path(), "Second copy question?");
+    assert_eq!(seconds.len(), 1);
+    assert_eq!(users(&seconds[0]), vec!["Second copy question?"]);
 }

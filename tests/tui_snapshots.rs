@@ -1,16 +1,19 @@
 //! Snapshot tests of the screen (ratatui TestBackend + insta): the main screen at 80x24 and
 //! 160x48 with the reasoning pane shown and hidden, the help overlay, an error screen, and a
 //! streamed answer with a highlighted code block. Text is snapshotted; colours that matter
-//! (syntax highlighting) are asserted on the buffer.
+//! (syntax highlighting) are asserted on the buffer. A property test draws hostile text and
+//! finds no control character in any cell.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ossterm::engine::protocol::{MemorySample, MetricsSample, ModelInfo, SamplingParams};
 use ossterm::engine::{Event, StopReason, TurnStats};
 use ossterm::harmony::{Content, Message, ReasoningEffort, Role};
+use ossterm::store::ChatSummary;
 use ossterm::tui::app::{App, AppOptions, Input};
 use ossterm::tui::keys::KeyMap;
 use ossterm::tui::theme::Theme;
 use ossterm::tui::ui;
+use proptest::prelude::*;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
@@ -64,6 +67,7 @@ fn done(app: &mut App, channel: &str, text: &str) {
         channel: Some(channel.into()),
         recipient: None,
         content_type: None,
+        extra: Default::default(),
     })));
 }
 
@@ -275,4 +279,92 @@ fn the_metrics_pane_resizes_from_the_keyboard_within_bounds() {
     }
     let (_, reasoning) = heights(&app);
     assert_eq!(reasoning, 3, "the reasoning pane keeps 3 rows");
+}
+
+// ─── Untrusted text ───
+// Arbitrary bytes (escape sequences, C0/C1 controls, DEL, invalid UTF-8 read lossily) as
+// model output, reasoning, tool calls, chat titles, the chat list, an error message and
+// pasted input go through the real draw code, and no cell holds a control character.
+
+fn token_to(app: &mut App, channel: &str, recipient: Option<&str>, delta: &str) {
+    app.update(Input::Engine(Event::Token {
+        token_id: 0,
+        channel: Some(channel.into()),
+        recipient: recipient.map(str::to_string),
+        delta: delta.into(),
+    }));
+}
+
+/// Every cell's symbol that holds a control character, with its position.
+fn control_cells(app: &App, width: u16, height: u16) -> Vec<(u16, u16, String)> {
+    let terminal = render(app, width, height);
+    let buffer = terminal.backend().buffer();
+    let mut found = Vec::new();
+    for y in 0..height {
+        for x in 0..width {
+            let symbol = buffer[(x, y)].symbol();
+            if symbol.chars().any(char::is_control) {
+                found.push((x, y, symbol.to_string()));
+            }
+        }
+    }
+    found
+}
+
+/// Bytes with many controls and escape sequences, read as UTF-8 lossily like the engine's
+/// detokenizer output or a pasted clipboard could be.
+fn hostile_text() -> impl Strategy<Value = String> {
+    let byte = prop_oneof![
+        4 => 0u8..=0x1f,
+        1 => Just(0x7fu8),
+        2 => 0x80u8..=0xff,
+        4 => 0x20u8..=0x7e,
+    ];
+    let piece = prop_oneof![
+        3 => proptest::collection::vec(byte, 0..24),
+        1 => Just(b"\x1b]0;pwned\x07".to_vec()),
+        1 => Just(b"\x1b[7m".to_vec()),
+        1 => Just("\u{9b}2J\u{85}".as_bytes().to_vec()),
+        1 => Just(b"\tcol\t\r\n".to_vec()),
+    ];
+    proptest::collection::vec(piece, 1..6)
+        .prop_map(|pieces| String::from_utf8_lossy(&pieces.concat()).into_owned())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_control_character_reaches_a_cell(
+        answer in hostile_text(),
+        reasoning in hostile_text(),
+        tool in hostile_text(),
+        title in hostile_text(),
+        pasted in hostile_text(),
+        error in hostile_text(),
+    ) {
+        let mut app = app();
+        app.update(Input::Paste(pasted.clone()));
+        app.update(Input::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+        app.meta.title = title.clone();
+        token_to(&mut app, "analysis", None, &reasoning);
+        token_to(&mut app, "commentary", Some(&tool), &tool);
+        token_to(&mut app, "final", None, &answer);
+        app.update(Input::Paste(pasted));
+        for (width, height) in [(80, 24), (41, 13)] {
+            prop_assert_eq!(control_cells(&app, width, height), vec![]);
+        }
+        app.update(Input::Engine(Event::TurnDone {
+            stop: StopReason::Return,
+            stats: TurnStats::default(),
+        }));
+        app.show_chat_list(vec![ChatSummary {
+            id: "other".into(),
+            title: title.clone(),
+            updated: title,
+        }]);
+        prop_assert_eq!(control_cells(&app, 80, 24), vec![]);
+        app.update(Input::Engine(Event::Error { message: error, fatal: false }));
+        prop_assert_eq!(control_cells(&app, 80, 24), vec![]);
+    }
 }

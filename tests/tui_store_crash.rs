@@ -27,6 +27,7 @@ fn message(i: usize) -> Message {
         channel: (!i.is_multiple_of(2)).then(|| "final".to_string()),
         recipient: None,
         content_type: None,
+        extra: Default::default(),
     }
 }
 

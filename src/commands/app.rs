@@ -8,19 +8,21 @@ use std::time::Duration;
 use anyhow::Context as _;
 use crossterm::event::{Event as TermEvent, EventStream};
 use futures::StreamExt;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::cli::AppArgs;
 use crate::config::{self, Settings};
 use crate::engine::{self, EngineOptions, ModelSource};
-use crate::store::{ChatStore, new_chat_id};
+use crate::store::{ChatLock, ChatStore, StoreError, new_chat_id};
 use crate::tui::app::{App, AppOptions, Effect, Input, ModelState, Overlay};
-use crate::tui::keys::KeyMap;
 use crate::tui::terminal;
 use crate::tui::theme::Theme;
 use crate::tui::ui;
 
 /// The shortest time between two frames (~30 fps).
 const FRAME_INTERVAL: Duration = Duration::from_millis(33);
+/// How long quitting waits for the engine thread to stop before leaving without it.
+const ENGINE_EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Runs the app until the user quits.
 pub fn run(args: &AppArgs) -> anyhow::Result<()> {
@@ -33,6 +35,8 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
         .enable_time()
         .build()
         .context("cannot start the event loop")?;
+    // Before the terminal changes: from here on a signal quits through the event loop.
+    let signals = quit_signals()?;
     let mut guard =
         terminal::setup().context("cannot set up the terminal (is this a terminal?)")?;
     let engine = engine::spawn(engine_options);
@@ -41,26 +45,45 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
         App::new(options),
         engine,
         &store,
+        signals,
     ));
     drop(guard);
     result
 }
 
+/// SIGTERM, SIGINT and SIGHUP as they arrive, so the loop saves the chat and restores the
+/// terminal instead of the process dying with the terminal in raw mode.
+#[cfg(unix)]
+fn quit_signals() -> anyhow::Result<UnboundedReceiver<i32>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("cannot handle SIGTERM, SIGINT and SIGHUP")?;
+    let (tx, rx) = unbounded_channel();
+    std::thread::Builder::new()
+        .name("ossterm-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if tx.send(signal).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(rx)
+}
+
+/// No Unix signals here: a channel that never delivers.
+#[cfg(not(unix))]
+fn quit_signals() -> anyhow::Result<UnboundedReceiver<i32>> {
+    let (tx, rx) = unbounded_channel();
+    std::mem::forget(tx);
+    Ok(rx)
+}
+
 fn app_options(settings: &Settings) -> anyhow::Result<AppOptions> {
     let themes_dir = config::config_dir().ok().map(|d| d.join("themes"));
     let theme = Theme::load(&settings.theme, themes_dir.as_deref())?;
-    let overrides = settings
-        .keybindings
-        .iter()
-        .map(|(action, keys)| {
-            (
-                action.clone(),
-                keys.split_whitespace().map(str::to_string).collect(),
-            )
-        })
-        .collect();
-    let keymap = KeyMap::with_overrides(&overrides)
-        .with_context(|| format!("in [keybindings] of {}", settings.path.display()))?;
+    let keymap = settings.keymap()?;
     Ok(AppOptions {
         theme,
         keymap,
@@ -120,13 +143,19 @@ async fn event_loop(
     mut app: App,
     mut engine: engine::EngineHandle,
     store: &ChatStore,
+    mut signals: UnboundedReceiver<i32>,
 ) -> anyhow::Result<()> {
-    // Continue the most recent chat, as it was left.
-    if let Some(latest) = store.list().ok().and_then(|chats| chats.into_iter().next())
-        && let Ok(chat) = store.load(&latest.id)
-    {
+    // Continue the most recent chat, as it was left (after recovering interrupted saves).
+    let resumed = store.resume_newest();
+    let mut chat_lock = None;
+    if let Some((chat, lock)) = resumed.chat {
         app.open_chat(chat);
+        chat_lock = Some(lock);
     }
+    if !resumed.notes.is_empty() {
+        app.notice = Some(resumed.notes.join("; "));
+    }
+    let mut terminal_error = None;
     let mut terminal_events = EventStream::new();
     let mut frame_tick = tokio::time::interval(FRAME_INTERVAL);
     frame_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -140,9 +169,14 @@ async fn event_loop(
                 Some(Ok(TermEvent::Mouse(mouse))) => Some(Input::Mouse(mouse)),
                 Some(Ok(TermEvent::Resize(..))) => Some(Input::Resize),
                 Some(Ok(_)) => None,
-                Some(Err(e)) => return Err(e).context("reading terminal events"),
-                None => break,
+                // The terminal is gone (hangup): save and leave as on quit.
+                Some(Err(e)) => {
+                    terminal_error = Some(e);
+                    Some(Input::Terminate)
+                }
+                None => Some(Input::Terminate),
             },
+            Some(_) = signals.recv() => Some(Input::Terminate),
             event = engine.events.recv(), if engine_alive => match event {
                 Some(event) => Some(Input::Engine(event)),
                 None => {
@@ -174,7 +208,7 @@ async fn event_loop(
         }
         let mut quit = false;
         for effect in effects {
-            match perform(effect, &mut app, &engine, store) {
+            match perform(effect, &mut app, &engine, store, &mut chat_lock) {
                 Ok(true) => quit = true,
                 Ok(false) => {}
                 // A failed save or export must not go unnoticed: show it as a popup.
@@ -190,8 +224,31 @@ async fn event_loop(
             break;
         }
     }
-    engine.shutdown();
-    Ok(())
+    // The engine may be deep in a download, a load or a long prefill: quitting does not wait.
+    engine.shutdown_within(ENGINE_EXIT_WAIT);
+    match terminal_error {
+        Some(e) => Err(e).context("reading terminal events"),
+        None => Ok(()),
+    }
+}
+
+/// Takes the lock of chat `id` for this copy (keeping it when already held); false when
+/// another copy of the app has that chat open.
+fn hold_lock(
+    store: &ChatStore,
+    chat_lock: &mut Option<ChatLock>,
+    id: &str,
+) -> anyhow::Result<bool> {
+    if chat_lock.as_ref().is_some_and(|lock| lock.id() == id) {
+        return Ok(true);
+    }
+    match store.try_lock(id)? {
+        Some(lock) => {
+            *chat_lock = Some(lock);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// Does one effect; true means quit.
@@ -200,13 +257,19 @@ fn perform(
     app: &mut App,
     engine: &engine::EngineHandle,
     store: &ChatStore,
+    chat_lock: &mut Option<ChatLock>,
 ) -> anyhow::Result<bool> {
     match effect {
         Effect::Engine(command) => {
             // A closed channel means the engine stopped; its Error event already says why.
             let _ = engine.commands.send(command.into_command());
         }
-        Effect::Save(chat) => store.save(&chat).context("saving the chat")?,
+        Effect::Save(chat) => {
+            if !hold_lock(store, chat_lock, &chat.id)? {
+                return Err(StoreError::Locked { id: chat.id }).context("saving the chat");
+            }
+            store.save(&chat).context("saving the chat")?
+        }
         Effect::Copy(text) => terminal::copy_osc52(&text).context("copying")?,
         Effect::Export(chat, path) => {
             let path = path.unwrap_or_else(|| {
@@ -219,10 +282,21 @@ fn perform(
         }
         Effect::ListChats => app.show_chat_list(store.list()?),
         Effect::OpenChat(id) => {
+            let Some(lock) = store.try_lock(&id)? else {
+                app.notice = Some(format!(
+                    "chat {id} is open in another copy of ossterm: close it there to open it here"
+                ));
+                return Ok(false);
+            };
             let chat = store.load(&id)?;
             app.open_chat(chat);
+            *chat_lock = Some(lock);
         }
         Effect::DeleteChat(id) => {
+            // Still held when a new chat has not been saved yet.
+            if chat_lock.as_ref().is_some_and(|lock| lock.id() == id) {
+                *chat_lock = None;
+            }
             store.delete(&id)?;
             app.show_chat_list(store.list()?);
             app.notice = Some("chat deleted".into());

@@ -82,6 +82,26 @@ impl EngineHandle {
             let _ = thread.join();
         }
     }
+
+    /// Sends `Shutdown` and waits at most `wait` for the thread to end; true when it ended.
+    /// The thread only reads commands between steps, so while it downloads, loads or runs a
+    /// long prefill it may not answer for minutes: quitting must not wait for that (the
+    /// process ends and takes the thread with it).
+    pub fn shutdown_within(mut self, wait: Duration) -> bool {
+        let _ = self.commands.send(Command::Shutdown);
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        let deadline = Instant::now() + wait;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = thread.join();
+        true
+    }
 }
 
 /// Starts the engine thread; loading happens there and is reported as events.
@@ -596,4 +616,43 @@ fn set_reasoning_effort(conversation: &mut Conversation, effort: ReasoningEffort
 
 fn ms_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle on a thread that stands in for the engine.
+    fn handle_on(body: impl FnOnce(mpsc::Receiver<Command>) + Send + 'static) -> EngineHandle {
+        let (commands, command_rx) = mpsc::channel();
+        let (_event_tx, events) = unbounded_channel();
+        EngineHandle {
+            commands,
+            events,
+            thread: Some(std::thread::spawn(move || body(command_rx))),
+        }
+    }
+
+    #[test]
+    fn quitting_does_not_wait_for_an_engine_busy_loading() {
+        // Busy for a minute (a download or a long prefill) and not reading commands.
+        let engine = handle_on(|_commands| std::thread::sleep(Duration::from_secs(60)));
+        let started = Instant::now();
+        assert!(!engine.shutdown_within(Duration::from_millis(200)));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn an_idle_engine_is_joined() {
+        let engine = handle_on(
+            |commands| {
+                while !matches!(commands.recv(), Ok(Command::Shutdown) | Err(_)) {}
+            },
+        );
+        assert!(engine.shutdown_within(Duration::from_secs(10)));
+    }
 }

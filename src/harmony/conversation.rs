@@ -5,7 +5,8 @@
 //! library's `Author`), `name` is always written (`null` when absent); `channel`, `recipient`
 //! and `content_type` are written only when set; content items are tagged by `type`
 //! (`text`, `system_content`, `developer_content`); a missing system/developer field means
-//! "none" (not the defaults that Python's `from_json` would fill in).
+//! "none" (not the defaults that Python's `from_json` would fill in). Fields this version does
+//! not know are kept in `extra` and written back, so a saved chat loses nothing on a round trip.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,9 @@ pub const DEFAULT_MODEL_IDENTITY: &str =
 pub const DEFAULT_KNOWLEDGE_CUTOFF: &str = "2024-06";
 /// The channels gpt-oss writes on: reasoning, tool calls/preambles, the answer.
 pub const DEFAULT_VALID_CHANNELS: [&str; 3] = ["analysis", "commentary", "final"];
+
+/// JSON fields a struct does not know, kept as read and written back after its own fields.
+pub type ExtraFields = serde_json::Map<String, serde_json::Value>;
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -189,6 +193,9 @@ pub struct SystemContent {
     /// `# Valid channels: …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_config: Option<ChannelConfig>,
+    /// Fields this version does not know (kept, not rendered).
+    #[serde(flatten, default, skip_serializing_if = "ExtraFields::is_empty")]
+    pub extra: ExtraFields,
 }
 
 impl Default for SystemContent {
@@ -202,6 +209,7 @@ impl Default for SystemContent {
             conversation_start_date: None,
             knowledge_cutoff: Some(DEFAULT_KNOWLEDGE_CUTOFF.to_owned()),
             channel_config: Some(ChannelConfig::default()),
+            extra: ExtraFields::new(),
         }
     }
 }
@@ -269,6 +277,9 @@ pub struct DeveloperContent {
     /// Rendered under `# Tools`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<ToolNamespaces>,
+    /// Fields this version does not know (kept, not rendered).
+    #[serde(flatten, default, skip_serializing_if = "ExtraFields::is_empty")]
+    pub extra: ExtraFields,
 }
 
 impl DeveloperContent {
@@ -339,6 +350,9 @@ pub struct Message {
     /// The content's type (`<|constrain|>json`, `json`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// Fields this version does not know (kept, not rendered).
+    #[serde(flatten, default, skip_serializing_if = "ExtraFields::is_empty")]
+    pub extra: ExtraFields,
 }
 
 impl Message {
@@ -351,6 +365,7 @@ impl Message {
             channel: None,
             recipient: None,
             content_type: None,
+            extra: ExtraFields::new(),
         }
     }
 
@@ -422,6 +437,9 @@ impl Message {
 pub struct Conversation {
     /// The messages in order.
     pub messages: Vec<Message>,
+    /// Fields this version does not know (kept).
+    #[serde(flatten, default, skip_serializing_if = "ExtraFields::is_empty")]
+    pub extra: ExtraFields,
 }
 
 impl Conversation {
@@ -429,6 +447,7 @@ impl Conversation {
     pub fn from_messages(messages: impl IntoIterator<Item = Message>) -> Self {
         Self {
             messages: messages.into_iter().collect(),
+            extra: ExtraFields::new(),
         }
     }
 

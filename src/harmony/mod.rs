@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 pub use conversation::{
     ChannelConfig, Content, Conversation, DEFAULT_KNOWLEDGE_CUTOFF, DEFAULT_MODEL_IDENTITY,
-    DEFAULT_VALID_CHANNELS, DeveloperContent, Message, ReasoningEffort, Role, SystemContent,
-    ToolDescription, ToolNamespaceConfig, ToolNamespaces,
+    DEFAULT_VALID_CHANNELS, DeveloperContent, ExtraFields, Message, ReasoningEffort, Role,
+    SystemContent, ToolDescription, ToolNamespaceConfig, ToolNamespaces,
 };
 pub use parser::{ParserStep, StopReason, StreamParser};
 pub use render::{

@@ -371,6 +371,7 @@ fn message(header: &Header, text: String) -> Message {
         channel: header.channel.clone(),
         recipient: header.recipient.clone(),
         content_type: header.content_type.clone(),
+        extra: Default::default(),
     }
 }
 

@@ -36,6 +36,8 @@ pub enum Input {
     Mouse(MouseEvent),
     Resize,
     Engine(Event),
+    /// A signal (SIGTERM, SIGINT, SIGHUP) asks the app to end: save and quit as Ctrl+Q does.
+    Terminate,
 }
 
 /// What the driver must do after an update.
@@ -204,6 +206,13 @@ pub struct App {
     pub meta: ChatMeta,
     /// The conversation without system/developer messages (those are built per submit).
     pub messages: Vec<Message>,
+    /// A reopened chat's system message, kept as saved (identity, date, tools, unknown
+    /// fields); `None` for a new chat.
+    opened_system: Option<Message>,
+    /// A reopened chat's developer message, kept as saved (tools, unknown fields).
+    opened_developer: Option<Message>,
+    /// A reopened chat's conversation-level fields this version does not know.
+    conversation_extra: crate::harmony::ExtraFields,
     pub entries: Vec<Entry>,
     pub generating: bool,
     pending: PendingMessage,
@@ -368,6 +377,9 @@ impl App {
                 ..ChatMeta::default()
             },
             messages: Vec::new(),
+            opened_system: None,
+            opened_developer: None,
+            conversation_extra: Default::default(),
             entries: Vec::new(),
             generating: false,
             pending: PendingMessage::default(),
@@ -387,29 +399,6 @@ impl App {
             quit: false,
             rects: Cell::new(PaneRects::default()),
         }
-    }
-
-    /// The full conversation: system, developer (when instructions are set), then messages.
-    pub fn conversation(&self) -> Conversation {
-        let mut messages = vec![system_message(self.effort, &self.today)];
-        if !self.developer_instructions.trim().is_empty() {
-            messages.push(developer_message(self.developer_instructions.trim()));
-        }
-        messages.extend(self.messages.iter().cloned());
-        Conversation { messages }
-    }
-
-    /// What to save now.
-    pub fn snapshot(&self) -> ChatSnapshot {
-        ChatSnapshot {
-            id: self.chat_id.clone(),
-            meta: self.meta.clone(),
-            conversation: self.conversation(),
-        }
-    }
-
-    fn save(&self) -> Effect {
-        Effect::Save(Box::new(self.snapshot()))
     }
 
     /// The assistant turn being streamed (or the last one).
@@ -453,6 +442,7 @@ impl App {
             }
             Input::Resize => Vec::new(),
             Input::Engine(event) => self.engine_event(event),
+            Input::Terminate => self.quit(),
         }
     }
 
@@ -507,11 +497,17 @@ impl App {
                 Vec::new()
             }
             Event::Error { message, fatal } => {
+                self.overlay = Overlay::Error { message, fatal };
                 if fatal {
                     self.model = ModelState::Failed;
                     self.generating = false;
+                    return Vec::new();
                 }
-                self.overlay = Overlay::Error { message, fatal };
+                // The engine sends no TurnDone after a failed turn (prompt over the limit,
+                // non-finite logits): end it here, or the app would wait for it forever.
+                if self.generating {
+                    return self.turn_failed();
+                }
                 Vec::new()
             }
         }
@@ -550,10 +546,11 @@ impl App {
         }
     }
 
-    fn turn_done(&mut self, stop: StopReason, stats: TurnStats) -> Vec<Effect> {
+    /// Ends the streamed turn: the engine is idle again, and a message cut short (stop,
+    /// length, full context, an error) never gets MessageDone, so what arrived is kept for the
+    /// chat to show and save.
+    fn end_turn(&mut self) {
         self.generating = false;
-        // A message cut short (stop, length, full context) never gets MessageDone: keep what
-        // arrived so the chat shows and saves it.
         let pending = std::mem::take(&mut self.pending);
         if !pending.text.is_empty() {
             let mut message =
@@ -565,6 +562,20 @@ impl App {
         if let Some(turn) = self.last_turn_mut() {
             turn.reasoning.finish(&theme);
             turn.answer.finish(&theme);
+        }
+    }
+
+    /// The engine reported an error instead of finishing the turn (the popup shows it).
+    fn turn_failed(&mut self) -> Vec<Effect> {
+        self.end_turn();
+        self.notice = Some("the answer failed (see the message); the chat is saved".into());
+        self.meta.updated = chrono::Utc::now().to_rfc3339();
+        vec![self.save()]
+    }
+
+    fn turn_done(&mut self, stop: StopReason, stats: TurnStats) -> Vec<Effect> {
+        self.end_turn();
+        if let Some(turn) = self.last_turn_mut() {
             turn.stop = Some(stop);
             turn.stats = Some(stats);
         }
@@ -893,44 +904,6 @@ impl App {
         self.submit()
     }
 
-    fn new_chat(&mut self) -> Vec<Effect> {
-        let mut effects = Vec::new();
-        if self.generating {
-            effects.push(Effect::Engine(CommandKind::Stop));
-        }
-        if !self.messages.is_empty() {
-            effects.push(self.save());
-        }
-        self.reset_chat(crate::store::new_chat_id(), ChatMeta::default());
-        effects.push(Effect::Engine(CommandKind::NewChat));
-        self.notice = Some("new chat".into());
-        effects
-    }
-
-    fn reset_chat(&mut self, id: String, meta: ChatMeta) {
-        let now = chrono::Utc::now().to_rfc3339();
-        self.chat_id = id;
-        self.meta = ChatMeta {
-            created: if meta.created.is_empty() {
-                now.clone()
-            } else {
-                meta.created.clone()
-            },
-            updated: if meta.updated.is_empty() {
-                now
-            } else {
-                meta.updated.clone()
-            },
-            ..meta
-        };
-        self.messages.clear();
-        self.entries.clear();
-        self.generating = false;
-        self.pending = PendingMessage::default();
-        self.chat_scroll = 0;
-        self.reasoning_scroll = 0;
-    }
-
     fn slash_command(&mut self, line: &str) -> Vec<Effect> {
         let (command, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let rest = rest.trim();
@@ -1011,127 +984,6 @@ impl App {
         }
         Vec::new()
     }
-
-    // ─── Saved chats ───
-
-    /// Shows the saved chats (the driver's answer to `Effect::ListChats`).
-    pub fn show_chat_list(&mut self, chats: Vec<ChatSummary>) {
-        let selected = chats.iter().position(|c| c.id == self.chat_id).unwrap_or(0);
-        self.overlay = Overlay::Chats { chats, selected };
-    }
-
-    fn chat_list_key(&mut self, key: KeyEvent, action: Option<Action>) -> Vec<Effect> {
-        let Overlay::Chats { chats, selected } = &mut self.overlay else {
-            return Vec::new();
-        };
-        match key.code {
-            KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => {
-                *selected = (*selected + 1).min(chats.len().saturating_sub(1));
-            }
-            KeyCode::Enter => {
-                if let Some(chat) = chats.get(*selected) {
-                    let id = chat.id.clone();
-                    self.overlay = Overlay::None;
-                    if id == self.chat_id {
-                        return Vec::new();
-                    }
-                    let mut effects = Vec::new();
-                    if self.generating {
-                        effects.push(Effect::Engine(CommandKind::Stop));
-                    }
-                    effects.push(Effect::OpenChat(id));
-                    return effects;
-                }
-            }
-            KeyCode::Delete | KeyCode::Char('d') => {
-                if let Some(chat) = chats.get(*selected) {
-                    if chat.id == self.chat_id {
-                        self.notice =
-                            Some("this chat is open: start a new chat to delete it".into());
-                        return Vec::new();
-                    }
-                    return vec![Effect::DeleteChat(chat.id.clone())];
-                }
-            }
-            _ if action == Some(Action::Quit) => return self.quit(),
-            _ => self.overlay = Overlay::None,
-        }
-        Vec::new()
-    }
-
-    /// Replaces the chat with a saved one (the driver's answer to `Effect::OpenChat`). The
-    /// engine re-uses whatever prefix of it is still cached.
-    pub fn open_chat(&mut self, chat: ChatSnapshot) {
-        self.reset_chat(chat.id, chat.meta);
-        let mut turn_index = 0;
-        for message in chat.conversation.messages {
-            let text = message_text(&message);
-            match message.role {
-                Role::System => continue,
-                Role::Developer => {
-                    self.developer_instructions = message
-                        .content
-                        .iter()
-                        .find_map(|c| match c {
-                            Content::DeveloperContent(d) => d.instructions.clone(),
-                            Content::Text { text } => Some(text.clone()),
-                            Content::SystemContent(_) => None,
-                        })
-                        .unwrap_or_default();
-                    continue;
-                }
-                Role::User => {
-                    self.entries.push(Entry::User(StreamDoc::finished(
-                        DocKind::Plain,
-                        self.theme.text,
-                        &text,
-                        &self.theme,
-                    )));
-                }
-                Role::Assistant | Role::Tool => {
-                    if !matches!(self.entries.last(), Some(Entry::Assistant(_))) {
-                        let turn = self.new_turn();
-                        self.entries.push(turn);
-                    }
-                    let theme = self.theme.clone();
-                    if let Some(turn) = self.last_turn_mut() {
-                        match message.channel.as_deref() {
-                            Some("analysis") => turn.reasoning.push(&text, &theme),
-                            Some("commentary") => {
-                                let to = message
-                                    .recipient
-                                    .as_deref()
-                                    .map(|r| format!("→ {r}: "))
-                                    .unwrap_or_default();
-                                turn.commentary.push(format!("{to}{text}"));
-                            }
-                            _ if message.role == Role::Tool => {
-                                turn.commentary.push(format!("← {text}"))
-                            }
-                            _ => turn.answer.push(&text, &theme),
-                        }
-                        turn.reasoning.finish(&theme);
-                        turn.answer.finish(&theme);
-                    }
-                }
-            }
-            self.messages.push(message);
-            // Attach stats to the turn they belong to.
-            while let Some(record) = self.meta.turns.get(turn_index) {
-                if record.messages_after > self.messages.len() {
-                    break;
-                }
-                turn_index += 1;
-                let record = *record;
-                if let Some(turn) = self.last_turn_mut() {
-                    turn.stats = Some(record.stats);
-                    turn.stop = Some(record.stop);
-                }
-            }
-        }
-        self.notice = Some(format!("opened '{}'", self.meta.title));
-    }
 }
 
 fn title_from(text: &str) -> String {
@@ -1143,5 +995,6 @@ fn title_from(text: &str) -> String {
     title
 }
 
+mod chats;
 #[cfg(test)]
 mod tests;

@@ -475,3 +475,139 @@ fn bad_sampling_values_show_the_usage_and_change_nothing() {
         "{notice}"
     );
 }
+
+#[test]
+fn an_engine_error_ends_the_turn_and_the_input_works_again() {
+    let mut app = app();
+    type_text(&mut app, "hi");
+    app.update(key(KeyCode::Enter));
+    app.update(token("final", "Partial"));
+    let effects = app.update(Input::Engine(Event::Error {
+        message: "the conversation is 5000 tokens but the context limit is 4096".into(),
+        fatal: false,
+    }));
+    assert!(!app.generating, "the turn ended");
+    assert_eq!(saves(&effects), 1);
+    assert!(
+        matches!(&app.overlay, Overlay::Error { message, fatal: false } if message.contains("context limit is 4096")),
+        "{:?}",
+        app.overlay
+    );
+    // What arrived before the error is kept.
+    assert_eq!(message_text(app.messages.last().unwrap()), "Partial");
+    // Esc closes the popup; a second Esc has nothing to stop (it said "stopping…" forever).
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.overlay, Overlay::None);
+    let effects = app.update(key(KeyCode::Esc));
+    assert!(effects.is_empty());
+    assert_eq!(
+        app.notice.as_deref(),
+        Some("nothing to stop · Ctrl+Q quits")
+    );
+    type_text(&mut app, "/ctx 8192");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Engine(CommandKind::SetContextLimit(8192))]
+    );
+    type_text(&mut app, "again");
+    let effects = app.update(key(KeyCode::Enter));
+    let conversation = submitted(&effects).expect("a new message is sent");
+    assert_eq!(message_text(conversation.messages.last().unwrap()), "again");
+}
+
+#[test]
+fn a_signal_saves_and_quits_like_ctrl_q() {
+    let mut app = app();
+    type_text(&mut app, "hi");
+    app.update(key(KeyCode::Enter));
+    let effects = app.update(Input::Terminate);
+    assert!(app.quit);
+    assert_eq!(saves(&effects), 1);
+    assert_eq!(effects.first(), Some(&Effect::Engine(CommandKind::Stop)));
+    assert_eq!(effects.last(), Some(&Effect::Quit));
+}
+
+/// A chat written by another harmony tool: a custom system message, a developer message with
+/// function tools, and fields this version does not know at every level.
+const IMPORTED_CHAT: &str = r#"{
+  "messages": [
+    {"role": "system", "name": null, "trace": "s1", "content": [{"type": "system_content",
+      "model_identity": "You are Pirate, a parrot.", "reasoning_effort": "High",
+      "conversation_start_date": "2025-01-02", "knowledge_cutoff": "2024-06",
+      "future_flag": true}]},
+    {"role": "developer", "name": null, "content": [{"type": "developer_content",
+      "instructions": "Talk like a pirate.",
+      "tools": {"functions": {"name": "functions", "tools": [{"name": "get_weather",
+        "description": "Weather at a place", "parameters": {"type": "object"}}]}},
+      "x_extra": 1}]},
+    {"role": "user", "name": null, "content": [{"type": "text", "text": "hi"}],
+      "metadata": {"source": "import"}},
+    {"role": "assistant", "name": null, "content": [{"type": "text", "text": "Arr"}],
+      "channel": "final"}
+  ],
+  "exported_by": "harmony-tool"
+}"#;
+
+#[test]
+fn a_reopened_chat_keeps_what_it_had_when_saved_again() {
+    let mut app = app();
+    let meta: ChatMeta = serde_json::from_str(
+        r#"{"title": "parrot", "created": "2025-01-02T00:00:00Z", "updated": "2025-01-02T00:00:00Z", "pinned": true}"#,
+    )
+    .unwrap();
+    app.open_chat(ChatSnapshot {
+        id: "imported".into(),
+        meta,
+        conversation: serde_json::from_str(IMPORTED_CHAT).unwrap(),
+    });
+    type_text(&mut app, "more");
+    let effects = app.update(key(KeyCode::Enter));
+    let saved = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Save(chat) => Some(chat),
+            _ => None,
+        })
+        .expect("a save");
+    let json = serde_json::to_value(&saved.conversation).unwrap();
+    assert_eq!(json["exported_by"], "harmony-tool");
+    let system = &json["messages"][0];
+    assert_eq!(system["trace"], "s1");
+    assert_eq!(
+        system["content"][0]["model_identity"],
+        "You are Pirate, a parrot."
+    );
+    assert_eq!(
+        system["content"][0]["conversation_start_date"],
+        "2025-01-02"
+    );
+    assert_eq!(system["content"][0]["future_flag"], true);
+    // The effort follows the app's setting, as the status line shows it.
+    assert_eq!(system["content"][0]["reasoning_effort"], "Medium");
+    let developer = &json["messages"][1]["content"][0];
+    assert_eq!(developer["instructions"], "Talk like a pirate.");
+    assert_eq!(
+        developer["tools"]["functions"]["tools"][0]["name"],
+        "get_weather"
+    );
+    assert_eq!(developer["x_extra"], 1);
+    assert_eq!(json["messages"][2]["metadata"]["source"], "import");
+    assert_eq!(json["messages"][4]["content"][0]["text"], "more");
+    let meta = serde_json::to_value(&saved.meta).unwrap();
+    assert_eq!(meta["pinned"], true);
+    assert_eq!(meta["created"], "2025-01-02T00:00:00Z");
+    // The engine gets the same system and developer messages.
+    let submitted = submitted(&effects).unwrap();
+    assert_eq!(submitted, &saved.conversation);
+    // Changed instructions replace only the instructions.
+    type_text(&mut app, "/system Be brief.");
+    app.update(key(KeyCode::Enter));
+    let developer = app.conversation().messages[1].clone();
+    match &developer.content[..] {
+        [Content::DeveloperContent(d)] => {
+            assert_eq!(d.instructions.as_deref(), Some("Be brief."));
+            assert!(d.tools.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,247 @@
+//! The open chat: building the conversation to submit and save, new chats, the saved-chats
+//! list, and reopening a saved chat as it was.
+
+use crossterm::event::{KeyCode, KeyEvent};
+
+use super::{
+    App, CommandKind, Effect, Entry, Overlay, PendingMessage, developer_message, message_text,
+    system_message,
+};
+use crate::harmony::{Content, Conversation, Message, ReasoningEffort, Role};
+use crate::store::{ChatMeta, ChatSnapshot, ChatSummary};
+use crate::tui::doc::{DocKind, StreamDoc};
+use crate::tui::keys::Action;
+
+/// A saved system message with the app's reasoning effort (everything else kept).
+fn with_effort(mut system: Message, effort: ReasoningEffort) -> Message {
+    for content in &mut system.content {
+        if let Content::SystemContent(c) = content {
+            c.reasoning_effort = Some(effort);
+        }
+    }
+    system
+}
+
+/// A saved developer message with the app's instructions (its tools and other fields kept);
+/// `None` when nothing would be left in it.
+fn with_instructions(mut developer: Message, instructions: &str) -> Option<Message> {
+    let instructions = (!instructions.is_empty()).then(|| instructions.to_string());
+    let mut keep = !developer.extra.is_empty();
+    for content in &mut developer.content {
+        match content {
+            Content::DeveloperContent(d) => {
+                d.instructions = instructions.clone();
+                keep |= d.instructions.is_some() || d.tools.is_some() || !d.extra.is_empty();
+            }
+            Content::Text { text } => {
+                *text = instructions.clone().unwrap_or_default();
+                keep |= !text.is_empty();
+            }
+            Content::SystemContent(_) => keep = true,
+        }
+    }
+    keep.then_some(developer)
+}
+
+impl App {
+    /// The full conversation: system, developer (when it has instructions or tools), then
+    /// messages. A reopened chat keeps its own system and developer messages (identity, date,
+    /// tools, fields this version does not know); only the effort and the instructions follow
+    /// the app's settings.
+    pub fn conversation(&self) -> Conversation {
+        let system = match &self.opened_system {
+            Some(saved) => with_effort(saved.clone(), self.effort),
+            None => system_message(self.effort, &self.today),
+        };
+        let mut messages = vec![system];
+        let instructions = self.developer_instructions.trim();
+        match &self.opened_developer {
+            Some(saved) => messages.extend(with_instructions(saved.clone(), instructions)),
+            None if !instructions.is_empty() => messages.push(developer_message(instructions)),
+            None => {}
+        }
+        messages.extend(self.messages.iter().cloned());
+        Conversation {
+            messages,
+            extra: self.conversation_extra.clone(),
+        }
+    }
+
+    /// What to save now.
+    pub fn snapshot(&self) -> ChatSnapshot {
+        ChatSnapshot {
+            id: self.chat_id.clone(),
+            meta: self.meta.clone(),
+            conversation: self.conversation(),
+        }
+    }
+
+    pub(super) fn save(&self) -> Effect {
+        Effect::Save(Box::new(self.snapshot()))
+    }
+
+    pub(super) fn new_chat(&mut self) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if self.generating {
+            effects.push(Effect::Engine(CommandKind::Stop));
+        }
+        if !self.messages.is_empty() {
+            effects.push(self.save());
+        }
+        self.reset_chat(crate::store::new_chat_id(), ChatMeta::default());
+        effects.push(Effect::Engine(CommandKind::NewChat));
+        self.notice = Some("new chat".into());
+        effects
+    }
+
+    pub(super) fn reset_chat(&mut self, id: String, meta: ChatMeta) {
+        let now = chrono::Utc::now().to_rfc3339();
+        self.chat_id = id;
+        self.meta = ChatMeta {
+            created: if meta.created.is_empty() {
+                now.clone()
+            } else {
+                meta.created.clone()
+            },
+            updated: if meta.updated.is_empty() {
+                now
+            } else {
+                meta.updated.clone()
+            },
+            ..meta
+        };
+        self.opened_system = None;
+        self.opened_developer = None;
+        self.conversation_extra = Default::default();
+        self.messages.clear();
+        self.entries.clear();
+        self.generating = false;
+        self.pending = PendingMessage::default();
+        self.chat_scroll = 0;
+        self.reasoning_scroll = 0;
+    }
+
+    /// Shows the saved chats (the driver's answer to `Effect::ListChats`).
+    pub fn show_chat_list(&mut self, chats: Vec<ChatSummary>) {
+        let selected = chats.iter().position(|c| c.id == self.chat_id).unwrap_or(0);
+        self.overlay = Overlay::Chats { chats, selected };
+    }
+
+    pub(super) fn chat_list_key(&mut self, key: KeyEvent, action: Option<Action>) -> Vec<Effect> {
+        let Overlay::Chats { chats, selected } = &mut self.overlay else {
+            return Vec::new();
+        };
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                *selected = (*selected + 1).min(chats.len().saturating_sub(1));
+            }
+            KeyCode::Enter => {
+                if let Some(chat) = chats.get(*selected) {
+                    let id = chat.id.clone();
+                    self.overlay = Overlay::None;
+                    if id == self.chat_id {
+                        return Vec::new();
+                    }
+                    let mut effects = Vec::new();
+                    if self.generating {
+                        effects.push(Effect::Engine(CommandKind::Stop));
+                    }
+                    effects.push(Effect::OpenChat(id));
+                    return effects;
+                }
+            }
+            KeyCode::Delete | KeyCode::Char('d') => {
+                if let Some(chat) = chats.get(*selected) {
+                    if chat.id == self.chat_id {
+                        self.notice =
+                            Some("this chat is open: start a new chat to delete it".into());
+                        return Vec::new();
+                    }
+                    return vec![Effect::DeleteChat(chat.id.clone())];
+                }
+            }
+            _ if action == Some(Action::Quit) => return self.quit(),
+            _ => self.overlay = Overlay::None,
+        }
+        Vec::new()
+    }
+
+    /// Replaces the chat with a saved one (the driver's answer to `Effect::OpenChat`). The
+    /// engine re-uses whatever prefix of it is still cached.
+    pub fn open_chat(&mut self, chat: ChatSnapshot) {
+        self.reset_chat(chat.id, chat.meta);
+        self.conversation_extra = chat.conversation.extra;
+        let mut turn_index = 0;
+        for message in chat.conversation.messages {
+            let text = message_text(&message);
+            match message.role {
+                Role::System => {
+                    self.opened_system = Some(message);
+                    continue;
+                }
+                Role::Developer => {
+                    self.developer_instructions = message
+                        .content
+                        .iter()
+                        .find_map(|c| match c {
+                            Content::DeveloperContent(d) => d.instructions.clone(),
+                            Content::Text { text } => Some(text.clone()),
+                            Content::SystemContent(_) => None,
+                        })
+                        .unwrap_or_default();
+                    self.opened_developer = Some(message);
+                    continue;
+                }
+                Role::User => {
+                    self.entries.push(Entry::User(StreamDoc::finished(
+                        DocKind::Plain,
+                        self.theme.text,
+                        &text,
+                        &self.theme,
+                    )));
+                }
+                Role::Assistant | Role::Tool => {
+                    if !matches!(self.entries.last(), Some(Entry::Assistant(_))) {
+                        let turn = self.new_turn();
+                        self.entries.push(turn);
+                    }
+                    let theme = self.theme.clone();
+                    if let Some(turn) = self.last_turn_mut() {
+                        match message.channel.as_deref() {
+                            Some("analysis") => turn.reasoning.push(&text, &theme),
+                            Some("commentary") => {
+                                let to = message
+                                    .recipient
+                                    .as_deref()
+                                    .map(|r| format!("→ {r}: "))
+                                    .unwrap_or_default();
+                                turn.commentary.push(format!("{to}{text}"));
+                            }
+                            _ if message.role == Role::Tool => {
+                                turn.commentary.push(format!("← {text}"))
+                            }
+                            _ => turn.answer.push(&text, &theme),
+                        }
+                        turn.reasoning.finish(&theme);
+                        turn.answer.finish(&theme);
+                    }
+                }
+            }
+            self.messages.push(message);
+            // Attach stats to the turn they belong to.
+            while let Some(record) = self.meta.turns.get(turn_index) {
+                if record.messages_after > self.messages.len() {
+                    break;
+                }
+                turn_index += 1;
+                let record = *record;
+                if let Some(turn) = self.last_turn_mut() {
+                    turn.stats = Some(record.stats);
+                    turn.stop = Some(record.stop);
+                }
+            }
+        }
+        self.notice = Some(format!("opened '{}'", self.meta.title));
+    }
+}
