@@ -282,15 +282,15 @@ fn perform(
         }
         Effect::ListChats => app.show_chat_list(store.list()?),
         Effect::OpenChat(id) => {
-            let Some(lock) = store.try_lock(&id)? else {
+            // Held already when it is the chat left by a new chat that was never saved.
+            if !hold_lock(store, chat_lock, &id)? {
                 app.notice = Some(format!(
                     "chat {id} is open in another copy of ossterm: close it there to open it here"
                 ));
                 return Ok(false);
-            };
+            }
             let chat = store.load(&id)?;
             app.open_chat(chat);
-            *chat_lock = Some(lock);
         }
         Effect::DeleteChat(id) => {
             // Still held when a new chat has not been saved yet.

@@ -510,4 +510,30 @@ mod tests {
         assert_eq!(system.reasoning_effort, None);
         assert_eq!(system.channel_config, None);
     }
+
+    #[test]
+    fn unknown_fields_survive_a_round_trip() {
+        let json = r#"{"messages":[
+            {"role":"system","name":null,"trace":"s1","content":[{"type":"system_content",
+                "model_identity":"You are Pirate.","future_flag":true}]},
+            {"role":"developer","name":null,"content":[{"type":"developer_content",
+                "instructions":"Talk like a pirate.","x_extra":{"a":[1,2]}}]},
+            {"role":"user","name":null,"content":[{"type":"text","text":"hi"}],
+                "metadata":{"source":"import"}}],
+            "exported_by":"harmony-tool"}"#;
+        let conversation = Conversation::from_json(json).unwrap();
+        let written = conversation.to_json();
+        let original: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&written).unwrap(),
+            original
+        );
+        // The content tag is the enum's, never also an unknown field.
+        assert_eq!(written.matches("\"type\"").count(), 3, "{written}");
+        assert_eq!(conversation.extra["exported_by"], "harmony-tool");
+        assert_eq!(
+            conversation.messages[2].extra["metadata"]["source"],
+            "import"
+        );
+    }
 }
