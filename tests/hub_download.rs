@@ -6,27 +6,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::fake_hub::{self, FakeHub};
-use ossterm::hub::{self, DownloadProgress, HubError, HubOptions};
-
-fn options(endpoint: &str, cache: &tempfile::TempDir) -> HubOptions {
-    HubOptions {
-        endpoint: endpoint.to_string(),
-        cache_dir: cache.path().join("hub"),
-        offline: false,
-        token: None,
-        stall_timeout: hub::STALL_TIMEOUT,
-    }
-}
-
-fn resolve(
-    options: &HubOptions,
-    model: &str,
-) -> (Result<PathBuf, HubError>, Vec<DownloadProgress>) {
-    let mut reports = Vec::new();
-    let result = hub::resolve_with(options, model, None, &mut |p| reports.push(p));
-    (result, reports)
-}
+use common::fake_hub::{self, FakeHub, options, resolve};
+use ossterm::hub::{DownloadProgress, HubError, HubOptions};
 
 fn of_file<'a>(reports: &'a [DownloadProgress], file: &str) -> Vec<&'a DownloadProgress> {
     reports.iter().filter(|p| p.file == file).collect()
@@ -79,9 +60,7 @@ fn an_interrupted_download_resumes_with_a_range_request() {
     let server = FakeHub::start();
     let cache = tempfile::tempdir().expect("temp dir");
     let opts = options(&server.endpoint, &cache);
-    server
-        .cut_next
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    server.arm(|f| &f.cut_next, true);
     let (first, _) = resolve(&opts, fake_hub::REPO);
     let message = first.expect_err("the cut download fails").to_string();
     assert!(message.contains("model.safetensors"), "{message}");
@@ -116,16 +95,12 @@ fn a_wrong_size_is_refused_and_not_kept() {
     let server = FakeHub::start();
     let cache = tempfile::tempdir().expect("temp dir");
     let opts = options(&server.endpoint, &cache);
-    server
-        .lie_about_size
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    server.arm(|f| &f.lie_about_size, true);
     let (result, _) = resolve(&opts, fake_hub::REPO);
     let err = result.expect_err("size mismatch");
     assert!(matches!(err, HubError::SizeMismatch { .. }), "{err}");
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
-    server
-        .lie_about_size
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    server.arm(|f| &f.lie_about_size, false);
     let (result, _) = resolve(&opts, fake_hub::REPO);
     let dir = result.expect("downloads anew");
     assert_eq!(
@@ -200,10 +175,7 @@ fn an_unreachable_hub_fails_fast_with_a_clear_message() {
 
 #[test]
 fn a_local_folder_is_used_as_is() {
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/tiny-a-int4"
-    );
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-a-int4");
     let cache = tempfile::tempdir().expect("temp dir");
     let opts = options(&fake_hub::closed_port_endpoint(), &cache);
     let (result, _) = resolve(&opts, fixture);
@@ -218,9 +190,7 @@ fn a_download_that_goes_quiet_is_given_up_with_a_clear_error() {
         stall_timeout: Duration::from_secs(1),
         ..options(&server.endpoint, &cache)
     };
-    server
-        .stall_next
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    server.arm(|f| &f.stall_next, true);
     let started = Instant::now();
     let (result, reports) = resolve(&opts, fake_hub::REPO);
     let err = result.expect_err("the stalled download is given up");
