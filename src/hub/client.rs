@@ -233,7 +233,7 @@ impl Client {
         HubError::Download {
             model: self.model.clone(),
             file: file.to_string(),
-            problem: problem.to_string(),
+            problem: printable(problem),
         }
     }
 
@@ -327,7 +327,7 @@ impl Client {
     fn request_error(&self, file: &str, error: ureq::Error) -> HubError {
         match error {
             ureq::Error::Status(code, response) => {
-                let problem = format!("status code {code} {}", response.status_text());
+                let problem = printable(format!("status code {code} {}", response.status_text()));
                 match code {
                     401 | 403 => HubError::Unauthorized {
                         model: self.model.clone(),
@@ -351,7 +351,7 @@ impl Client {
                     ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns => {
                         HubError::Unreachable {
                             endpoint: self.endpoint_text().to_string(),
-                            problem: transport.to_string(),
+                            problem: printable(transport),
                         }
                     }
                     _ if matches!(
@@ -368,6 +368,15 @@ impl Client {
     }
 }
 
+/// `text` with control characters (escape sequences from a hostile server's status line or
+/// headers) replaced by `?`, so that errors are safe to print to a terminal.
+fn printable(text: impl std::fmt::Display) -> String {
+    text.to_string()
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// `N` of `Content-Range: bytes A-B/N`.
 fn total_of_content_range(header: Option<&str>) -> Option<u64> {
     header?.rsplit_once('/')?.1.trim().parse().ok()
@@ -382,6 +391,14 @@ fn start_of_content_range(header: Option<&str>) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_text_in_errors_has_no_control_characters() {
+        assert_eq!(
+            printable("status code 500 \u{1b}]0;owned\u{7}\u{9b}2J"),
+            "status code 500 ?]0;owned??2J"
+        );
+    }
 
     #[test]
     fn content_range_parts() {
