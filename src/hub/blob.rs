@@ -122,14 +122,14 @@ impl BlobWriter<'_> {
             part.set_len(0).map_err(|e| self.io(e))?;
             have = 0;
         }
-        let mut digest = self.meta.sha256.as_ref().map(|_| Context::new(&SHA256));
-        if let Some(digest) = digest.as_mut() {
-            self.hash_prefix(have, digest)?;
-        }
         events(Event::Started {
             total_bytes: size,
             resumed_bytes: have,
         });
+        let mut digest = self.meta.sha256.as_ref().map(|_| Context::new(&SHA256));
+        if let Some(digest) = digest.as_mut() {
+            self.hash_prefix(have, digest, events)?;
+        }
         if have < size {
             let (mut body, starts_at) =
                 self.client.body_from(self.file, &self.meta.commit, have)?;
@@ -211,20 +211,30 @@ impl BlobWriter<'_> {
         }
     }
 
-    /// Feeds the first `bytes` of the part file (an earlier run's) to `digest`.
-    fn hash_prefix(&self, bytes: u64, digest: &mut Context) -> Result<(), HubError> {
+    /// Feeds the first `bytes` of the part file (an earlier run's) to `digest`, with an empty
+    /// progress event now and then so that the watcher does not take a long hash for silence.
+    fn hash_prefix(
+        &self,
+        bytes: u64,
+        digest: &mut Context,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<(), HubError> {
         let mut resumed = File::open(&self.part_path)
             .map_err(|e| self.io(e))?
             .take(bytes);
         let mut buffer = vec![0u8; CHUNK_BYTES];
-        loop {
+        for chunk in 1u64.. {
+            if chunk % 64 == 0 {
+                events(Event::Advanced(0));
+            }
             match resumed.read(&mut buffer) {
-                Ok(0) => return Ok(()),
+                Ok(0) => break,
                 Ok(read) => digest.update(&buffer[..read]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.io(e)),
             }
         }
+        Ok(())
     }
 
     /// Removes the bad part file, so that the next run starts over, and returns `error`.
@@ -249,6 +259,45 @@ mod tests {
             to_hex(digest.as_ref()),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn hashing_a_long_resumed_part_tells_the_watcher_it_is_alive() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = super::super::HubOptions {
+            endpoint: "http://127.0.0.1:9".into(),
+            cache_dir: dir.path().to_path_buf(),
+            offline: false,
+            token: None,
+            stall_timeout: std::time::Duration::from_secs(1),
+            cancel: Cancel::new(),
+        };
+        let client = Client::new(&options, "org/tiny", "main").expect("client");
+        let part_path = dir.path().join("e.part");
+        let part_bytes = 5 * 64 * CHUNK_BYTES;
+        std::fs::write(&part_path, vec![7u8; part_bytes]).expect("part");
+        let meta = FileMeta {
+            commit: "0".repeat(40),
+            etag: "e".into(),
+            sha256: None,
+            size_bytes: part_bytes as u64,
+        };
+        let writer = BlobWriter {
+            client: &client,
+            file: "model.safetensors",
+            meta: &meta,
+            part_path,
+            pointer: dir.path(),
+            cancel: &options.cancel,
+        };
+        let mut heartbeats = 0;
+        let mut digest = Context::new(&SHA256);
+        writer
+            .hash_prefix(part_bytes as u64, &mut digest, &mut |_| heartbeats += 1)
+            .expect("hashed");
+        assert_eq!(heartbeats, 5);
+        let expected = ring::digest::digest(&SHA256, &vec![7u8; part_bytes]);
+        assert_eq!(digest.finish().as_ref(), expected.as_ref());
     }
 
     #[test]
