@@ -239,3 +239,29 @@ fn a_missing_folder_is_not_looked_up_on_the_hub() {
         "{result:?}"
     );
 }
+
+#[test]
+fn a_file_another_process_is_downloading_is_not_written_twice() {
+    let server = FakeHub::start();
+    let cache = tempfile::tempdir().expect("temp dir");
+    let opts = options(&server.endpoint, &cache);
+    let blobs = cache.path().join("hub/models--org--tiny/blobs");
+    std::fs::create_dir_all(&blobs).expect("blobs");
+    let config_len = server.files["config.json"].len();
+    let lock_path = blobs.join(format!("etag-config.json-{config_len}.lock"));
+    let lock = std::fs::File::create(&lock_path).expect("lock file");
+    lock.try_lock().expect("held by 'another process'");
+    let (result, _) = resolve(&opts, fake_hub::REPO);
+    let err = result.expect_err("busy");
+    assert!(
+        matches!(&err, HubError::Busy { file, .. } if file == "config.json"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&lock_path.display().to_string()),
+        "{err}"
+    );
+    drop(lock);
+    let (result, _) = resolve(&opts, fake_hub::REPO);
+    result.expect("downloads once the lock is free");
+}
