@@ -9,7 +9,7 @@
 //! - A model whose files are all cached is used without touching the network.
 //! - Every request connects within [`CONNECT_TIMEOUT`] and gives up after
 //!   `OSSTERM_HUB_TIMEOUT_S` seconds (default 60) without data; redirects stop after
-//!   [`client::MAX_REDIRECTS`].
+//!   [`MAX_REDIRECTS`].
 //! - The revision is pinned to one commit (from the repo info) for all files. Commit ids,
 //!   ETags and file names are validated before they name anything on disk (a hostile hub
 //!   cannot write outside the cache).
