@@ -238,3 +238,26 @@ fn a_bad_timeout_variable_is_a_clear_error() {
         "{message}"
     );
 }
+
+#[test]
+fn fit_works_offline_after_an_interrupted_download() {
+    let server = FakeHub::start();
+    server.arm(|f| &f.cut_next, true);
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = ossterm(
+        &["download", fake_hub::REPO],
+        home.path(),
+        &[("HF_ENDPOINT", &server.endpoint)],
+    );
+    assert!(!out.status.success(), "the weights were cut");
+    assert!(text(&out.stderr).contains("run again to resume"));
+    let out = ossterm(
+        &["fit", "--model", fake_hub::REPO, "--memory", "1073741824"],
+        home.path(),
+        &[
+            ("HF_ENDPOINT", &fake_hub::closed_port_endpoint()),
+            ("HF_HUB_OFFLINE", "1"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -334,6 +334,8 @@ impl<'a> Hub<'a> {
         let client = self.client()?;
         let info = self.info(&client)?;
         let commit = info.sha;
+        // Recorded first, so that what an interrupted run did fetch is found offline.
+        self.record_ref(&client, &commit)?;
         let listed: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
         let mut files: Vec<String> = REQUIRED_FILES.iter().map(|f| f.to_string()).collect();
         files.extend(
@@ -367,7 +369,6 @@ impl<'a> Hub<'a> {
                 self.fetch(&client, &commit, shard, i + 1, count, progress)?;
             }
         }
-        self.record_ref(&client, &commit)?;
         Ok(self.repo_dir().join("snapshots").join(&commit))
     }
 
