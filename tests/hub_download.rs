@@ -21,6 +21,15 @@ fn downloads_with_progress_into_the_cache() {
     let (result, reports) = resolve(&opts, fake_hub::REPO);
     let dir = result.expect("download succeeds");
     assert!(dir.starts_with(cache.path().join("hub/models--org--tiny/snapshots")));
+    // Every file comes from the commit the revision pointed at when the download began.
+    assert!(dir.ends_with(fake_hub::COMMIT), "{}", dir.display());
+    let seen = server.seen.lock().expect("lock").clone();
+    assert!(
+        seen.iter()
+            .filter(|s| s.path.contains("/resolve/"))
+            .all(|s| s.path.contains(&format!("/resolve/{}/", fake_hub::COMMIT))),
+        "{seen:?}"
+    );
     for (name, data) in server.files.iter() {
         assert_eq!(
             &std::fs::read(dir.join(name)).expect("file in snapshot"),
