@@ -175,10 +175,7 @@ fn fit_on_a_hub_id_fetches_only_config_json() {
     assert!(!server.requests_for("config.json").is_empty());
 
     // The inferred int4 inventory plans the same weights as the real headers.
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/tiny-a-int4"
-    );
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-a-int4");
     let out = ossterm(
         &[
             "fit",
@@ -193,4 +190,74 @@ fn fit_on_a_hub_id_fetches_only_config_json() {
     );
     let local: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["weight_bytes"], local["weight_bytes"]);
+}
+
+#[test]
+fn download_gives_up_on_a_silent_hub_within_the_timeout_set_by_the_variable() {
+    let server = FakeHub::start();
+    server.arm(|f| &f.stall_info, true);
+    let home = tempfile::tempdir().expect("temp dir");
+    let started = Instant::now();
+    let out = ossterm(
+        &["download", fake_hub::REPO],
+        home.path(),
+        &[
+            ("HF_ENDPOINT", &server.endpoint),
+            ("OSSTERM_HUB_TIMEOUT_S", "1"),
+        ],
+    );
+    assert!(
+        started.elapsed() < fake_hub::STALL / 2,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let message = text(&out.stderr);
+    assert!(
+        message.contains("no data from the hub for 1 s"),
+        "{message}"
+    );
+    assert!(message.contains("OSSTERM_HUB_TIMEOUT_S"), "{message}");
+}
+
+#[test]
+fn a_bad_timeout_variable_is_a_clear_error() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = ossterm(
+        &["download", fake_hub::REPO],
+        home.path(),
+        &[
+            ("HF_ENDPOINT", &fake_hub::closed_port_endpoint()),
+            ("OSSTERM_HUB_TIMEOUT_S", "soon"),
+        ],
+    );
+    assert!(!out.status.success());
+    let message = text(&out.stderr);
+    assert!(
+        message.contains("OSSTERM_HUB_TIMEOUT_S=\"soon\": expected whole seconds from 1 to 3600"),
+        "{message}"
+    );
+}
+
+#[test]
+fn fit_works_offline_after_an_interrupted_download() {
+    let server = FakeHub::start();
+    server.arm(|f| &f.cut_next, true);
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = ossterm(
+        &["download", fake_hub::REPO],
+        home.path(),
+        &[("HF_ENDPOINT", &server.endpoint)],
+    );
+    assert!(!out.status.success(), "the weights were cut");
+    assert!(text(&out.stderr).contains("run again to resume"));
+    let out = ossterm(
+        &["fit", "--model", fake_hub::REPO, "--memory", "1073741824"],
+        home.path(),
+        &[
+            ("HF_ENDPOINT", &fake_hub::closed_port_endpoint()),
+            ("HF_HUB_OFFLINE", "1"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

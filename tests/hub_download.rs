@@ -6,27 +6,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::fake_hub::{self, FakeHub};
-use ossterm::hub::{self, DownloadProgress, HubError, HubOptions};
-
-fn options(endpoint: &str, cache: &tempfile::TempDir) -> HubOptions {
-    HubOptions {
-        endpoint: endpoint.to_string(),
-        cache_dir: cache.path().join("hub"),
-        offline: false,
-        token: None,
-        stall_timeout: hub::STALL_TIMEOUT,
-    }
-}
-
-fn resolve(
-    options: &HubOptions,
-    model: &str,
-) -> (Result<PathBuf, HubError>, Vec<DownloadProgress>) {
-    let mut reports = Vec::new();
-    let result = hub::resolve_with(options, model, None, &mut |p| reports.push(p));
-    (result, reports)
-}
+use common::fake_hub::{self, FakeHub, options, resolve};
+use ossterm::hub::{DownloadProgress, HubError, HubOptions};
 
 fn of_file<'a>(reports: &'a [DownloadProgress], file: &str) -> Vec<&'a DownloadProgress> {
     reports.iter().filter(|p| p.file == file).collect()
@@ -40,6 +21,15 @@ fn downloads_with_progress_into_the_cache() {
     let (result, reports) = resolve(&opts, fake_hub::REPO);
     let dir = result.expect("download succeeds");
     assert!(dir.starts_with(cache.path().join("hub/models--org--tiny/snapshots")));
+    // Every file comes from the commit the revision pointed at when the download began.
+    assert!(dir.ends_with(fake_hub::COMMIT), "{}", dir.display());
+    let seen = server.seen.lock().expect("lock").clone();
+    assert!(
+        seen.iter()
+            .filter(|s| s.path.contains("/resolve/"))
+            .all(|s| s.path.contains(&format!("/resolve/{}/", fake_hub::COMMIT))),
+        "{seen:?}"
+    );
     for (name, data) in server.files.iter() {
         assert_eq!(
             &std::fs::read(dir.join(name)).expect("file in snapshot"),
@@ -79,9 +69,7 @@ fn an_interrupted_download_resumes_with_a_range_request() {
     let server = FakeHub::start();
     let cache = tempfile::tempdir().expect("temp dir");
     let opts = options(&server.endpoint, &cache);
-    server
-        .cut_next
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    server.arm(|f| &f.cut_next, true);
     let (first, _) = resolve(&opts, fake_hub::REPO);
     let message = first.expect_err("the cut download fails").to_string();
     assert!(message.contains("model.safetensors"), "{message}");
@@ -116,16 +104,12 @@ fn a_wrong_size_is_refused_and_not_kept() {
     let server = FakeHub::start();
     let cache = tempfile::tempdir().expect("temp dir");
     let opts = options(&server.endpoint, &cache);
-    server
-        .lie_about_size
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    server.arm(|f| &f.lie_about_size, true);
     let (result, _) = resolve(&opts, fake_hub::REPO);
     let err = result.expect_err("size mismatch");
     assert!(matches!(err, HubError::SizeMismatch { .. }), "{err}");
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
-    server
-        .lie_about_size
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    server.arm(|f| &f.lie_about_size, false);
     let (result, _) = resolve(&opts, fake_hub::REPO);
     let dir = result.expect("downloads anew");
     assert_eq!(
@@ -200,10 +184,7 @@ fn an_unreachable_hub_fails_fast_with_a_clear_message() {
 
 #[test]
 fn a_local_folder_is_used_as_is() {
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/tiny-a-int4"
-    );
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-a-int4");
     let cache = tempfile::tempdir().expect("temp dir");
     let opts = options(&fake_hub::closed_port_endpoint(), &cache);
     let (result, _) = resolve(&opts, fixture);
@@ -218,9 +199,7 @@ fn a_download_that_goes_quiet_is_given_up_with_a_clear_error() {
         stall_timeout: Duration::from_secs(1),
         ..options(&server.endpoint, &cache)
     };
-    server
-        .stall_next
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    server.arm(|f| &f.stall_next, true);
     let started = Instant::now();
     let (result, reports) = resolve(&opts, fake_hub::REPO);
     let err = result.expect_err("the stalled download is given up");
@@ -268,4 +247,30 @@ fn a_missing_folder_is_not_looked_up_on_the_hub() {
         matches!(result, Err(HubError::Unreachable { .. })),
         "{result:?}"
     );
+}
+
+#[test]
+fn a_file_another_process_is_downloading_is_not_written_twice() {
+    let server = FakeHub::start();
+    let cache = tempfile::tempdir().expect("temp dir");
+    let opts = options(&server.endpoint, &cache);
+    let blobs = cache.path().join("hub/models--org--tiny/blobs");
+    std::fs::create_dir_all(&blobs).expect("blobs");
+    let config_len = server.files["config.json"].len();
+    let lock_path = blobs.join(format!("etag-config.json-{config_len}.lock"));
+    let lock = std::fs::File::create(&lock_path).expect("lock file");
+    lock.try_lock().expect("held by 'another process'");
+    let (result, _) = resolve(&opts, fake_hub::REPO);
+    let err = result.expect_err("busy");
+    assert!(
+        matches!(&err, HubError::Busy { file, .. } if file == "config.json"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&lock_path.display().to_string()),
+        "{err}"
+    );
+    drop(lock);
+    let (result, _) = resolve(&opts, fake_hub::REPO);
+    result.expect("downloads once the lock is free");
 }

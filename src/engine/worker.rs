@@ -71,6 +71,8 @@ pub struct EngineHandle {
     /// Events from the engine thread; await them in the UI's select loop.
     pub events: UnboundedReceiver<Event>,
     thread: Option<JoinHandle<()>>,
+    /// Stops a model download in progress, so that shutdown does not wait for the network.
+    cancel_download: crate::hub::Cancel,
 }
 
 impl EngineHandle {
@@ -78,6 +80,7 @@ impl EngineHandle {
     pub fn shutdown(mut self) {
         // A send error means the thread already ended, which is what we want.
         let _ = self.commands.send(Command::Shutdown);
+        self.cancel_download.cancel();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -109,9 +112,11 @@ pub fn spawn(options: EngineOptions) -> EngineHandle {
     let (command_tx, command_rx) = mpsc::channel();
     let (event_tx, event_rx) = unbounded_channel();
     let fallback_tx = event_tx.clone();
+    let cancel_download = crate::hub::Cancel::new();
+    let cancel = cancel_download.clone();
     let thread = std::thread::Builder::new()
         .name("ossterm-engine".into())
-        .spawn(move || run(options, command_rx, event_tx));
+        .spawn(move || run(options, &cancel, command_rx, event_tx));
     let thread = match thread {
         Ok(handle) => Some(handle),
         Err(err) => {
@@ -126,6 +131,7 @@ pub fn spawn(options: EngineOptions) -> EngineHandle {
         commands: command_tx,
         events: event_rx,
         thread,
+        cancel_download,
     }
 }
 
@@ -162,11 +168,16 @@ impl Outbox {
     }
 }
 
-fn run(options: EngineOptions, commands: mpsc::Receiver<Command>, events: UnboundedSender<Event>) {
+fn run(
+    options: EngineOptions,
+    cancel_download: &crate::hub::Cancel,
+    commands: mpsc::Receiver<Command>,
+    events: UnboundedSender<Event>,
+) {
     let out = Outbox(events);
     // A bug in the engine must reach the user as a message, not as a silently closed channel.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        match Engine::start(&options, &out) {
+        match Engine::start(&options, cancel_download, &out) {
             Ok(mut engine) => engine.serve(&commands, &out),
             Err(err) => out.send(Event::Error {
                 message: err.to_string(),
@@ -211,11 +222,19 @@ enum Interrupt {
 }
 
 impl Engine {
-    fn start(options: &EngineOptions, out: &Outbox) -> Result<Self, EngineError> {
+    fn start(
+        options: &EngineOptions,
+        cancel_download: &crate::hub::Cancel,
+        out: &Outbox,
+    ) -> Result<Self, EngineError> {
         let dir = match &options.source {
             ModelSource::Local(dir) => dir.clone(),
             ModelSource::Hub { id, revision } => {
-                crate::hub::resolve(id, revision.as_deref(), &mut |progress| {
+                let hub_options = crate::hub::HubOptions {
+                    cancel: cancel_download.clone(),
+                    ..crate::hub::HubOptions::from_env()?
+                };
+                crate::hub::resolve_with(&hub_options, id, revision.as_deref(), &mut |progress| {
                     out.send(Event::LoadProgress {
                         stage: format!("downloading {}", progress.file),
                         done_bytes: progress.done_bytes,

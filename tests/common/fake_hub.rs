@@ -1,16 +1,21 @@
-//! A tiny Hugging Face hub on 127.0.0.1 for tests: the endpoints hf-hub 0.4.3's sync API calls
-//! (`/api/models/{id}/revision/{rev}` and `/{id}/resolve/{rev}/{file}` with `Range`), serving
-//! the tiny-a-int4 fixture as repo `org/tiny`. It can cut a download halfway, lie about a
-//! size, refuse a gated repo, and records every request.
+//! A tiny Hugging Face hub on 127.0.0.1 for tests: the repo-info endpoint
+//! (`/api/models/{id}/revision/{rev}`) and `/{id}/resolve/{rev}/{file}` with `Range`, serving
+//! the tiny-a-int4 fixture as repo `org/tiny` at revision `main` and at its commit. Like the
+//! real hub it sends `X-Linked-Etag` (the sha256) for model.safetensors. It can cut a download
+//! halfway, stall, lie about a size, corrupt a resumed body, redirect in a loop, send hostile
+//! ETag and commit values, refuse a gated repo, and records every request.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use ossterm::hub::{self, DownloadProgress, HubError, HubOptions};
 
 /// The repo the fake hub serves.
 pub const REPO: &str = "org/tiny";
@@ -18,7 +23,12 @@ pub const REPO: &str = "org/tiny";
 pub const GATED: &str = "org/gated";
 /// The token `GATED` accepts.
 pub const TOKEN: &str = "hf_test_token";
-const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+/// The commit every revision points at.
+pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+/// How long the server stays quiet when told to stall.
+pub const STALL: Duration = Duration::from_secs(10);
+/// Redirects the loop fault sends before it gives up (a client without a cap makes them all).
+pub const LOOP_LIMIT: usize = 1000;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -28,25 +38,52 @@ pub struct Seen {
     pub authorization: Option<String>,
 }
 
+/// What the next requests meet, as the test arms it.
+#[derive(Default)]
+pub struct Faults {
+    /// Cut the next body of model.safetensors halfway (then clear).
+    pub cut_next: AtomicBool,
+    /// Announce a larger size for tokenizer.json than is served.
+    pub lie_about_size: AtomicBool,
+    /// Send half the next body of model.safetensors, then nothing for [`STALL`] (then clear).
+    pub stall_next: AtomicBool,
+    /// Send the repo info's headers, then nothing for [`STALL`].
+    pub stall_info: AtomicBool,
+    /// Answer every file request with a redirect to itself.
+    pub redirect_loop: AtomicBool,
+    /// Send wrong bytes when model.safetensors is resumed (a `Range` not from 0).
+    pub corrupt_resume: AtomicBool,
+    /// Send this as every file's `X-Repo-Commit` instead of the commit.
+    pub commit_header: Mutex<Option<String>>,
+    /// Send this as the repo info's `sha` instead of the commit.
+    pub info_sha: Mutex<Option<String>>,
+    /// Send this as every file's `ETag` (and `X-Linked-Etag`) instead of the real one.
+    pub etag: Mutex<Option<String>>,
+    /// Answer file requests with the file's headers and a redirect to `{this}/{file}`, as
+    /// the hub sends large files to its CDN.
+    pub redirect_files_to: Mutex<Option<String>>,
+}
+
 /// The running server.
 pub struct FakeHub {
     pub endpoint: String,
     pub files: Arc<BTreeMap<String, Vec<u8>>>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
-    /// Cut the next body of model.safetensors halfway (then clear).
-    pub cut_next: Arc<AtomicBool>,
-    /// Announce a larger size for tokenizer.json than is served.
-    pub lie_about_size: Arc<AtomicBool>,
-    /// Send half the next body of model.safetensors, then nothing for 10 s (then clear).
-    pub stall_next: Arc<AtomicBool>,
+    pub faults: Arc<Faults>,
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/tiny-a-int4/"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-a-int4/");
     std::fs::read(format!("{path}{name}")).expect("fixture readable")
+}
+
+/// The sha256 of `data` in lowercase hex, as the hub sends it in `X-Linked-Etag`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl FakeHub {
@@ -67,16 +104,9 @@ impl FakeHub {
             endpoint: format!("http://127.0.0.1:{port}"),
             files: Arc::new(files),
             seen: Arc::default(),
-            cut_next: Arc::default(),
-            lie_about_size: Arc::default(),
-            stall_next: Arc::default(),
+            faults: Arc::default(),
         };
-        let faults = Faults {
-            cut: hub.cut_next.clone(),
-            lie: hub.lie_about_size.clone(),
-            stall: hub.stall_next.clone(),
-        };
-        let (files, seen) = (hub.files.clone(), hub.seen.clone());
+        let (files, seen, faults) = (hub.files.clone(), hub.seen.clone(), hub.faults.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (files, seen, faults) = (files.clone(), seen.clone(), faults.clone());
@@ -98,6 +128,38 @@ impl FakeHub {
             .cloned()
             .collect()
     }
+
+    /// Arms a fault that is a flag.
+    pub fn arm(&self, fault: impl Fn(&Faults) -> &AtomicBool, on: bool) {
+        fault(&self.faults).store(on, Ordering::SeqCst);
+    }
+
+    /// Sets (or clears) a fault that is a value.
+    pub fn set(&self, fault: impl Fn(&Faults) -> &Mutex<Option<String>>, value: Option<&str>) {
+        *fault(&self.faults).lock().expect("lock") = value.map(str::to_string);
+    }
+}
+
+/// Hub options for `endpoint` with a cache in `cache` and the default timeout.
+pub fn options(endpoint: &str, cache: &tempfile::TempDir) -> HubOptions {
+    HubOptions {
+        endpoint: endpoint.to_string(),
+        cache_dir: cache.path().join("hub"),
+        offline: false,
+        token: None,
+        stall_timeout: hub::STALL_TIMEOUT,
+        cancel: hub::Cancel::new(),
+    }
+}
+
+/// Resolves `model` (revision main), with every progress report.
+pub fn resolve(
+    options: &HubOptions,
+    model: &str,
+) -> (Result<PathBuf, HubError>, Vec<DownloadProgress>) {
+    let mut reports = Vec::new();
+    let result = hub::resolve_with(options, model, None, &mut |p| reports.push(p));
+    (result, reports)
 }
 
 /// A port on 127.0.0.1 where nothing listens.
@@ -108,12 +170,8 @@ pub fn closed_port_endpoint() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-/// The faults the next requests meet, as the test armed them.
-#[derive(Clone)]
-struct Faults {
-    cut: Arc<AtomicBool>,
-    lie: Arc<AtomicBool>,
-    stall: Arc<AtomicBool>,
+fn value(slot: &Mutex<Option<String>>) -> Option<String> {
+    slot.lock().expect("lock").clone()
 }
 
 fn serve(
@@ -122,7 +180,6 @@ fn serve(
     seen: &Mutex<Vec<Seen>>,
     faults: &Faults,
 ) -> std::io::Result<()> {
-    let (cut, lie) = (&faults.cut, &faults.lie);
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -144,83 +201,136 @@ fn serve(
             }
         }
     }
-    seen.lock().expect("lock").push(Seen {
-        path: path.clone(),
-        range: range.clone(),
-        authorization: authorization.clone(),
-    });
+    let earlier_requests = {
+        let mut seen = seen.lock().expect("lock");
+        seen.push(Seen {
+            path: path.clone(),
+            range: range.clone(),
+            authorization: authorization.clone(),
+        });
+        seen.len() - 1
+    };
     let mut out = stream;
     let gated_ok = authorization.as_deref() == Some(&format!("Bearer {TOKEN}"));
     if path.contains(GATED) && !gated_ok {
         return respond(&mut out, "401 Unauthorized", &[], b"gated");
     }
     for repo in [REPO, GATED] {
-        if path == format!("/api/models/{repo}/revision/main") {
-            let siblings: Vec<_> = files
-                .keys()
-                .map(|f| serde_json::json!({ "rfilename": f }))
-                .collect();
-            let body = serde_json::json!({ "sha": COMMIT, "siblings": siblings }).to_string();
-            return respond(&mut out, "200 OK", &[], body.as_bytes());
-        }
-        let prefix = format!("/{repo}/resolve/main/");
-        let Some(name) = path.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Some(data) = files.get(name) else {
-            return respond(&mut out, "404 Not Found", &[], b"no such file");
-        };
-        let announced = if name == "tokenizer.json" && lie.load(Ordering::SeqCst) {
-            data.len() + 1000
-        } else {
-            data.len()
-        };
-        let start: usize = range
-            .as_deref()
-            .and_then(|r| r.strip_prefix("bytes="))
-            .and_then(|r| r.split('-').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let end = if range.as_deref() == Some("bytes=0-0") {
-            1
-        } else {
-            data.len()
-        };
-        let etag = format!("\"etag-{name}-{}\"", data.len());
-        let content_range = format!("bytes {start}-{}/{announced}", end.max(1) - 1);
-        let headers = [
-            ("ETag", etag.as_str()),
-            ("X-Repo-Commit", COMMIT),
-            ("Content-Range", content_range.as_str()),
-        ];
-        let body = &data[start.min(end)..end];
-        if name == "model.safetensors" && end > 1 && faults.stall.swap(false, Ordering::SeqCst) {
-            // Promise the whole body, send half, then go quiet with the connection open.
-            write_head(&mut out, "206 Partial Content", &headers, body.len())?;
-            out.write_all(&body[..body.len() / 2])?;
-            out.flush()?;
-            std::thread::sleep(Duration::from_secs(10));
-            return out.shutdown(std::net::Shutdown::Both);
-        }
-        if name == "model.safetensors" && end > 1 && cut.swap(false, Ordering::SeqCst) {
-            // Promise the whole body, send half, hang up.
-            write_head(&mut out, "206 Partial Content", &headers, body.len())?;
-            out.write_all(&body[..body.len() / 2])?;
-            out.flush()?;
-            return out.shutdown(std::net::Shutdown::Both);
-        }
-        if name == "model.safetensors" && end > 1 {
-            // Slow enough that progress is reported more than once.
-            write_head(&mut out, "206 Partial Content", &headers, body.len())?;
-            for chunk in body.chunks(64 * 1024) {
-                out.write_all(chunk)?;
-                std::thread::sleep(Duration::from_millis(15));
+        for revision in ["main", COMMIT] {
+            if path == format!("/api/models/{repo}/revision/{revision}") {
+                let siblings: Vec<_> = files
+                    .keys()
+                    .map(|f| serde_json::json!({ "rfilename": f }))
+                    .collect();
+                let sha = value(&faults.info_sha).unwrap_or_else(|| COMMIT.to_string());
+                let body = serde_json::json!({ "sha": sha, "siblings": siblings }).to_string();
+                if faults.stall_info.load(Ordering::SeqCst) {
+                    // Headers, then silence with the connection open.
+                    write_head(&mut out, "200 OK", &[], body.len())?;
+                    out.flush()?;
+                    std::thread::sleep(STALL);
+                    return out.shutdown(std::net::Shutdown::Both);
+                }
+                return respond(&mut out, "200 OK", &[], body.as_bytes());
             }
-            return out.flush();
+            let prefix = format!("/{repo}/resolve/{revision}/");
+            let Some(name) = path.strip_prefix(&prefix) else {
+                continue;
+            };
+            if faults.redirect_loop.load(Ordering::SeqCst) && earlier_requests < LOOP_LIMIT {
+                return respond(&mut out, "302 Found", &[("Location", &path)], b"");
+            }
+            let Some(data) = files.get(name) else {
+                return respond(&mut out, "404 Not Found", &[], b"no such file");
+            };
+            return serve_file(&mut out, name, data, range.as_deref(), faults);
         }
-        return respond(&mut out, "206 Partial Content", &headers, body);
     }
     respond(&mut out, "404 Not Found", &[], b"unknown path")
+}
+
+fn serve_file(
+    out: &mut TcpStream,
+    name: &str,
+    data: &[u8],
+    range: Option<&str>,
+    faults: &Faults,
+) -> std::io::Result<()> {
+    let announced = if name == "tokenizer.json" && faults.lie_about_size.load(Ordering::SeqCst) {
+        data.len() + 1000
+    } else {
+        data.len()
+    };
+    let start: usize = range
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split('-').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let end = if range == Some("bytes=0-0") {
+        1
+    } else {
+        data.len()
+    };
+    let weights = name == "model.safetensors";
+    let real_etag = if weights {
+        sha256_hex(data)
+    } else {
+        format!("etag-{name}-{}", data.len())
+    };
+    let etag = format!(
+        "\"{}\"",
+        value(&faults.etag).unwrap_or_else(|| real_etag.clone())
+    );
+    let commit = value(&faults.commit_header).unwrap_or_else(|| COMMIT.to_string());
+    let content_range = format!("bytes {start}-{}/{announced}", end.max(1) - 1);
+    let mut headers = vec![
+        ("ETag", etag.as_str()),
+        ("X-Repo-Commit", commit.as_str()),
+        ("Content-Range", content_range.as_str()),
+    ];
+    if weights {
+        // Large files are LFS on the hub: the linked ETag is the sha256.
+        headers.push(("X-Linked-Etag", etag.as_str()));
+    }
+    let location;
+    if let Some(base) = value(&faults.redirect_files_to) {
+        location = format!("{base}/{name}");
+        headers.push(("Location", location.as_str()));
+        return respond(out, "302 Found", &headers, b"");
+    }
+    let body = &data[start.min(end)..end];
+    if !weights || end <= 1 {
+        return respond(out, "206 Partial Content", &headers, body);
+    }
+    if faults.stall_next.swap(false, Ordering::SeqCst) {
+        // Promise the whole body, send half, then go quiet with the connection open.
+        write_head(out, "206 Partial Content", &headers, body.len())?;
+        out.write_all(&body[..body.len() / 2])?;
+        out.flush()?;
+        std::thread::sleep(STALL);
+        return out.shutdown(std::net::Shutdown::Both);
+    }
+    if faults.cut_next.swap(false, Ordering::SeqCst) {
+        // Promise the whole body, send half, hang up.
+        write_head(out, "206 Partial Content", &headers, body.len())?;
+        out.write_all(&body[..body.len() / 2])?;
+        out.flush()?;
+        return out.shutdown(std::net::Shutdown::Both);
+    }
+    let corrupted: Vec<u8>;
+    let body = if start > 0 && faults.corrupt_resume.load(Ordering::SeqCst) {
+        corrupted = body.iter().map(|b| b ^ 0x5a).collect();
+        &corrupted[..]
+    } else {
+        body
+    };
+    // Slow enough that progress is reported more than once.
+    write_head(out, "206 Partial Content", &headers, body.len())?;
+    for chunk in body.chunks(64 * 1024) {
+        out.write_all(chunk)?;
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    out.flush()
 }
 
 fn write_head(
