@@ -92,6 +92,7 @@ impl EngineHandle {
     /// process ends and takes the thread with it).
     pub fn shutdown_within(mut self, wait: Duration) -> bool {
         let _ = self.commands.send(Command::Shutdown);
+        self.cancel_download.cancel();
         let Some(thread) = self.thread.take() else {
             return true;
         };
