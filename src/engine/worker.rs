@@ -650,6 +650,7 @@ mod tests {
             commands,
             events,
             thread: Some(std::thread::spawn(move || body(command_rx))),
+            cancel_download: crate::hub::Cancel::new(),
         }
     }
 
