@@ -15,6 +15,7 @@ pub mod fidelity;
 mod kernels;
 pub mod linear;
 mod load;
+pub mod model_file;
 pub mod moe;
 mod moe_ops;
 pub mod q4_stack;
