@@ -158,11 +158,29 @@ pub fn read_header(path: &Path) -> Result<Vec<TensorInfo>, InventoryError> {
                 "tensor {name} needs bytes {begin}..{end} but the file holds {data_bytes} data bytes (truncated download?)"
             )));
         }
-        tensors.push(TensorInfo {
+        let tensor = TensorInfo {
             name,
             dtype: entry.dtype,
             shape: entry.shape,
-        });
+        };
+        // The planner multiplies shapes out in u64: a shape must match the bytes it claims
+        // (which also keeps that product from overflowing).
+        let shape_bytes = tensor
+            .shape
+            .iter()
+            .try_fold(tensor.stored_element_bytes(), |acc, &d| {
+                acc.checked_mul(d as u64)
+            });
+        if shape_bytes != Some(end - begin) {
+            return Err(malformed(format!(
+                "tensor {} of shape {:?} and dtype {} does not fit its {} data bytes",
+                tensor.name,
+                tensor.shape,
+                tensor.dtype,
+                end - begin
+            )));
+        }
+        tensors.push(tensor);
     }
     Ok(tensors)
 }
@@ -286,6 +304,32 @@ mod tests {
         std::fs::write(&cut, [1u8, 2, 3]).expect("write tiny");
         let err = read_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("shorter than a header"), "{err}");
+    }
+
+    #[test]
+    fn a_shape_that_does_not_match_its_bytes_is_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("model.safetensors");
+        let huge = u64::MAX / 2;
+        for (shape, bytes) in [(format!("[{huge}, 4]"), "8"), ("[3]".to_string(), "8")] {
+            let header = format!(
+                r#"{{"w": {{"dtype": "F32", "shape": {shape}, "data_offsets": [0, {bytes}]}}}}"#
+            );
+            let mut file = (header.len() as u64).to_le_bytes().to_vec();
+            file.extend(header.as_bytes());
+            file.extend([0u8; 8]);
+            std::fs::write(&path, file).expect("write");
+            let err = read_header(&path)
+                .expect_err("shape and bytes disagree")
+                .to_string();
+            for part in [
+                path.to_str().expect("utf8"),
+                "tensor w of shape",
+                "does not fit its 8 data bytes",
+            ] {
+                assert!(err.contains(part), "{err} lacks {part}");
+            }
+        }
     }
 
     #[test]
