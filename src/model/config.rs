@@ -124,7 +124,8 @@ pub struct Config {
     pub swiglu_alpha: f64,
     pub swiglu_limit: f64,
     pub rope: RopeConfig,
-    /// Token ids that end generation, as config.json lists them (the tokenizer may add more).
+    /// Token ids that end generation: config.json's, joined on load by generation_config.json's
+    /// (the tokenizer may add more).
     pub eos_token_ids: Vec<u32>,
     /// The stored dtype as config.json names it (`dtype`, or `torch_dtype` from older
     /// writers); informational: each tensor's own dtype is what the loader reads.
