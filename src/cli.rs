@@ -39,61 +39,9 @@ pub enum Command {
     Verify(VerifyArgs),
 }
 
-/// Which device runs the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeviceChoice {
-    /// The GPU when one is available, else the CPU.
-    #[default]
-    Auto,
-    /// The CPU.
-    Cpu,
-    /// A CUDA GPU by ordinal.
-    Cuda(usize),
-    /// The Metal GPU.
-    Metal,
-}
-
-impl std::str::FromStr for DeviceChoice {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "metal" => Ok(Self::Metal),
-            "cuda" => Ok(Self::Cuda(0)),
-            other => other
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(Self::Cuda)
-                .ok_or_else(|| format!("unknown device '{other}': use auto, cpu, cuda:N or metal")),
-        }
-    }
-}
-
-impl std::fmt::Display for DeviceChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Auto => write!(f, "auto"),
-            Self::Cpu => write!(f, "cpu"),
-            Self::Cuda(n) => write!(f, "cuda:{n}"),
-            Self::Metal => write!(f, "metal"),
-        }
-    }
-}
-
-/// Numeric precision of the forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum DtypeChoice {
-    /// Q4_0 experts and f32 activations; on a GPU, bf16 projection weights and KV cache.
-    #[default]
-    Auto,
-    /// f32 activations, every weight f32 (int4 experts stay Q4_0, losslessly, where the fused
-    /// kernels run): slow, exact (the mode the golden checks use).
-    F32,
-    /// As `auto`, with bf16 activations and KV cache on every device: the fastest math on a
-    /// GPU (less exact: see README "GPU"), half the KV cache on the CPU at slower math.
-    Bf16,
-}
+// The choices are the model's domain types; the CLI parses into them.
+pub use crate::model::DtypeChoice;
+pub use crate::model::device::DeviceChoice;
 
 /// Whose kernels run the MoE and decode attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]

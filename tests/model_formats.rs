@@ -334,3 +334,205 @@ fn a_truncated_file_is_named() {
     let err = load_err(dir.path());
     assert!(err.contains("no .safetensors files"), "{err}");
 }
+
+/// Splits the int4 fixture into two shard files (layers 0-1 and the rest) in a temp folder,
+/// without an index.
+fn two_shards() -> (tempfile::TempDir, Tensors, Tensors) {
+    let dir = model_dir("tiny-a-int4", &Tensors::new(), |_| {});
+    std::fs::remove_file(dir.path().join("model.safetensors")).expect("rm");
+    let (first, second): (Tensors, Tensors) = read(&fixture("tiny-a-int4"))
+        .into_iter()
+        .partition(|(name, _)| name.contains("layers.0.") || name.contains("layers.1."));
+    (dir, first, second)
+}
+
+#[test]
+fn a_tensor_in_two_shards_without_an_index_names_both_files() {
+    let (dir, mut first, second) = two_shards();
+    first.insert("lm_head.weight".into(), second["lm_head.weight"].clone());
+    write(&dir.path().join("a.safetensors"), &first);
+    write(&dir.path().join("b.safetensors"), &second);
+    let err = load_err(dir.path());
+    for part in [
+        "'lm_head.weight' is in both",
+        "a.safetensors",
+        "b.safetensors",
+        "model.safetensors.index.json",
+    ] {
+        assert!(err.contains(part), "{err} lacks {part}");
+    }
+}
+
+/// Writes an index placing every tensor of `first` in `first_file`, the rest in `b.safetensors`.
+fn write_index(dir: &Path, first: &Tensors, second: &Tensors, first_file: &str) {
+    let mut map = serde_json::Map::new();
+    for name in first.keys() {
+        map.insert(name.clone(), first_file.into());
+    }
+    for name in second.keys() {
+        map.insert(name.clone(), "b.safetensors".into());
+    }
+    let index = serde_json::json!({"weight_map": map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).expect("index");
+}
+
+#[test]
+fn index_entries_outside_the_model_folder_are_refused() {
+    let (dir, first, second) = two_shards();
+    let outside = tempfile::tempdir().expect("temp dir");
+    let outside_file = outside.path().join("a.safetensors");
+    write(&outside_file, &first);
+    write(&dir.path().join("b.safetensors"), &second);
+    let absolute = outside_file.to_str().expect("utf8").to_string();
+    let relative = format!(
+        "../{}/a.safetensors",
+        outside
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+    );
+    // Both would load were they followed: the shard is fine, only its place is not.
+    std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+    for entry in [absolute.as_str(), relative.as_str()] {
+        write_index(dir.path(), &first, &second, entry);
+        let err = load_err(dir.path());
+        for part in [
+            "model.safetensors.index.json",
+            &format!("'{entry}'"),
+            "absolute paths and '..' are refused",
+        ] {
+            assert!(err.contains(part), "{err} lacks {part}");
+        }
+    }
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&outside_file, dir.path().join("a.safetensors"))
+            .expect("symlink");
+        write_index(dir.path(), &first, &second, "a.safetensors");
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("'a.safetensors'") && err.contains("outside the model folder"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_config_with_fewer_layers_than_the_files_is_refused() {
+    let dir = model_dir("tiny-a-int4", &read(&fixture("tiny-a-int4")), |c| {
+        c["num_hidden_layers"] = 3.into();
+        c["layer_types"]
+            .as_array_mut()
+            .expect("layer_types")
+            .truncate(3);
+    });
+    let err = load_err(dir.path());
+    for part in [
+        "config.json",
+        "num_hidden_layers is 3",
+        "model.safetensors",
+        "'model.layers.3.input_layernorm.weight' of layer 3",
+    ] {
+        assert!(err.contains(part), "{err} lacks {part}");
+    }
+}
+
+/// Loads `dir` on another thread: a file that blocks the open fails the test instead of
+/// hanging it.
+fn load_err_within_a_minute(dir: &Path) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let result = GptOss::load(&path, &Device::Cpu, Precision::Default).map(|_| ());
+        let _ = tx.send(result);
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(Ok(())) => panic!("{} should not load", dir.display()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => panic!("loading {} blocked", dir.display()),
+    }
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_device_or_directory_where_a_file_belongs_is_named() {
+    let tensors = read(&fixture("tiny-a-int4"));
+    let cases: [(&str, &str, &str); 5] = [
+        ("config.json", "fifo", "a FIFO (named pipe)"),
+        ("config.json", "dir", "a directory"),
+        ("model.safetensors", "fifo", "a FIFO (named pipe)"),
+        ("model.safetensors", "device", "a device"),
+        ("model.safetensors.index.json", "dir", "a directory"),
+    ];
+    for (file, kind, words) in cases {
+        let dir = model_dir("tiny-a-int4", &tensors, |_| {});
+        let path = dir.path().join(file);
+        let _ = std::fs::remove_file(&path);
+        match kind {
+            "fifo" => mkfifo(&path),
+            "dir" => std::fs::create_dir(&path).expect("mkdir"),
+            _ => std::os::unix::fs::symlink("/dev/zero", &path).expect("symlink"),
+        }
+        let err = load_err_within_a_minute(dir.path());
+        assert!(
+            err.contains(&path.display().to_string())
+                && err.contains(&format!("is {words}, not a regular file")),
+            "{file} as {kind}: {err}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_tokenizer_is_named_not_waited_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tokenizer.json");
+    mkfifo(&path);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let fifo = path.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(ossterm::harmony::Tokenizer::from_file(&fifo).map(|_| ()));
+    });
+    let err = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(result) => result.expect_err("a FIFO is no tokenizer").to_string(),
+        Err(_) => panic!("loading the tokenizer blocked"),
+    };
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("is a FIFO (named pipe)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn generation_config_eos_ids_join_the_configs() {
+    let dir = model_dir("tiny-a-int4", &read(&fixture("tiny-a-int4")), |_| {});
+    let generation = dir.path().join("generation_config.json");
+    for (eos, want) in [
+        (serde_json::json!(3), vec![526, 3]),
+        (serde_json::json!([526, 5, 3]), vec![526, 5, 3]),
+    ] {
+        std::fs::write(
+            &generation,
+            serde_json::json!({"eos_token_id": eos}).to_string(),
+        )
+        .expect("write");
+        let model = GptOss::load(dir.path(), &Device::Cpu, Precision::Default).expect("loads");
+        assert_eq!(model.config().eos_token_ids, want);
+    }
+    std::fs::write(&generation, r#"{"eos_token_id": "</s>"}"#).expect("write");
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("generation_config.json") && err.contains("eos_token_id is \"</s>\""),
+        "{err}"
+    );
+}

@@ -18,14 +18,14 @@ use super::protocol::{
 };
 use super::sampler::Sampler;
 use super::session::{PREFILL_CHUNK_TOKENS, Session};
-use crate::cli::{DeviceChoice, DtypeChoice};
 use std::sync::Arc;
 
 use crate::harmony::{self, Content, Conversation, ReasoningEffort, Role, StreamParser, Tokenizer};
 use crate::memory::inventory;
 use crate::memory::planner::{DEFAULT_CHUNK_TOKENS, Plan};
 use crate::memory::probe::{MemoryProbe, device_kind, probe_for};
-use crate::model::{Config, GptOss, ModelError, Precision};
+use crate::model::device::DeviceChoice;
+use crate::model::{Config, DtypeChoice, GptOss, ModelError, Precision};
 
 /// Where the engine gets its model.
 #[derive(Debug, Clone, PartialEq)]

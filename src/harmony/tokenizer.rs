@@ -78,11 +78,14 @@ impl Tokenizer {
     /// Loads `tokenizer.json`; fails naming the file when it cannot be read, is not a byte-level
     /// BPE, or lacks one of the essential harmony specials.
     pub fn from_file(path: &Path) -> Result<Self, HarmonyError> {
-        let inner =
-            tokenizers::Tokenizer::from_file(path).map_err(|e| HarmonyError::TokenizerLoad {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let load_error = |reason: String| HarmonyError::TokenizerLoad {
+            path: path.to_owned(),
+            reason,
+        };
+        // Through the model folder's checked open: a FIFO or device is an error, not a hang.
+        let text = crate::model::model_file::read_to_string(path)
+            .map_err(|e| load_error(e.to_string()))?;
+        let inner: tokenizers::Tokenizer = text.parse().map_err(|e| load_error(format!("{e}")))?;
         Self::from_tokenizers(inner, path)
     }
 

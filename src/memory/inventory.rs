@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::model::Config;
+use crate::model::{Config, model_file};
 
 /// A header larger than this is not a real safetensors header (guards a huge allocation).
 const MAX_HEADER_BYTES: u64 = 100 * 1024 * 1024;
@@ -70,12 +70,13 @@ impl TensorInfo {
 
 /// Reads the inventory of the checkpoint in `dir` (single file or sharded).
 pub fn read_dir(dir: &Path) -> Result<Vec<TensorInfo>, InventoryError> {
+    // `exists`, not `is_file`: a FIFO or directory here is reported as such by the read.
     let single = dir.join("model.safetensors");
-    if single.is_file() {
+    if single.exists() {
         return read_header(&single);
     }
     let index = dir.join("model.safetensors.index.json");
-    if !index.is_file() {
+    if !index.exists() {
         return Err(InventoryError::NoWeights {
             dir: dir.to_path_buf(),
         });
@@ -93,7 +94,7 @@ pub fn shard_files(index: &Path) -> Result<Vec<String>, InventoryError> {
     struct Index {
         weight_map: BTreeMap<String, String>,
     }
-    let text = std::fs::read_to_string(index).map_err(|source| InventoryError::Read {
+    let text = model_file::read_to_string(index).map_err(|source| InventoryError::Read {
         path: index.to_path_buf(),
         source,
     })?;
@@ -102,14 +103,12 @@ pub fn shard_files(index: &Path) -> Result<Vec<String>, InventoryError> {
         problem: format!("index JSON: {e}"),
     })?;
     let shards: BTreeSet<String> = parsed.weight_map.into_values().collect();
-    if let Some(bad) = shards
-        .iter()
-        .find(|s| s.contains("..") || s.starts_with('/'))
-    {
-        return Err(InventoryError::Malformed {
+    let dir = index.parent().unwrap_or(Path::new("."));
+    for shard in &shards {
+        model_file::shard_in_dir(dir, shard).map_err(|problem| InventoryError::Malformed {
             path: index.to_path_buf(),
-            problem: format!("shard name '{bad}' leaves the model folder"),
-        });
+            problem: format!("weight_map {problem}"),
+        })?;
     }
     Ok(shards.into_iter().collect())
 }
@@ -130,7 +129,7 @@ pub fn read_header(path: &Path) -> Result<Vec<TensorInfo>, InventoryError> {
         path: path.to_path_buf(),
         problem,
     };
-    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let mut file = model_file::open(path).map_err(read_err)?;
     let file_bytes = file.metadata().map_err(read_err)?.len();
     let mut len_bytes = [0u8; 8];
     file.read_exact(&mut len_bytes)
@@ -159,11 +158,29 @@ pub fn read_header(path: &Path) -> Result<Vec<TensorInfo>, InventoryError> {
                 "tensor {name} needs bytes {begin}..{end} but the file holds {data_bytes} data bytes (truncated download?)"
             )));
         }
-        tensors.push(TensorInfo {
+        let tensor = TensorInfo {
             name,
             dtype: entry.dtype,
             shape: entry.shape,
-        });
+        };
+        // The planner multiplies shapes out in u64: a shape must match the bytes it claims
+        // (which also keeps that product from overflowing).
+        let shape_bytes = tensor
+            .shape
+            .iter()
+            .try_fold(tensor.stored_element_bytes(), |acc, &d| {
+                acc.checked_mul(d as u64)
+            });
+        if shape_bytes != Some(end - begin) {
+            return Err(malformed(format!(
+                "tensor {} of shape {:?} and dtype {} does not fit its {} data bytes",
+                tensor.name,
+                tensor.shape,
+                tensor.dtype,
+                end - begin
+            )));
+        }
+        tensors.push(tensor);
     }
     Ok(tensors)
 }
@@ -287,6 +304,32 @@ mod tests {
         std::fs::write(&cut, [1u8, 2, 3]).expect("write tiny");
         let err = read_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("shorter than a header"), "{err}");
+    }
+
+    #[test]
+    fn a_shape_that_does_not_match_its_bytes_is_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("model.safetensors");
+        let huge = u64::MAX / 2;
+        for (shape, bytes) in [(format!("[{huge}, 4]"), "8"), ("[3]".to_string(), "8")] {
+            let header = format!(
+                r#"{{"w": {{"dtype": "F32", "shape": {shape}, "data_offsets": [0, {bytes}]}}}}"#
+            );
+            let mut file = (header.len() as u64).to_le_bytes().to_vec();
+            file.extend(header.as_bytes());
+            file.extend([0u8; 8]);
+            std::fs::write(&path, file).expect("write");
+            let err = read_header(&path)
+                .expect_err("shape and bytes disagree")
+                .to_string();
+            for part in [
+                path.to_str().expect("utf8"),
+                "tensor w of shape",
+                "does not fit its 8 data bytes",
+            ] {
+                assert!(err.contains(part), "{err} lacks {part}");
+            }
+        }
     }
 
     #[test]

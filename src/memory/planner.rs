@@ -31,8 +31,7 @@
 use serde::Serialize;
 
 use super::inventory::TensorInfo;
-use crate::cli::DtypeChoice;
-use crate::model::{Config, LayerKind};
+use crate::model::{Config, DtypeChoice, LayerKind};
 
 /// Snapshots of the sliding rings the planner budgets for: as many as the cache keeps.
 pub const SNAPSHOTS_BUDGETED: u64 = crate::model::cache::MAX_SNAPSHOTS as u64;

@@ -1,12 +1,29 @@
 //! `config.json` of a gpt-oss checkpoint: the shape, RoPE and quantization settings.
 //!
-//! Both spellings of RoPE settings are accepted: `rope_parameters` (transformers >= 5) and the
-//! older `rope_scaling` + top-level `rope_theta`.
+//! The file is read as the hub publishes it: OpenAI's and transformers' spellings of a setting
+//! (`experts_per_token` / `num_experts_per_tok`, `num_experts` / `num_local_experts`,
+//! `initial_context_length` / `rope_scaling.original_max_position_embeddings`, `torch_dtype` /
+//! `dtype`, `rope_scaling` + `rope_theta` / `rope_parameters`, `type` / `rope_type`) may appear
+//! alone or together; together they must agree. Unknown keys are ignored. Values the model
+//! cannot run with, or sizes whose byte counts no machine (or the planner's u64 sums) can hold,
+//! are refused here, before anything is allocated.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use limits::MAX_IMPLIED_BYTES;
+use spelling::{RawRope, RopeKeys, agree, finite_above, keyed};
+
+mod limits;
+#[cfg(test)]
+mod published_tests;
+mod spelling;
+
+/// More layers than this is refused: the deepest published transformers have under 200, and
+/// the bound keeps per-layer lists and the planner's `layers × ...` products small.
+pub const MAX_LAYERS: usize = 1024;
 
 /// Errors reading or validating `config.json`.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +44,17 @@ pub enum ConfigError {
     #[error("{path}: {field} {problem}")]
     Invalid {
         path: PathBuf,
-        field: &'static str,
+        field: String,
         problem: String,
+    },
+    /// Two spellings of one setting are both present with different values.
+    #[error("{path}: {first} but {second}; both spell one setting and must agree")]
+    Conflict {
+        path: PathBuf,
+        /// The first spelling and its value, e.g. `num_experts_per_tok is 4`.
+        first: String,
+        /// The second spelling and its value.
+        second: String,
     },
 }
 
@@ -98,12 +124,17 @@ pub struct Config {
     pub swiglu_alpha: f64,
     pub swiglu_limit: f64,
     pub rope: RopeConfig,
-    /// Token ids that end generation, as config.json lists them (the tokenizer may add more).
+    /// Token ids that end generation: config.json's, joined on load by generation_config.json's
+    /// (the tokenizer may add more).
     pub eos_token_ids: Vec<u32>,
+    /// The stored dtype as config.json names it (`dtype`, or `torch_dtype` from older
+    /// writers); informational: each tensor's own dtype is what the loader reads.
+    pub dtype: Option<String>,
     pub quantization: Option<QuantizationConfig>,
 }
 
-/// config.json as written, before validation.
+/// config.json as written, before validation. Settings with two spellings are two optional
+/// fields (a serde alias would make a file carrying both a "duplicate field" error).
 #[derive(Debug, Deserialize)]
 struct RawConfig {
     vocab_size: usize,
@@ -114,11 +145,14 @@ struct RawConfig {
     num_key_value_heads: usize,
     #[serde(default)]
     head_dim: Option<usize>,
-    num_local_experts: usize,
-    /// transformers' name; OpenAI's own `experts_per_token` may stand beside it (the published
-    /// config.json carries both), so they are two fields, not a serde alias ("duplicate field").
+    #[serde(default)]
+    num_local_experts: Option<usize>,
+    /// OpenAI's name for `num_local_experts`.
+    #[serde(default)]
+    num_experts: Option<usize>,
     #[serde(default)]
     num_experts_per_tok: Option<usize>,
+    /// OpenAI's name for `num_experts_per_tok`.
     #[serde(default)]
     experts_per_token: Option<usize>,
     sliding_window: usize,
@@ -126,6 +160,9 @@ struct RawConfig {
     layer_types: Option<Vec<LayerKind>>,
     #[serde(default = "default_max_positions")]
     max_position_embeddings: usize,
+    /// OpenAI's name for the RoPE's `original_max_position_embeddings`.
+    #[serde(default)]
+    initial_context_length: Option<usize>,
     #[serde(default = "default_eps")]
     rms_norm_eps: f64,
     #[serde(default = "default_alpha")]
@@ -133,44 +170,22 @@ struct RawConfig {
     #[serde(default = "default_limit")]
     swiglu_limit: f64,
     #[serde(default)]
+    dtype: Option<String>,
+    /// Older transformers' name for `dtype`.
+    #[serde(default)]
+    torch_dtype: Option<String>,
+    #[serde(default)]
     rope_parameters: Option<RawRope>,
+    /// transformers 4.x's name for `rope_parameters` (with `rope_theta` at the top level).
     #[serde(default)]
     rope_scaling: Option<RawRope>,
     #[serde(default)]
     rope_theta: Option<f64>,
+    /// A token id or a list of them.
     #[serde(default)]
-    eos_token_id: Option<EosIds>,
+    eos_token_id: Option<serde_json::Value>,
     #[serde(default)]
     quantization_config: Option<QuantizationConfig>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum EosIds {
-    One(u32),
-    Many(Vec<u32>),
-}
-
-#[derive(Debug, Deserialize)]
-struct RawRope {
-    #[serde(default)]
-    rope_type: Option<String>,
-    #[serde(default, rename = "type")]
-    legacy_type: Option<String>,
-    #[serde(default)]
-    rope_theta: Option<f64>,
-    #[serde(default = "default_factor")]
-    factor: f64,
-    #[serde(default = "default_beta_fast")]
-    beta_fast: f64,
-    #[serde(default = "default_beta_slow")]
-    beta_slow: f64,
-    #[serde(default = "default_original_max")]
-    original_max_position_embeddings: usize,
-    #[serde(default)]
-    truncate: Option<bool>,
-    #[serde(default)]
-    attention_factor: Option<f64>,
 }
 
 fn default_max_positions() -> usize {
@@ -185,23 +200,43 @@ fn default_alpha() -> f64 {
 fn default_limit() -> f64 {
     7.0
 }
-fn default_factor() -> f64 {
-    32.0
+
+/// The token ids of an `eos_token_id` value: one id or a list of them.
+fn eos_ids(path: &Path, value: Option<&serde_json::Value>) -> Result<Vec<u32>, ConfigError> {
+    let id = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+    let ids = match value {
+        None | Some(serde_json::Value::Null) => Some(Vec::new()),
+        Some(serde_json::Value::Array(list)) => list.iter().map(id).collect(),
+        Some(one) => id(one).map(|n| vec![n]),
+    };
+    ids.ok_or_else(|| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        field: "eos_token_id".into(),
+        problem: format!(
+            "is {}; expected a token id or a list of token ids",
+            value.map(ToString::to_string).unwrap_or_default()
+        ),
+    })
 }
-fn default_beta_fast() -> f64 {
-    32.0
-}
-fn default_beta_slow() -> f64 {
-    1.0
-}
-fn default_original_max() -> usize {
-    4096
+
+/// The `eos_token_id` of a `generation_config.json` (one id or a list; none when absent).
+pub fn generation_eos_token_ids(path: &Path) -> Result<Vec<u32>, ConfigError> {
+    let text = super::model_file::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    eos_ids(path, json.get("eos_token_id"))
 }
 
 impl Config {
     /// Reads and validates `config.json` at `path`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = super::model_file::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -210,87 +245,73 @@ impl Config {
 
     /// Parses and validates config.json text; `path` is only used in error messages.
     pub fn from_json(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|source| ConfigError::Parse {
+        let mut raw: RawConfig =
+            serde_json::from_str(text).map_err(|source| ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let invalid = |field: &str, problem: String| ConfigError::Invalid {
             path: path.to_path_buf(),
-            source,
-        })?;
-        let invalid = |field: &'static str, problem: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field,
+            field: field.to_string(),
             problem,
         };
-        let num_experts_per_tok = match (raw.num_experts_per_tok, raw.experts_per_token) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(invalid(
-                    "num_experts_per_tok",
-                    format!("is {a} but experts_per_token is {b}; they must agree"),
-                ));
-            }
-            (Some(n), _) | (None, Some(n)) => n,
-            (None, None) => {
-                return Err(invalid(
-                    "num_experts_per_tok",
-                    "is missing (nor is experts_per_token given)".into(),
-                ));
-            }
+        // A required count under either of its two spellings.
+        let required = |(key, value): (&str, Option<usize>),
+                        (other, alias): (&str, Option<usize>)| {
+            agree(path, keyed(key, value), keyed(other, alias))?
+                .map(|s| s.value)
+                .ok_or_else(|| invalid(key, format!("is missing (nor is {other} given)")))
         };
-        let rope_raw = raw.rope_parameters.or(raw.rope_scaling);
-        let rope = match rope_raw {
-            Some(r) => {
-                let kind = r
-                    .rope_type
-                    .or(r.legacy_type)
-                    .unwrap_or_else(|| "yarn".into());
-                if kind != "yarn" {
-                    return Err(invalid(
-                        "rope_parameters.rope_type",
-                        format!("is '{kind}'; gpt-oss uses 'yarn'"),
-                    ));
-                }
-                let theta = r.rope_theta.or(raw.rope_theta).ok_or_else(|| {
-                    invalid(
-                        "rope_theta",
-                        "is missing (neither in rope_parameters nor top level)".into(),
-                    )
-                })?;
-                RopeConfig {
-                    theta,
-                    factor: r.factor,
-                    beta_fast: r.beta_fast,
-                    beta_slow: r.beta_slow,
-                    original_max_position_embeddings: r.original_max_position_embeddings,
-                    truncate: r.truncate.unwrap_or(false),
-                    attention_factor: r.attention_factor,
-                }
-            }
-            None => {
-                return Err(invalid(
-                    "rope_parameters",
-                    "is missing (gpt-oss needs YaRN settings)".into(),
-                ));
-            }
-        };
+        let num_local_experts = required(
+            ("num_local_experts", raw.num_local_experts),
+            ("num_experts", raw.num_experts),
+        )?;
+        let num_experts_per_tok = required(
+            ("num_experts_per_tok", raw.num_experts_per_tok),
+            ("experts_per_token", raw.experts_per_token),
+        )?;
+        let dtype = agree(
+            path,
+            keyed("dtype", raw.dtype.take()),
+            keyed("torch_dtype", raw.torch_dtype.take()),
+        )?
+        .map(|s| s.value);
+        if raw.rope_parameters.is_none() && raw.rope_scaling.is_none() {
+            return Err(invalid(
+                "rope_parameters",
+                "is missing, nor is rope_scaling given (gpt-oss needs YaRN settings)".into(),
+            ));
+        }
+        let rope_keys = RopeKeys::from_block(path, "rope_parameters", raw.rope_parameters.take())?
+            .merge(
+                path,
+                RopeKeys::from_block(path, "rope_scaling", raw.rope_scaling.take())?,
+            )?;
+        let rope = rope_keys.yarn(
+            path,
+            raw.rope_theta,
+            raw.initial_context_length,
+            raw.max_position_embeddings,
+        )?;
         let head_dim = raw
             .head_dim
             .unwrap_or(raw.hidden_size / raw.num_attention_heads.max(1));
+        if raw.num_hidden_layers > MAX_LAYERS {
+            // Refused before the layer list below is built from it.
+            return Err(invalid(
+                "num_hidden_layers",
+                format!(
+                    "is {}; more than {MAX_LAYERS} layers is refused as absurd (gpt-oss-20b has 24)",
+                    raw.num_hidden_layers
+                ),
+            ));
+        }
         let layer_types = match raw.layer_types {
             Some(list) => list,
             // Older configs omit the list; gpt-oss alternates starting with a sliding layer.
-            None => (0..raw.num_hidden_layers)
-                .map(|i| {
-                    if i % 2 == 0 {
-                        LayerKind::SlidingAttention
-                    } else {
-                        LayerKind::FullAttention
-                    }
-                })
-                .collect(),
+            None => alternating_layers(raw.num_hidden_layers),
         };
-        let eos_token_ids = match raw.eos_token_id {
-            Some(EosIds::One(id)) => vec![id],
-            Some(EosIds::Many(ids)) => ids,
-            None => Vec::new(),
-        };
+        finite_above(path, "rms_norm_eps", raw.rms_norm_eps, 0.0)?;
         let config = Self {
             vocab_size: raw.vocab_size,
             hidden_size: raw.hidden_size,
@@ -299,7 +320,7 @@ impl Config {
             num_attention_heads: raw.num_attention_heads,
             num_key_value_heads: raw.num_key_value_heads,
             head_dim,
-            num_local_experts: raw.num_local_experts,
+            num_local_experts,
             num_experts_per_tok,
             sliding_window: raw.sliding_window,
             layer_types,
@@ -308,12 +329,16 @@ impl Config {
             swiglu_alpha: raw.swiglu_alpha,
             swiglu_limit: raw.swiglu_limit,
             rope,
-            eos_token_ids,
+            eos_token_ids: eos_ids(path, raw.eos_token_id.as_ref())?,
+            dtype,
             quantization: raw.quantization_config,
         };
         config
             .validate()
             .map_err(|(field, problem)| invalid(field, problem))?;
+        config
+            .check_implied_bytes()
+            .map_err(|(field, problem)| invalid(&field, problem))?;
         Ok(config)
     }
 
@@ -329,10 +354,11 @@ impl Config {
             ("num_local_experts", self.num_local_experts),
             ("num_experts_per_tok", self.num_experts_per_tok),
             ("sliding_window", self.sliding_window),
+            ("max_position_embeddings", self.max_position_embeddings),
         ];
         for (field, value) in positive {
             if value == 0 {
-                return Err((field, "must be greater than 0".into()));
+                return Err((field, "is 0; it must be greater than 0".into()));
             }
         }
         if !self
@@ -404,15 +430,7 @@ impl Config {
             num_local_experts: 32,
             num_experts_per_tok: 4,
             sliding_window: 128,
-            layer_types: (0..layers)
-                .map(|i| {
-                    if i % 2 == 0 {
-                        LayerKind::SlidingAttention
-                    } else {
-                        LayerKind::FullAttention
-                    }
-                })
-                .collect(),
+            layer_types: alternating_layers(layers),
             max_position_embeddings: 131_072,
             rms_norm_eps: 1e-5,
             swiglu_alpha: 1.702,
@@ -427,6 +445,7 @@ impl Config {
                 attention_factor: None,
             },
             eos_token_ids: vec![200_002, 200_012, 199_999],
+            dtype: Some("bfloat16".into()),
             quantization: None,
         }
     }
@@ -434,17 +453,22 @@ impl Config {
     /// The same shape with `layers` layers (alternating sliding/full, starting sliding).
     pub fn with_layers(mut self, layers: usize) -> Self {
         self.num_hidden_layers = layers;
-        self.layer_types = (0..layers)
-            .map(|i| {
-                if i % 2 == 0 {
-                    LayerKind::SlidingAttention
-                } else {
-                    LayerKind::FullAttention
-                }
-            })
-            .collect();
+        self.layer_types = alternating_layers(layers);
         self
     }
+}
+
+/// gpt-oss's layer pattern: sliding, full, sliding, ... (`layers` long).
+fn alternating_layers(layers: usize) -> Vec<LayerKind> {
+    (0..layers)
+        .map(|i| {
+            if i % 2 == 0 {
+                LayerKind::SlidingAttention
+            } else {
+                LayerKind::FullAttention
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -311,8 +311,17 @@ pub(super) fn load(
     kernels: Kernels,
 ) -> Result<GptOss, ModelError> {
     let config_path = dir.join("config.json");
-    let config = Config::from_file(&config_path)?;
+    let mut config = Config::from_file(&config_path)?;
+    let generation_path = dir.join("generation_config.json");
+    if generation_path.exists() {
+        for id in super::config::generation_eos_token_ids(&generation_path)? {
+            if !config.eos_token_ids.contains(&id) {
+                config.eos_token_ids.push(id);
+            }
+        }
+    }
     let ckpt = Checkpoint::open(dir)?;
+    check_layer_count(&config, &ckpt, &config_path)?;
     let layout = detect_layout(&config, &ckpt, &config_path)?;
     let mut builder = Builder::new(&config, device, precision, kernels);
     // Int4 experts repack losslessly into Q4_0: kept so in every mode but f32 and, where the
@@ -351,6 +360,40 @@ pub(super) fn load(
         HostDense::F32(lm_head_raw.to_f32(&[vocab, hidden])?)
     };
     builder.finish(layout, layers, embedding, embedding_dtype, norm, lm_head)
+}
+
+/// Fails when the files hold layers past `num_hidden_layers`: a config that undercounts them
+/// would otherwise run a truncated model without a word.
+fn check_layer_count(
+    config: &Config,
+    ckpt: &Checkpoint,
+    config_path: &Path,
+) -> Result<(), ModelError> {
+    let layer_of = |name: &str| -> Option<usize> {
+        name.strip_prefix("model.layers.")?
+            .split('.')
+            .next()?
+            .parse()
+            .ok()
+    };
+    // The deepest extra layer, and its alphabetically first tensor: a stable message.
+    let extra = ckpt
+        .names()
+        .filter_map(|name| layer_of(name).map(|layer| (layer, name)))
+        .filter(|(layer, _)| *layer >= config.num_hidden_layers)
+        .min_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let Some((layer, name)) = extra else {
+        return Ok(());
+    };
+    let file = ckpt.get(name, "a tensor of an extra layer")?.path;
+    Err(ModelError::File {
+        path: config_path.to_path_buf(),
+        problem: format!(
+            "num_hidden_layers is {} but {} holds tensor '{name}' of layer {layer}: the config does not describe these weights",
+            config.num_hidden_layers,
+            file.display()
+        ),
+    })
 }
 
 /// Which layout the experts use, checked against `quantization_config`.

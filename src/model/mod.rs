@@ -15,6 +15,7 @@ pub mod fidelity;
 mod kernels;
 pub mod linear;
 mod load;
+pub mod model_file;
 pub mod moe;
 mod moe_ops;
 pub mod q4_stack;
@@ -54,12 +55,26 @@ pub enum Precision {
     Bf16,
 }
 
-impl From<crate::cli::DtypeChoice> for Precision {
-    fn from(choice: crate::cli::DtypeChoice) -> Self {
+/// Numeric precision of the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DtypeChoice {
+    /// Q4_0 experts and f32 activations; on a GPU, bf16 projection weights and KV cache.
+    #[default]
+    Auto,
+    /// f32 activations, every weight f32 (int4 experts stay Q4_0, losslessly, where the fused
+    /// kernels run): slow, exact (the mode the golden checks use).
+    F32,
+    /// As `auto`, with bf16 activations and KV cache on every device: the fastest math on a
+    /// GPU (less exact: see README "GPU"), half the KV cache on the CPU at slower math.
+    Bf16,
+}
+
+impl From<DtypeChoice> for Precision {
+    fn from(choice: DtypeChoice) -> Self {
         match choice {
-            crate::cli::DtypeChoice::Auto => Self::Default,
-            crate::cli::DtypeChoice::F32 => Self::F32,
-            crate::cli::DtypeChoice::Bf16 => Self::Bf16,
+            DtypeChoice::Auto => Self::Default,
+            DtypeChoice::F32 => Self::F32,
+            DtypeChoice::Bf16 => Self::Bf16,
         }
     }
 }

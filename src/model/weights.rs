@@ -11,6 +11,7 @@ use memmap2::Mmap;
 use safetensors::tensor::{Dtype, SafeTensors, TensorInfo};
 
 use super::error::ModelError;
+use super::model_file;
 
 /// One mapped `.safetensors` file.
 struct Shard {
@@ -126,12 +127,13 @@ impl Checkpoint {
     pub fn open(dir: &Path) -> Result<Self, ModelError> {
         let index_path = dir.join("model.safetensors.index.json");
         let mut files: Vec<PathBuf> = Vec::new();
-        let mut index_map: Option<HashMap<String, String>> = None;
+        let mut index_map: Option<HashMap<String, PathBuf>> = None;
         if index_path.exists() {
-            let text = std::fs::read_to_string(&index_path).map_err(|source| ModelError::Io {
-                path: index_path.clone(),
-                source,
-            })?;
+            let text =
+                model_file::read_to_string(&index_path).map_err(|source| ModelError::Io {
+                    path: index_path.clone(),
+                    source,
+                })?;
             let json: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| ModelError::File {
                     path: index_path.clone(),
@@ -151,10 +153,15 @@ impl Checkpoint {
                     path: index_path.clone(),
                     problem: format!("weight_map entry '{tensor}' is not a file name"),
                 })?;
-                set.insert(file.to_string());
-                names.insert(tensor.clone(), file.to_string());
+                let path =
+                    model_file::shard_in_dir(dir, file).map_err(|problem| ModelError::File {
+                        path: index_path.clone(),
+                        problem: format!("weight_map entry '{tensor}' {problem}"),
+                    })?;
+                set.insert(path.clone());
+                names.insert(tensor.clone(), path);
             }
-            files = set.into_iter().map(|f| dir.join(f)).collect();
+            files = set.into_iter().collect();
             index_map = Some(names);
         } else if dir.join("model.safetensors").exists() {
             files.push(dir.join("model.safetensors"));
@@ -177,27 +184,43 @@ impl Checkpoint {
                 problem: "holds no .safetensors files (expected model.safetensors or model.safetensors.index.json)".into(),
             });
         }
-        let mut shards = Vec::with_capacity(files.len());
+        let mut shards: Vec<Shard> = Vec::with_capacity(files.len());
         let mut location = HashMap::new();
         for path in files {
             let shard = Shard::open(&path)?;
             for name in shard.tensors.keys() {
-                location.insert(name.clone(), shards.len());
+                let earlier = location.insert(name.clone(), shards.len());
+                // With an index, the index says which copy counts (checked below); without
+                // one, "last file wins" would pick a copy by the order of file names.
+                if let Some(earlier) = earlier
+                    && index_map.is_none()
+                {
+                    return Err(ModelError::File {
+                        path: dir.to_path_buf(),
+                        problem: format!(
+                            "tensor '{name}' is in both {} and {}; without model.safetensors.index.json ossterm cannot tell which copy is meant",
+                            shards[earlier].path.display(),
+                            path.display()
+                        ),
+                    });
+                }
             }
             shards.push(shard);
         }
         if let Some(names) = index_map {
-            for (tensor, file) in names {
-                let path = dir.join(&file);
-                let found = location.get(&tensor).map(|&i| &shards[i].path);
-                if found != Some(&path) {
+            for (tensor, path) in names {
+                let shard = shards
+                    .iter()
+                    .position(|s| s.path == path && s.tensors.contains_key(&tensor));
+                let Some(shard) = shard else {
                     return Err(ModelError::File {
                         path,
                         problem: format!(
                             "lacks tensor '{tensor}' that model.safetensors.index.json places there"
                         ),
                     });
-                }
+                };
+                location.insert(tensor, shard);
             }
         }
         Ok(Self {
@@ -250,7 +273,7 @@ impl Checkpoint {
 
 impl Shard {
     fn open(path: &Path) -> Result<Self, ModelError> {
-        let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+        let file = model_file::open(path).map_err(|source| ModelError::Io {
             path: path.to_path_buf(),
             source,
         })?;
