@@ -1,7 +1,9 @@
 //! `ossterm score`, `generate`, `verify` and `bench` through the binary, against the fixtures.
 
 use std::path::PathBuf;
-use std::process::Command;
+
+mod common;
+use common::cli::ossterm;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -21,18 +23,6 @@ fn ids_arg(v: &serde_json::Value) -> String {
         .map(|x| x.to_string())
         .collect::<Vec<_>>()
         .join(",")
-}
-
-fn ossterm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ossterm"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

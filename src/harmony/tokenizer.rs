@@ -332,6 +332,11 @@ impl Tokenizer {
         self.token_bytes.get(id as usize).map_or(&[], Vec::as_slice)
     }
 
+    /// Whether the file defines this id (as a vocabulary entry or an added token).
+    pub fn defines(&self, id: u32) -> bool {
+        !self.token_bytes(id).is_empty()
+    }
+
     /// Whether the id is an added (special) token.
     pub fn is_special(&self, id: u32) -> bool {
         self.inner

@@ -3,5 +3,6 @@
 // Each test binary uses only some of these.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod fake_hub;
 pub mod harmony;
