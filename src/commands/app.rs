@@ -191,7 +191,19 @@ async fn event_loop(
         }
     }
     engine.shutdown();
-    Ok(())
+    exit_status(&app)
+}
+
+/// A run whose model failed (to load, or later) ends in an error carrying the message the
+/// app showed, so scripts and shells see a non-zero exit status.
+fn exit_status(app: &App) -> anyhow::Result<()> {
+    if !matches!(app.model, ModelState::Failed) {
+        return Ok(());
+    }
+    match &app.overlay {
+        Overlay::Error { message, .. } => anyhow::bail!("{message}"),
+        _ => anyhow::bail!("the engine failed"),
+    }
 }
 
 /// Does one effect; true means quit.
