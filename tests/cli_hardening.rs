@@ -195,6 +195,14 @@ fn bench_refuses_thread_depth_and_layer_counts_beyond_reason() {
 }
 
 #[test]
+fn fit_refuses_a_layer_count_beyond_the_preset() {
+    refused_saying(
+        &["fit", "--synthetic", "gpt-oss-20b", "--layers", "10000000"],
+        "--layers 10000000: gpt-oss-20b has 1 to 24 layers",
+    );
+}
+
+#[test]
 fn score_reports_non_finite_logits_instead_of_a_null_nll() {
     let model = model_copy("tiny-a-bf16");
     let weights = model.path().join("model.safetensors");

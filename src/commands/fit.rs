@@ -142,8 +142,14 @@ fn load_model(
     settings: &Settings,
 ) -> anyhow::Result<(String, Config, Vec<TensorInfo>)> {
     if let Some(preset) = &args.synthetic.synthetic {
-        let config = inventory::synthetic_preset(preset, args.synthetic.layers)
-            .with_context(|| format!("unknown synthetic preset '{preset}': use gpt-oss-20b"))?;
+        let unknown = || format!("unknown synthetic preset '{preset}': use gpt-oss-20b");
+        let full = inventory::synthetic_preset(preset, None).with_context(unknown)?;
+        let layers = args
+            .synthetic
+            .layers
+            .map(|n| super::limits::check_layers(n, preset, full.num_hidden_layers))
+            .transpose()?;
+        let config = inventory::synthetic_preset(preset, layers).with_context(unknown)?;
         let tensors = inventory::synthetic_int4(&config);
         return Ok((
             format!("{preset} (synthetic, int4 layout)"),
