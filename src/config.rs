@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{AppArgs, DeviceChoice, DtypeChoice};
 use crate::engine::protocol::SamplingParams;
+use crate::engine::sampler::check_setting;
 use crate::harmony::ReasoningEffort;
 
 /// The default model: Intel's int4 AutoRound build of gpt-oss-20b.
@@ -222,8 +223,10 @@ impl Settings {
         ];
         for (flag, value, slot) in checks {
             if let Some(value) = value {
-                check_sampling_float(flag, value)
-                    .map_err(|problem| ConfigError::BadFlag { flag, problem })?;
+                check_setting(flag, value).map_err(|e| ConfigError::BadFlag {
+                    flag,
+                    problem: e.problem(),
+                })?;
                 *slot = value;
             }
         }
@@ -350,24 +353,6 @@ fn dtype_name(dtype: DtypeChoice) -> &'static str {
     }
 }
 
-pub(crate) fn check_sampling_float(key: &str, value: f64) -> Result<(), String> {
-    let ok = match key {
-        "temperature" => value.is_finite() && value >= 0.0,
-        "top_p" | "top-p" => value > 0.0 && value <= 1.0,
-        _ => (0.0..=1.0).contains(&value),
-    };
-    if ok {
-        Ok(())
-    } else {
-        let range = match key {
-            "temperature" => "a number >= 0 (0 = greedy)",
-            "top_p" | "top-p" => "a number in (0, 1]",
-            _ => "a number in [0, 1]",
-        };
-        Err(format!("is {value}: must be {range}"))
-    }
-}
-
 fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -453,7 +438,7 @@ impl Reader<'_> {
             match name.as_str() {
                 "temperature" | "top_p" | "min_p" => {
                     let x = self.float(&key, value)?;
-                    check_sampling_float(name, x).map_err(|e| self.bad(&key, e))?;
+                    check_setting(name, x).map_err(|e| self.bad(&key, e.problem()))?;
                     match name.as_str() {
                         "temperature" => sampling.temperature = x,
                         "top_p" => sampling.top_p = x,

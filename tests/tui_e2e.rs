@@ -159,11 +159,12 @@ fn exited(screen: &str) -> bool {
     screen.lines().any(|l| l.trim().starts_with("EXIT="))
 }
 
-/// The app has exited with status 0 and left the terminal as it found it: cooked mode
+/// The app has exited with `status` and left the terminal as it found it: cooked mode
 /// (`stty` prints `icanon`) and the main screen (not the alternate one).
-fn assert_exited_and_restored(tmux: &Tmux) {
+fn assert_exited_and_restored(tmux: &Tmux, status: i32) {
     let screen = tmux.wait_for("the shell", exited);
-    assert!(screen.lines().any(|l| l.trim() == "EXIT=0"), "{screen}");
+    let exit_line = format!("EXIT={status}");
+    assert!(screen.lines().any(|l| l.trim() == exit_line), "{screen}");
     let after = tmux.wait_for("stty output", |s| {
         s.lines()
             .any(|l| l.trim() == "icanon" || l.trim() == "-icanon")
@@ -261,7 +262,7 @@ fn chat_stop_new_chat_quit_on_the_demo_model() {
     tmux.keys(&["C-n"]);
     tmux.wait_for("a fresh chat", |s| s.contains("is ready on"));
     tmux.keys(&["C-q"]);
-    assert_exited_and_restored(&tmux);
+    assert_exited_and_restored(&tmux, 0);
 
     let files = chat_files(data.path());
     assert!(!files.is_empty(), "no chat file saved");
@@ -330,7 +331,8 @@ fn a_fatal_engine_error_is_shown_and_the_terminal_restored() {
     });
     assert!(screen.contains("ossterm"), "{screen}");
     tmux.keys(&["q"]);
-    assert_exited_and_restored(&tmux);
+    // A model that did not load is a failed run.
+    assert_exited_and_restored(&tmux, 1);
 }
 
 /// The chat files' conversations that hold a user message with this text.

@@ -226,10 +226,10 @@ async fn event_loop(
     }
     // The engine may be deep in a download, a load or a long prefill: quitting does not wait.
     engine.shutdown_within(ENGINE_EXIT_WAIT);
-    match terminal_error {
-        Some(e) => Err(e).context("reading terminal events"),
-        None => Ok(()),
+    if let Some(e) = terminal_error {
+        return Err(e).context("reading terminal events");
     }
+    exit_status(&app)
 }
 
 /// Takes the lock of chat `id` for this copy (keeping it when already held); false when
@@ -248,6 +248,18 @@ fn hold_lock(
             Ok(true)
         }
         None => Ok(false),
+    }
+}
+
+/// A run whose model failed (to load, or later) ends in an error carrying the message the
+/// app showed, so scripts and shells see a non-zero exit status.
+fn exit_status(app: &App) -> anyhow::Result<()> {
+    if !matches!(app.model, ModelState::Failed) {
+        return Ok(());
+    }
+    match &app.overlay {
+        Overlay::Error { message, .. } => anyhow::bail!("{message}"),
+        _ => anyhow::bail!("the engine failed"),
     }
 }
 

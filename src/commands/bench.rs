@@ -1,6 +1,7 @@
 //! `ossterm bench`: llama-bench-style prefill and decode speed, peak memory, and the decode
 //! bound this machine's memory bandwidth sets.
 
+use std::io::Write;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -8,13 +9,31 @@ use rand::{Rng, SeedableRng};
 
 use candle_core::{DType, Device, Tensor};
 
+use super::limits;
 use crate::cli::BenchArgs;
 use crate::memory::probe::probe_for;
 use crate::model::{Config, GptOss, Logits, Precision, device};
 
 /// Runs the command.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    let positions = depth_positions(args)?;
+    // A synthetic model's shape is known now: sizes are refused before anything is measured.
+    let synthetic = match &args.synthetic.synthetic {
+        Some(preset) => {
+            let mut config = preset_config(preset)?;
+            if let Some(layers) = args.synthetic.layers {
+                let layers = limits::check_layers(layers, preset, config.num_hidden_layers)?;
+                config = config.with_layers(layers);
+            }
+            check_depths(&config, &positions)?;
+            Some((preset, config))
+        }
+        None => None,
+    };
     if let Some(threads) = args.threads {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = limits::check_threads(threads, cores)?;
         // Safety: no other thread exists yet; candle reads this variable for its own kernels.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
         rayon::ThreadPoolBuilder::new()
@@ -28,12 +47,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let used_before = probe.sample().device_used_bytes;
     // Measured before the model takes the memory.
     let bandwidth_bytes_s = measure_bandwidth(&device)?;
-    let (model, device_name, model_name) = match &args.synthetic.synthetic {
-        Some(preset) => {
-            let mut config = preset_config(preset)?;
-            if let Some(layers) = args.synthetic.layers {
-                config = config.with_layers(layers);
-            }
+    let (model, device_name, model_name) = match synthetic {
+        Some((preset, config)) => {
             let model = GptOss::synthetic_with(
                 &config,
                 0,
@@ -45,6 +60,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         None => {
             let (model, name) = super::load::model(&args.model)?;
+            check_depths(model.config(), &positions)?;
             let label = args.model.model.clone().unwrap_or_default();
             (model, name, label)
         }
@@ -59,8 +75,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     warm_up(&model, &mut random_ids)?;
     let mut device_peak = probe.sample().device_used_bytes;
     if !args.json {
-        println!("| model | layers | device | threads | depth | pp t/s | tg t/s | tg vs bound |");
-        println!("|---|---|---|---|---|---|---|---|");
+        writeln!(
+            out,
+            "| model | layers | device | threads | depth | pp t/s | tg t/s | tg vs bound |"
+        )?;
+        writeln!(out, "|---|---|---|---|---|---|---|---|")?;
     }
     let mut notes = Vec::new();
     for &depth in &args.depth {
@@ -73,7 +92,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let peak_device_bytes =
             (!model.device().is_cpu()).then(|| device_peak.saturating_sub(used_before));
         if args.json {
-            println!(
+            writeln!(
+                out,
                 "{}",
                 serde_json::json!({
                     "model": model_name,
@@ -95,12 +115,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                     "decode_bound_tok_s": bound_tok_s,
                     "decode_vs_bound": ratio,
                 })
-            );
+            )?;
         } else {
-            println!(
+            writeln!(
+                out,
                 "| {model_name} | {} | {device_name} | {threads} | {depth} | {:.1} (pp{}) | {:.2} (tg{}) | {ratio:.2}x of {bound_tok_s:.2} |",
                 config.num_hidden_layers, run.pp_tok_s, run.pp, run.tg_tok_s, args.tg,
-            );
+            )?;
             notes.push(format!(
                 "depth {depth}: {:.1} MB read per decoded token",
                 bytes_per_token as f64 / 1e6
@@ -109,21 +130,24 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if !args.json {
         let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
-        println!();
-        println!("peak RSS {:.2} GiB", gib(peak_rss_bytes()));
+        writeln!(out)?;
+        writeln!(out, "peak RSS {:.2} GiB", gib(peak_rss_bytes()))?;
         if !model.device().is_cpu() {
-            println!(
+            writeln!(
+                out,
                 "peak device memory {:.2} GiB (in use at the fullest sample, less before loading)",
                 gib(device_peak.saturating_sub(used_before))
-            );
+            )?;
             if let Some(peak) = probe.allocated_peak_bytes() {
-                println!(
+                writeln!(
+                    out,
                     "peak device allocations {:.2} GiB (the memory pool's high-water mark: weights, cache and scratch at their fullest)",
                     gib(peak)
-                );
+                )?;
             }
         }
-        println!(
+        writeln!(
+            out,
             "weights {:.2} GiB; memory bandwidth {:.1} GB/s ({})",
             gib(model.weight_bytes()),
             bandwidth_bytes_s / 1e9,
@@ -132,10 +156,36 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             } else {
                 "device, measured by a copy".to_string()
             }
-        );
+        )?;
         for note in notes {
-            println!("{note}");
+            writeln!(out, "{note}")?;
         }
+    }
+    Ok(())
+}
+
+/// For each `--depth`, the positions its cache holds (depth + pp + tg + 1), summed without
+/// overflow; the names say which flags a refusal is about.
+fn depth_positions(args: &BenchArgs) -> anyhow::Result<Vec<(usize, String)>> {
+    args.depth
+        .iter()
+        .map(|&depth| {
+            let parts = [
+                ("--depth", depth),
+                ("--pp", args.pp.max(1)),
+                ("--tg", args.tg),
+                ("1", 1),
+            ];
+            let what = format!("--depth {depth} + --pp {} + --tg {} + 1", args.pp, args.tg);
+            Ok((limits::total_tokens(&parts)?, what))
+        })
+        .collect()
+}
+
+/// Fails unless every depth's positions fit in the model's.
+fn check_depths(config: &Config, positions: &[(usize, String)]) -> anyhow::Result<()> {
+    for (n, what) in positions {
+        limits::check_positions(config, *n, what)?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs the command.
 pub fn run(args: &DownloadArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
     let settings = Settings::load(None)?;
     let model = args.model.as_deref().unwrap_or(&settings.model);
     let revision = args.revision.as_deref().or(settings.revision.as_deref());
@@ -31,6 +32,6 @@ pub fn run(args: &DownloadArgs) -> anyhow::Result<()> {
         }
     };
     let dir = hub::resolve(model, revision, &mut report)?;
-    println!("{}", dir.display());
+    writeln!(out, "{}", dir.display())?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `ossterm fit`: what context fits in memory, from config.json and the safetensors headers
 //! alone (no weights are loaded).
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -15,6 +16,7 @@ use crate::model::Config;
 
 /// Runs the command.
 pub fn run(args: &FitArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
     let settings = Settings::load(None)?;
     let (name, config, tensors) = load_model(args, &settings)?;
     let device_choice = args.model.device.unwrap_or(settings.device);
@@ -53,51 +55,59 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
             "rows": rows,
             "max_context": max_context,
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
     let (full, sliding) = config.layer_counts();
     let elt = plan.kv_bytes_per_element;
-    println!(
+    writeln!(
+        out,
         "{name} on {}, precision {}",
         serde_json::to_value(device)?.as_str().unwrap_or("?"),
         plan.precision
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  weights      {:>11}  (device {} + embedding {} on the host)",
         format_bytes(plan.weight_bytes()),
         format_bytes(plan.device_weight_bytes),
         format_bytes(plan.host_weight_bytes)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  KV per token {:>11}  ({full} full layers x 2 x {} kv heads x {} x {elt} B)",
         format_bytes(plan.kv_bytes_per_token),
         config.num_key_value_heads,
         config.head_dim
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  sliding      {:>11}  ({sliding} layers: ring of {} positions + {} turn snapshots; constant)",
         format_bytes(plan.sliding_bytes()),
         config.sliding_window,
         plan.snapshots_budgeted
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  overhead     {:>11}  (runtime, tokenizer; prefill chunk up to {} tokens)",
         format_bytes(plan.overhead_bytes),
         plan.chunk_tokens
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  available    {:>11}  ({available_source}; margin {})",
         format_bytes(available_bytes),
         format_bytes(Plan::margin_bytes(available_bytes))
-    );
-    println!();
-    println!(
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
         "  {:>8}  {:>6}  {:>11}  {:>11}  {:>11}  fits",
         "context", "chunk", "KV cache", "scratch", "total"
-    );
+    )?;
     for row in &rows {
-        println!(
+        writeln!(
+            out,
             "  {:>8}  {:>6}  {:>11}  {:>11}  {:>11}  {}",
             row.context,
             row.chunk_tokens,
@@ -105,20 +115,22 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
             format_bytes(row.scratch_bytes),
             format_bytes(row.total_bytes),
             if row.fits { "yes" } else { "no" }
-        );
+        )?;
     }
-    println!();
+    writeln!(out)?;
     if max_context == 0 {
-        println!(
+        writeln!(
+            out,
             "  nothing fits: even one token needs {} plus the margin",
             format_bytes(plan.total_bytes(1))
-        );
+        )?;
     } else {
-        println!(
+        writeln!(
+            out,
             "  largest context that fits: {max_context} tokens ({} of {})",
             format_bytes(plan.total_bytes(max_context)),
             format_bytes(available_bytes)
-        );
+        )?;
     }
     Ok(())
 }
@@ -130,8 +142,14 @@ fn load_model(
     settings: &Settings,
 ) -> anyhow::Result<(String, Config, Vec<TensorInfo>)> {
     if let Some(preset) = &args.synthetic.synthetic {
-        let config = inventory::synthetic_preset(preset, args.synthetic.layers)
-            .with_context(|| format!("unknown synthetic preset '{preset}': use gpt-oss-20b"))?;
+        let unknown = || format!("unknown synthetic preset '{preset}': use gpt-oss-20b");
+        let full = inventory::synthetic_preset(preset, None).with_context(unknown)?;
+        let layers = args
+            .synthetic
+            .layers
+            .map(|n| super::limits::check_layers(n, preset, full.num_hidden_layers))
+            .transpose()?;
+        let config = inventory::synthetic_preset(preset, layers).with_context(unknown)?;
         let tensors = inventory::synthetic_int4(&config);
         return Ok((
             format!("{preset} (synthetic, int4 layout)"),

@@ -1,27 +1,46 @@
 //! `ossterm generate`: prefill the ids, then decode one token per step from the KV cache.
 
+use std::io::Write;
 use std::time::Instant;
 
+use super::limits;
 use crate::cli::GenerateArgs;
 use crate::engine::SamplingParams;
-use crate::engine::sampler::Sampler;
+use crate::engine::sampler::{Sampler, check_params};
 use crate::model::Logits;
 
 /// Runs the command.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
     let ids = &args.ids.ids;
-    let (model, _) = super::load::model(&args.model)?;
     let defaults = SamplingParams::default();
     let s = &args.sampling;
-    let mut sampler = Sampler::new(SamplingParams {
+    let params = SamplingParams {
         temperature: s.temperature.unwrap_or(defaults.temperature),
         top_p: s.top_p.unwrap_or(defaults.top_p),
         top_k: s.top_k.unwrap_or(defaults.top_k),
         min_p: s.min_p.unwrap_or(defaults.min_p),
         seed: s.seed.unwrap_or(defaults.seed),
-    });
+    };
+    check_params(&params)?;
+    // The cache holds the prompt and every new token but the last, which is never run.
+    let positions = limits::total_tokens(&[
+        ("--ids", ids.len()),
+        ("--max-new-tokens", args.max_new_tokens.max(1)),
+    ])?;
+    let (model, _) = super::load::model(&args.model)?;
+    limits::check_positions(
+        model.config(),
+        positions,
+        &format!(
+            "--ids ({}) and --max-new-tokens ({})",
+            ids.len(),
+            args.max_new_tokens
+        ),
+    )?;
+    let mut sampler = Sampler::new(params);
     let eos = &model.config().eos_token_ids;
-    let mut cache = model.new_cache(ids.len() + args.max_new_tokens.max(1))?;
+    let mut cache = model.new_cache(positions)?;
     let start = Instant::now();
     let mut logits = model.forward(ids, &mut cache, Logits::Last)?;
     let prefill_s = start.elapsed().as_secs_f64();
@@ -45,13 +64,17 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         0.0
     };
     if args.json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::json!({"ids": new_ids, "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s})
-        );
+        )?;
     } else {
-        println!("{new_ids:?}");
-        println!("prefill {prefill_tok_s:.1} tok/s, decode {decode_tok_s:.1} tok/s");
+        writeln!(out, "{new_ids:?}")?;
+        writeln!(
+            out,
+            "prefill {prefill_tok_s:.1} tok/s, decode {decode_tok_s:.1} tok/s"
+        )?;
     }
     Ok(())
 }

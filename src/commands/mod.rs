@@ -6,6 +6,7 @@ pub mod config;
 pub mod download;
 pub mod fit;
 pub mod generate;
+pub mod limits;
 pub mod load;
 pub mod parse;
 pub mod render;

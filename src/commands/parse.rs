@@ -3,6 +3,7 @@
 //! Ids that begin with `<|start|>` are parsed from the start of a message; any others as the
 //! model's answer after a prompt ending in `<|start|>assistant`.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use crate::cli::ParseArgs;
@@ -10,8 +11,20 @@ use crate::harmony::{Role, StreamParser, Tokenizer};
 
 /// Runs the command.
 pub fn run(args: &ParseArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
     let tokenizer = Arc::new(Tokenizer::from_file(&args.tokenizer)?);
     let ids = &args.ids.ids;
+    if let Some((position, id)) = ids
+        .iter()
+        .enumerate()
+        .find(|(_, id)| !tokenizer.defines(**id))
+    {
+        anyhow::bail!(
+            "--ids: id {id} (position {position}) is not a token of this tokenizer (its ids run to {}): {}",
+            tokenizer.vocab_size().saturating_sub(1),
+            tokenizer.path().display()
+        );
+    }
     let role = match ids.first() {
         Some(&first) if first == tokenizer.specials().start => None,
         _ => Some(Role::Assistant),
@@ -27,18 +40,23 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<()> {
                 "content_type": step.content_type,
                 "delta": step.delta,
             });
-            println!("{line}");
+            writeln!(out, "{line}")?;
         }
         if let Some(stop) = step.stop {
-            eprintln!("stop: {stop:?} at token {token}");
+            // A closed stderr must not stop the output.
+            let _ = writeln!(std::io::stderr(), "stop: {stop:?} at token {token}");
         }
     }
     let tail = parser.finish();
     if args.json {
         if let Some(delta) = tail {
-            println!("{}", serde_json::json!({ "token": null, "delta": delta }));
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({ "token": null, "delta": delta })
+            )?;
         }
-        println!("{}", serde_json::to_string(parser.messages())?);
+        writeln!(out, "{}", serde_json::to_string(parser.messages())?)?;
         return Ok(());
     }
     for message in parser.messages() {
@@ -55,7 +73,7 @@ pub fn run(args: &ParseArgs) -> anyhow::Result<()> {
                 header.push_str(&format!(" {label}={value}"));
             }
         }
-        println!("[{header}]\n{}\n", message.text());
+        writeln!(out, "[{header}]\n{}\n", message.text())?;
     }
     Ok(())
 }

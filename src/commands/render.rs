@@ -1,6 +1,8 @@
 //! `ossterm render`: a harmony conversation (openai_harmony's JSON) to the token ids of the
 //! prompt for the assistant's next turn.
 
+use std::io::Write;
+
 use anyhow::Context as _;
 
 use crate::cli::RenderArgs;
@@ -8,6 +10,7 @@ use crate::harmony::{Conversation, RenderOptions, Tokenizer, render_for_completi
 
 /// Runs the command.
 pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
     let tokenizer = Tokenizer::from_file(&args.tokenizer)?;
     let path = &args.conversation;
     let json = std::fs::read_to_string(path)
@@ -21,9 +24,9 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
     let ids = render_for_completion(&conversation, &tokenizer, &RenderOptions::default())
         .with_context(|| format!("cannot render {}", path.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string(&ids)?);
+        writeln!(out, "{}", serde_json::to_string(&ids)?)?;
     } else {
-        println!("{}", tokenizer.decode(&ids));
+        writeln!(out, "{}", tokenizer.decode(&ids))?;
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `ossterm verify`: the golden-logit checks on the chosen device, one line per fixture and
 //! mode, and a non-zero exit when a tolerance is broken. How a GPU build is checked.
 
+use std::io::Write;
+
 use anyhow::Context;
 
 use crate::cli::{DtypeChoice, VerifyArgs};
@@ -9,6 +11,7 @@ use crate::model::{Precision, device};
 
 /// Runs the command.
 pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
     let (device, device_name) = device::select(args.device.unwrap_or_default())?;
     let modes = match args.dtype {
         Some(choice) => vec![Precision::from(choice)],
@@ -23,23 +26,25 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
             let report = fidelity::check_fixture(&dir, &device, precision, args.kernels.into())
                 .with_context(|| format!("checking {}", dir.display()))?;
             if !args.json {
-                print_report(&report);
+                print_report(&mut out, &report)?;
             }
             reports.push(report);
         }
     }
     let failures: Vec<String> = reports.iter().flat_map(FixtureReport::failures).collect();
     if args.json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::json!({
                 "device": device_name,
                 "reports": reports,
                 "failures": failures,
             })
-        );
+        )?;
     } else {
-        println!(
+        writeln!(
+            out,
             "{} on {device_name}: {} fixture run(s), {}",
             if failures.is_empty() { "PASS" } else { "FAIL" },
             reports.len(),
@@ -48,9 +53,9 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
             } else {
                 format!("{} tolerance(s) broken", failures.len())
             }
-        );
+        )?;
         for failure in &failures {
-            println!("  {failure}");
+            writeln!(out, "  {failure}")?;
         }
     }
     if !failures.is_empty() {
@@ -59,9 +64,10 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_report(report: &FixtureReport) {
+fn print_report(out: &mut impl Write, report: &FixtureReport) -> std::io::Result<()> {
     for p in &report.prompts {
-        println!(
+        writeln!(
+            out,
             "{:<14} {:<8} {:<12} max|d| {:.4}  mean|d| {:.4}  argmax {}/{}  nll {:.4} (ref {:.4})  greedy {}/{} {}",
             report.fixture,
             report.precision,
@@ -75,6 +81,7 @@ fn print_report(report: &FixtureReport) {
             if p.greedy_match { p.greedy_compared } else { 0 },
             p.greedy_compared,
             if p.failures.is_empty() { "ok" } else { "FAIL" },
-        );
+        )?;
     }
+    Ok(())
 }

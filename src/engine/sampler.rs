@@ -17,6 +17,59 @@ pub enum SamplerError {
     NoCandidates,
 }
 
+/// A sampling setting outside the range the sampler supports.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{setting} {}", self.problem())]
+pub struct BadSetting {
+    /// The setting's name as the caller spells it (`top_p`, `--top-p`, `/top-p`).
+    pub setting: String,
+    /// The refused value.
+    pub value: f64,
+    /// What is accepted, in words.
+    pub range: &'static str,
+}
+
+impl BadSetting {
+    /// What is wrong, without the setting's name: "is 2: must be a number in [0, 1]".
+    pub fn problem(&self) -> String {
+        format!("is {}: must be {}", self.value, self.range)
+    }
+}
+
+/// Checks one float setting by name (`temperature`, `top_p`/`top-p`, `min_p`/`min-p`, with or
+/// without a leading `--` or `/`): temperature finite and >= 0 (0 = greedy), top-p in (0, 1]
+/// (top-p 0 keeps nothing), min-p in [0, 1] (above 1 even the best token is dropped). The one
+/// check behind the command line, the config file and the app's slash commands.
+pub fn check_setting(setting: &str, value: f64) -> Result<(), BadSetting> {
+    let key = setting.trim_start_matches(['-', '/']).replace('_', "-");
+    let (ok, range) = match key.as_str() {
+        "temp" | "temperature" => (
+            value.is_finite() && value >= 0.0,
+            "a number >= 0 (0 = greedy)",
+        ),
+        "top-p" => (value > 0.0 && value <= 1.0, "a number in (0, 1]"),
+        "min-p" => ((0.0..=1.0).contains(&value), "a number in [0, 1]"),
+        _ => (false, "one of temperature, top-p or min-p"),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(BadSetting {
+            setting: setting.to_string(),
+            value,
+            range,
+        })
+    }
+}
+
+/// Checks every float setting of `params` with [`check_setting`], naming each as
+/// `--temperature`, `--top-p`, `--min-p`.
+pub fn check_params(params: &SamplingParams) -> Result<(), BadSetting> {
+    check_setting("--temperature", params.temperature)?;
+    check_setting("--top-p", params.top_p)?;
+    check_setting("--min-p", params.min_p)
+}
+
 /// Draws tokens from logits; the same seed and logits give the same tokens.
 pub struct Sampler {
     params: SamplingParams,
@@ -84,19 +137,22 @@ impl Sampler {
             pick(candidates.into_iter(), self.rng.random::<f64>() * total)
         };
         self.weights = weights;
-        Ok(token.unwrap_or(0))
+        // Settings that pass `check_params` always keep the best token.
+        token.ok_or(SamplerError::NoCandidates)
     }
 
     /// The tokens that survive top-k, min-p and top-p, most likely first, from their weights
     /// relative to the best token (1.0; 0 for NaN logits).
-    fn candidates(&self, weights: impl Iterator<Item = f32>) -> Vec<(u32, f32)> {
+    fn candidates(&self, weights: impl ExactSizeIterator<Item = f32>) -> Vec<(u32, f32)> {
         let p = &self.params;
         let min_p = p.min_p as f32;
+        // A top-k beyond the vocabulary keeps everything (and must not size a buffer).
+        let kept_top = p.top_k.min(weights.len().max(1));
         let kept = weights
             .enumerate()
             .map(|(i, w)| (i as u32, w))
             .filter(|c| c.1 > 0.0 && c.1 >= min_p);
-        let mut ranked = match p.top_k {
+        let mut ranked = match kept_top {
             0 => kept.collect(),
             k => top_k(kept, k),
         };
@@ -267,6 +323,51 @@ mod tests {
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn settings_outside_their_range_are_refused_by_name() {
+        for (setting, value) in [
+            ("temperature", 0.0),
+            ("--temperature", 2.5),
+            ("top_p", 1.0),
+            ("/top-p", 0.01),
+            ("min-p", 0.0),
+            ("min_p", 1.0),
+        ] {
+            assert_eq!(check_setting(setting, value), Ok(()), "{setting} {value}");
+        }
+        for (setting, value, range) in [
+            ("--temperature", f64::NAN, "a number >= 0 (0 = greedy)"),
+            ("temperature", f64::INFINITY, "a number >= 0 (0 = greedy)"),
+            ("temperature", -0.5, "a number >= 0 (0 = greedy)"),
+            ("--top-p", 0.0, "a number in (0, 1]"),
+            ("top_p", 5.0, "a number in (0, 1]"),
+            ("--min-p", 2.0, "a number in [0, 1]"),
+            ("min_p", -0.1, "a number in [0, 1]"),
+        ] {
+            let error = check_setting(setting, value).unwrap_err();
+            assert_eq!(error.range, range, "{setting} {value}");
+            assert_eq!(
+                error.to_string(),
+                format!("{setting} is {value}: must be {range}")
+            );
+        }
+        let error = check_params(&params(1.0, 0, 1.0, 2.0)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--min-p is 2: must be a number in [0, 1]"
+        );
+        assert!(check_params(&SamplingParams::default()).is_ok());
+    }
+
+    #[test]
+    fn a_top_k_beyond_the_vocabulary_keeps_every_token() {
+        let logits = [1.0, 1.1, 1.2];
+        assert_eq!(
+            drawn(params(1.0, usize::MAX, 1.0, 0.0), &logits, 300),
+            [0, 1, 2].into()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod conversation;
 mod parser;
 mod render;
 mod schema_typescript;
+mod text_chunks;
 mod tokenizer;
 mod utf8_stream;
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use tokenizers::{NormalizedString, OffsetType, PreTokenizedString};
 
 use super::HarmonyError;
+use super::text_chunks;
 
 /// Starts a message header.
 pub const START: &str = "<|start|>";
@@ -62,6 +63,8 @@ pub struct Tokenizer {
     plain_split: Option<onig::Regex>,
     /// The byte-level alphabet: each byte's stand-in char.
     char_of_byte: [char; 256],
+    /// The longest added token's text in bytes: chunk cuts keep clear of that much after a `<`.
+    special_bytes: usize,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -158,6 +161,7 @@ impl Tokenizer {
             end_of_text: added_ids.get(END_OF_TEXT).copied(),
         };
         let plain_split = plain_split_regex(&inner);
+        let special_bytes = added_ids.keys().map(String::len).max().unwrap_or(0);
         Ok(Self {
             inner,
             path: path.to_owned(),
@@ -166,6 +170,7 @@ impl Tokenizer {
             specials,
             plain_split,
             char_of_byte,
+            special_bytes,
         })
     }
 
@@ -201,11 +206,16 @@ impl Tokenizer {
     /// Encodes text as plain text: special-token text such as `<|start|>` is encoded like any
     /// other text (tiktoken's `encode_ordinary`). Runs the normalizer, pre-tokenizer and BPE
     /// model directly, skipping the added-vocabulary split that would match specials.
+    /// Any text is accepted: long input is encoded in chunks (see `text_chunks`).
     pub fn encode_ordinary(&self, text: &str) -> Result<Vec<u32>, HarmonyError> {
-        match &self.plain_split {
-            Some(split) => self.encode_ordinary_fast(split, text),
-            None => self.encode_ordinary_generic(text),
+        let mut ids = Vec::with_capacity(text.len() / 3);
+        for chunk in text_chunks::chunks(text, self.special_bytes) {
+            ids.extend(match &self.plain_split {
+                Some(split) => self.encode_ordinary_fast(split, chunk)?,
+                None => self.encode_ordinary_generic(chunk)?,
+            });
         }
+        Ok(ids)
     }
 
     /// `encode_ordinary` for gpt-oss's pipeline: split with the pre-tokenizer's regex
@@ -230,18 +240,49 @@ impl Tokenizer {
             ids.extend(tokens.iter().map(|t| t.id));
             Ok::<(), HarmonyError>(())
         };
-        let mut previous_end = 0;
-        for (start, end) in split.find_iter(text) {
-            if start > previous_end {
-                encode_piece(&text[previous_end..start], &mut ids)?;
+        // `find_iter`'s walk (an empty match right after the previous one is skipped), with
+        // the search's error returned: `find_iter` panics on it.
+        let mut gap_start = 0;
+        let mut search_from = 0;
+        let mut last_match_end = None;
+        let mut region = onig::Region::new();
+        while search_from <= text.len() {
+            region.clear();
+            let found = split
+                .search_with_param(
+                    text,
+                    search_from,
+                    text.len(),
+                    onig::SearchOptions::SEARCH_OPTION_NONE,
+                    Some(&mut region),
+                    onig::MatchParam::default(),
+                )
+                .map_err(|e| HarmonyError::Encode {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "the pre-tokenizer's regex failed at byte {search_from}: {}",
+                        e.description()
+                    ),
+                })?;
+            let Some((start, end)) = found.and_then(|_| region.pos(0)) else {
+                break;
+            };
+            if start == end && last_match_end == Some(end) {
+                search_from += text[search_from..].chars().next().map_or(1, char::len_utf8);
+                continue;
+            }
+            if start > gap_start {
+                encode_piece(&text[gap_start..start], &mut ids)?;
             }
             if end > start {
                 encode_piece(&text[start..end], &mut ids)?;
             }
-            previous_end = end;
+            gap_start = end;
+            search_from = end;
+            last_match_end = Some(end);
         }
-        if previous_end < text.len() {
-            encode_piece(&text[previous_end..], &mut ids)?;
+        if gap_start < text.len() {
+            encode_piece(&text[gap_start..], &mut ids)?;
         }
         Ok(ids)
     }
@@ -272,21 +313,31 @@ impl Tokenizer {
     }
 
     /// Encodes text with special-token text recognised (`<|start|>` becomes its id), as
-    /// tiktoken's `encode(..., allowed_special="all")`.
+    /// tiktoken's `encode(..., allowed_special="all")`. Any text is accepted: long input is
+    /// encoded in chunks (see `text_chunks`), never cutting special-token text.
     pub fn encode_with_specials(&self, text: &str) -> Result<Vec<u32>, HarmonyError> {
-        let encoding = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| HarmonyError::Encode {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(encoding.get_ids().to_vec())
+        let mut ids = Vec::with_capacity(text.len() / 3);
+        for chunk in text_chunks::chunks(text, self.special_bytes) {
+            let encoding = self
+                .inner
+                .encode(chunk, false)
+                .map_err(|e| HarmonyError::Encode {
+                    path: self.path.clone(),
+                    reason: e.to_string(),
+                })?;
+            ids.extend_from_slice(encoding.get_ids());
+        }
+        Ok(ids)
     }
 
     /// The bytes of one token (a special's text for specials); empty for an unknown id.
     pub fn token_bytes(&self, id: u32) -> &[u8] {
         self.token_bytes.get(id as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether the file defines this id (as a vocabulary entry or an added token).
+    pub fn defines(&self, id: u32) -> bool {
+        !self.token_bytes(id).is_empty()
     }
 
     /// Whether the id is an added (special) token.
@@ -380,6 +431,36 @@ mod tests {
                 tokenizer.encode_ordinary_generic(text).unwrap(),
                 "{text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn long_text_encodes_in_chunks_to_the_ids_of_the_whole_text() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/o200k_harmony");
+        let tokenizer = Tokenizer::from_file(&Path::new(dir).join("tokenizer.json")).unwrap();
+        let split = tokenizer.plain_split.as_ref().expect("gpt-oss pipeline");
+        let goldens =
+            std::fs::read_to_string(Path::new(dir).join("tokenizer_golden.jsonl")).unwrap();
+        let mut text = String::new();
+        while text.len() < 4 * text_chunks::MAX_CHUNK_BYTES {
+            for line in goldens.lines() {
+                let case: serde_json::Value = serde_json::from_str(line).unwrap();
+                text.push_str(case["text"].as_str().unwrap());
+            }
+        }
+        // Base64-like text has no spaces: it is cut between letters and digits.
+        let blob: String = (0..3 * text_chunks::MAX_CHUNK_BYTES)
+            .map(|i| {
+                let k = (i * 7919 + i / 13) % 64;
+                char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[k])
+            })
+            .collect();
+        for text in [&text, &blob] {
+            assert!(text_chunks::chunks(text, tokenizer.special_bytes).len() > 3);
+            let whole = tokenizer.encode_ordinary_fast(split, text).unwrap();
+            assert!(tokenizer.encode_ordinary(text).unwrap() == whole);
+            let whole = tokenizer.inner.encode(text.as_str(), false).unwrap();
+            assert!(tokenizer.encode_with_specials(text).unwrap() == whole.get_ids());
         }
     }
 

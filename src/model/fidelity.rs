@@ -164,9 +164,16 @@ pub fn check_fixture(
     precision: Precision,
     kernels: Kernels,
 ) -> Result<FixtureReport, ModelError> {
+    let goldens = golden_prompts(dir)?;
+    if goldens.is_empty() {
+        return Err(ModelError::File {
+            path: dir.join("golden.json"),
+            problem: "holds no prompts: there is nothing to check".into(),
+        });
+    }
     let model = GptOss::load_with(dir, device, precision, kernels)?;
     let mut prompts = Vec::new();
-    for golden in golden_prompts(dir)? {
+    for golden in goldens {
         prompts.push(check_prompt(&model, &golden, precision)?);
     }
     Ok(FixtureReport {
@@ -191,13 +198,7 @@ fn check_prompt(
     let logits = model
         .forward(&golden.ids, &mut cache, Logits::All)?
         .to_device(&Device::Cpu)?;
-    let diff = (&logits - &golden.logits)?.abs()?;
-    let max_diff = diff.max_all()?.to_scalar::<f32>()?;
-    let mean_diff = diff.mean_all()?.to_scalar::<f32>()?;
-    let ours = logits.argmax(1)?.to_vec1::<u32>()?;
-    let theirs = golden.logits.argmax(1)?.to_vec1::<u32>()?;
-    let argmax_agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
-    let nll_mean = nll_mean(&logits, &golden.ids)?;
+    let measured = measure(&logits, golden)?;
     let greedy_compared = golden
         .margin
         .iter()
@@ -205,47 +206,142 @@ fn check_prompt(
         .unwrap_or(golden.greedy.len());
     let got = greedy(model, &golden.ids, greedy_compared)?;
     let greedy_match = got[..] == golden.greedy[..greedy_compared];
-    let reference = golden.nll_mean;
-    let mut failures = Vec::new();
-    match precision {
-        Precision::F32 => {
-            if max_diff > F32_MAX_DIFF {
-                failures.push(format!("max |diff| {max_diff:.4} > {F32_MAX_DIFF}"));
-            }
-            if !greedy_match {
-                failures.push(format!(
-                    "greedy tokens {got:?} differ from the reference {:?} within the first {greedy_compared} steps",
-                    &golden.greedy[..greedy_compared]
-                ));
-            }
-            if (nll_mean - reference).abs() > F32_NLL_ABS {
-                failures.push(format!("nll_mean {nll_mean:.5} vs {reference:.5}"));
-            }
-        }
-        Precision::Default | Precision::Bf16 => {
-            if mean_diff > DEFAULT_MEAN_DIFF {
-                failures.push(format!("mean |diff| {mean_diff:.4} > {DEFAULT_MEAN_DIFF}"));
-            }
-            if (argmax_agree as f64) < DEFAULT_ARGMAX_AGREEMENT * ours.len() as f64 {
-                failures.push(format!("argmax agrees at {argmax_agree}/{}", ours.len()));
-            }
-            if (nll_mean - reference).abs() > DEFAULT_NLL_REL * reference {
-                failures.push(format!("nll_mean {nll_mean:.5} vs {reference:.5} (> 3%)"));
-            }
-        }
+    let mut failures = broken_rules(&measured, golden.nll_mean, precision);
+    if precision == Precision::F32 && !greedy_match {
+        failures.push(format!(
+            "greedy tokens {got:?} differ from the reference {:?} within the first {greedy_compared} steps",
+            &golden.greedy[..greedy_compared]
+        ));
     }
     Ok(PromptReport {
         prompt: golden.name.clone(),
-        positions: ours.len(),
-        max_diff,
-        mean_diff,
-        argmax_agree,
-        nll_mean,
-        reference_nll_mean: reference,
+        positions: measured.positions,
+        max_diff: measured.max_diff,
+        mean_diff: measured.mean_diff,
+        argmax_agree: measured.argmax_agree,
+        nll_mean: measured.nll_mean,
+        reference_nll_mean: golden.nll_mean,
         greedy_compared,
         greedy_match,
         failures,
     })
+}
+
+/// What one prompt's logits measure against the reference's.
+#[derive(Debug, Clone)]
+struct Measured {
+    positions: usize,
+    max_diff: f32,
+    mean_diff: f32,
+    argmax_agree: usize,
+    nll_mean: f64,
+    /// The first logit that is NaN or infinite, if any.
+    non_finite: Option<NonFinite>,
+}
+
+/// Compares `logits` [n, vocab] (on the CPU) with the reference's.
+fn measure(logits: &Tensor, golden: &GoldenPrompt) -> Result<Measured, ModelError> {
+    let diff = (logits - &golden.logits)?.abs()?;
+    let ours = logits.argmax(1)?.to_vec1::<u32>()?;
+    let theirs = golden.logits.argmax(1)?.to_vec1::<u32>()?;
+    Ok(Measured {
+        positions: ours.len(),
+        max_diff: diff.max_all()?.to_scalar::<f32>()?,
+        mean_diff: diff.mean_all()?.to_scalar::<f32>()?,
+        argmax_agree: ours.iter().zip(&theirs).filter(|(a, b)| a == b).count(),
+        nll_mean: nll_mean(logits, &golden.ids)?,
+        non_finite: first_non_finite(logits)?,
+    })
+}
+
+/// The tolerances of `precision`'s mode that `measured` breaks (all of them when a logit is
+/// NaN or infinite; each comparison is written so that a NaN fails it too). The greedy check
+/// of the f32 mode is added by the caller, which runs the decoding.
+fn broken_rules(measured: &Measured, reference_nll: f64, precision: Precision) -> Vec<String> {
+    let m = measured;
+    let within = |value: f64, limit: f64| m.non_finite.is_none() && value <= limit;
+    let non_finite = m
+        .non_finite
+        .map(|bad| {
+            format!(
+                " (logit {} at position {}, entry {})",
+                bad.value, bad.position, bad.entry
+            )
+        })
+        .unwrap_or_default();
+    let nll_diff = (m.nll_mean - reference_nll).abs();
+    let mut failures = Vec::new();
+    match precision {
+        Precision::F32 => {
+            if !within(f64::from(m.max_diff), f64::from(F32_MAX_DIFF)) {
+                failures.push(format!(
+                    "max |diff| {:.4} > {F32_MAX_DIFF}{non_finite}",
+                    m.max_diff
+                ));
+            }
+            if m.non_finite.is_some() {
+                failures.push(format!(
+                    "greedy tokens cannot follow non-finite logits{non_finite}"
+                ));
+            }
+            if !within(nll_diff, F32_NLL_ABS) {
+                failures.push(format!(
+                    "nll_mean {:.5} vs {reference_nll:.5}{non_finite}",
+                    m.nll_mean
+                ));
+            }
+        }
+        Precision::Default | Precision::Bf16 => {
+            if !within(f64::from(m.mean_diff), f64::from(DEFAULT_MEAN_DIFF)) {
+                failures.push(format!(
+                    "mean |diff| {:.4} > {DEFAULT_MEAN_DIFF}{non_finite}",
+                    m.mean_diff
+                ));
+            }
+            let agreement = m.argmax_agree as f64;
+            if !within(DEFAULT_ARGMAX_AGREEMENT * m.positions as f64, agreement) {
+                failures.push(format!(
+                    "argmax agrees at {}/{}{non_finite}",
+                    m.argmax_agree, m.positions
+                ));
+            }
+            if !within(nll_diff, DEFAULT_NLL_REL * reference_nll) {
+                failures.push(format!(
+                    "nll_mean {:.5} vs {reference_nll:.5} (> 3%){non_finite}",
+                    m.nll_mean
+                ));
+            }
+        }
+    }
+    failures
+}
+
+/// A logit that is NaN or infinite.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NonFinite {
+    /// The row: the position in the sequence.
+    pub position: usize,
+    /// The column: the vocabulary entry.
+    pub entry: usize,
+    /// The value (NaN, inf or -inf).
+    pub value: f32,
+}
+
+/// The first NaN or infinite value of `logits` [n, vocab], row by row.
+pub fn first_non_finite(logits: &Tensor) -> Result<Option<NonFinite>, ModelError> {
+    let (_, vocab) = logits.dims2()?;
+    let values = logits
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    Ok(values
+        .iter()
+        .position(|v| !v.is_finite())
+        .map(|at| NonFinite {
+            position: at / vocab.max(1),
+            entry: at % vocab.max(1),
+            value: values[at],
+        }))
 }
 
 /// Mean negative log-likelihood of ids[1..] given their prefixes, from logits [n, vocab].
@@ -271,4 +367,65 @@ fn greedy(model: &GptOss, ids: &[u32], steps: usize) -> Result<Vec<u32>, ModelEr
         logits = model.forward(&[next], &mut cache, Logits::Last)?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_golden() -> GoldenPrompt {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-a-bf16");
+        golden_prompts(&dir)
+            .expect("golden prompts")
+            .into_iter()
+            .find(|p| p.name == "mid")
+            .expect("prompt 'mid'")
+    }
+
+    /// The reference's logits with one value replaced.
+    fn with_value(golden: &GoldenPrompt, position: usize, entry: usize, value: f32) -> Tensor {
+        let (n, vocab) = golden.logits.dims2().expect("2-d");
+        let mut values = golden
+            .logits
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        values[position * vocab + entry] = value;
+        Tensor::from_vec(values, (n, vocab), &Device::Cpu).expect("tensor")
+    }
+
+    #[test]
+    fn the_reference_meets_every_rule_of_both_modes() {
+        let golden = tiny_golden();
+        let measured = measure(&golden.logits, &golden).unwrap();
+        for precision in [Precision::F32, Precision::Default] {
+            assert_eq!(
+                broken_rules(&measured, golden.nll_mean, precision),
+                Vec::<String>::new()
+            );
+        }
+    }
+
+    #[test]
+    fn a_nan_or_infinite_logit_breaks_every_rule_of_both_modes() {
+        let golden = tiny_golden();
+        for value in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let logits = with_value(&golden, 3, 7, value);
+            let measured = measure(&logits, &golden).unwrap();
+            let bad = measured.non_finite.expect("found");
+            assert_eq!((bad.position, bad.entry), (3, 7));
+            assert_eq!(bad.value.to_bits(), value.to_bits());
+            for precision in [Precision::F32, Precision::Default] {
+                let failures = broken_rules(&measured, golden.nll_mean, precision);
+                assert_eq!(failures.len(), 3, "{value} {precision:?}: {failures:?}");
+                for failure in &failures {
+                    assert!(
+                        failure.ends_with(&format!("(logit {value} at position 3, entry 7)")),
+                        "{failure}"
+                    );
+                }
+            }
+        }
+    }
 }

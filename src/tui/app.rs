@@ -310,7 +310,7 @@ fn with_sampling_setting(
         "seed" => sampling.seed = value.parse().map_err(|_| usage(format!("'{value}'")))?,
         _ => {
             let number: f64 = value.parse().map_err(|_| usage(format!("'{value}'")))?;
-            crate::config::check_sampling_float(key, number)
+            crate::engine::sampler::check_setting(key, number)
                 .map_err(|_| usage(format!("{value} is out of range")))?;
             match key {
                 "temperature" => sampling.temperature = number,
