@@ -20,5 +20,6 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Download(args)) => commands::download::run(&args),
         Some(Command::Config(args)) => commands::config::run(&args),
         Some(Command::Verify(args)) => commands::verify::run(&args),
+        Some(Command::Replica(args)) => commands::replica::run(&args),
     }
 }

@@ -9,5 +9,6 @@ pub mod generate;
 pub mod load;
 pub mod parse;
 pub mod render;
+pub mod replica;
 pub mod score;
 pub mod verify;
