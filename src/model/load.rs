@@ -7,6 +7,7 @@ use std::path::Path;
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Shape, Tensor};
 use half::f16;
+use rayon::prelude::*;
 use safetensors::Dtype;
 
 use super::attention::Attention;
@@ -580,7 +581,9 @@ fn read_layer(
     qkv_bias.extend(vector(ckpt, &format!("{p}.self_attn.k_proj.bias"), kv * d)?);
     qkv_bias.extend(vector(ckpt, &format!("{p}.self_attn.v_proj.bias"), kv * d)?);
     let experts = match layout {
+        // Experts repack independently: one per core (the repack is most of a load's CPU time).
         Layout::Int4 => (0..n_experts)
+            .into_par_iter()
             .map(|e| {
                 let ep = format!("{p}.mlp.experts.{e}");
                 let gate = int4_linear(

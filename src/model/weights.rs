@@ -2,10 +2,10 @@
 //! `model.safetensors.index.json`, with typed, shape-checked reads that name the file and tensor
 //! on every error.
 
-use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use half::{bf16, f16};
 use memmap2::Mmap;
@@ -21,7 +21,7 @@ struct Shard {
     data_start: usize,
     tensors: HashMap<String, TensorInfo>,
     /// Bytes of tensors handed out by [`Checkpoint::get`] so far (load progress).
-    read_bytes: Cell<u64>,
+    read_bytes: AtomicU64,
 }
 
 /// How far loading has got: the shard the last tensor came from and how much of it was read.
@@ -136,8 +136,9 @@ pub struct Checkpoint {
     shards: Vec<Shard>,
     /// Tensor name -> index into `shards`.
     location: HashMap<String, usize>,
-    /// The shard the last [`Checkpoint::get`] read from.
-    last_shard: Cell<Option<usize>>,
+    /// The shard the last [`Checkpoint::get`] read from, plus one (0: none yet). Atomic, as
+    /// experts are read from several threads.
+    last_shard: AtomicUsize,
 }
 
 impl Checkpoint {
@@ -224,13 +225,13 @@ impl Checkpoint {
             dir: dir.to_path_buf(),
             shards,
             location,
-            last_shard: Cell::new(None),
+            last_shard: AtomicUsize::new(0),
         })
     }
 
     /// Where reading stands: the shard of the last tensor read, with its bytes read so far.
     pub fn progress(&self) -> Option<ShardProgress> {
-        let index = self.last_shard.get()?;
+        let index = self.last_shard.load(Ordering::Relaxed).checked_sub(1)?;
         let shard = &self.shards[index];
         let total_bytes = (shard.mmap.len() - shard.data_start) as u64;
         Some(ShardProgress {
@@ -241,7 +242,7 @@ impl Checkpoint {
                 .file_name()
                 .map(|name| name.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            done_bytes: shard.read_bytes.get().min(total_bytes),
+            done_bytes: shard.read_bytes.load(Ordering::Relaxed).min(total_bytes),
             total_bytes,
         })
     }
@@ -295,10 +296,11 @@ impl Checkpoint {
         let info = &shard.tensors[name];
         let (start, end) = info.data_offsets;
         let offset = shard.data_start + start;
+        // Progress figures only: no ordering with other memory is needed.
         shard
             .read_bytes
-            .set(shard.read_bytes.get() + (end - start) as u64);
-        self.last_shard.set(Some(index));
+            .fetch_add((end - start) as u64, Ordering::Relaxed);
+        self.last_shard.store(index + 1, Ordering::Relaxed);
         Ok(RawTensor {
             path: &shard.path,
             name,
@@ -340,7 +342,7 @@ impl Shard {
             mmap: Arc::new(mmap),
             data_start: 8 + header_len,
             tensors,
-            read_bytes: Cell::new(0),
+            read_bytes: AtomicU64::new(0),
         })
     }
 }
