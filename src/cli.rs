@@ -37,6 +37,9 @@ pub enum Command {
     Config(ConfigArgs),
     /// Check the engine on this device against golden logits (reference fixtures).
     Verify(VerifyArgs),
+    /// Write a full-size, sparse replica of the Intel int4 checkpoint (for load tests).
+    #[command(hide = true)]
+    Replica(ReplicaArgs),
 }
 
 // The choices are the model's domain types; the CLI parses into them.
@@ -248,6 +251,22 @@ pub struct DownloadArgs {
     /// Branch, tag or commit.
     #[arg(long)]
     pub revision: Option<String>,
+}
+
+/// `ossterm replica` (hidden): a stand-in for the Intel repo at the real shape.
+#[derive(Debug, Clone, Args)]
+pub struct ReplicaArgs {
+    /// The folder to create (it must not exist, or be empty).
+    pub out: PathBuf,
+    /// Decoder layers to write (default: the published 24).
+    #[arg(long, default_value_t = 24)]
+    pub layers: usize,
+    /// Seeds the random values.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The tokenizer.json to copy (default: the checkout's o200k_harmony fixture).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// `ossterm config`.

@@ -37,6 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Download(args)) => commands::download::run(&args),
         Some(Command::Config(args)) => commands::config::run(&args),
         Some(Command::Verify(args)) => commands::verify::run(&args),
+        Some(Command::Replica(args)) => commands::replica::run(&args),
     }
 }
 

@@ -215,3 +215,31 @@ fn a_context_beyond_the_model_is_refused_before_loading() {
     }
     engine.shutdown();
 }
+
+/// Before `Ready` the loading screen hears which shard is loading and how far it is; the demo
+/// model is one file, read to the end.
+#[test]
+fn loading_reports_the_shard_before_ready() {
+    let mut engine = start(None);
+    let deadline = Instant::now() + TIMEOUT;
+    let mut shard_events = Vec::new();
+    loop {
+        match next_event(&mut engine, deadline) {
+            Event::LoadProgress {
+                stage,
+                done_bytes,
+                total_bytes,
+            } if stage.starts_with("loading shard") => {
+                shard_events.push((stage, done_bytes, total_bytes))
+            }
+            Event::Ready(_) => break,
+            Event::Error { message, .. } => panic!("engine failed to load: {message}"),
+            _ => {}
+        }
+    }
+    let (stage, done_bytes, total_bytes) = shard_events.last().expect("shard progress");
+    assert_eq!(stage, "loading shard 1/1 (model.safetensors)");
+    assert!(*total_bytes > 0);
+    assert_eq!(done_bytes, total_bytes);
+    engine.shutdown();
+}

@@ -378,7 +378,7 @@ fn sigterm_sigint_and_sighup_restore_the_terminal_and_save_the_chat() {
                 .unwrap()
                 .success()
         );
-        assert_exited_and_restored(&tmux);
+        assert_exited_and_restored(&tmux, 0);
         let chats = chats_with(data.path(), &question);
         assert_eq!(chats.len(), 1, "SIG{signal}: the chat is saved");
         assert_eq!(
@@ -431,7 +431,7 @@ fn ctrl_q_quits_while_the_model_is_still_downloading() {
         "{:?}",
         asked.elapsed()
     );
-    assert_exited_and_restored(&tmux);
+    assert_exited_and_restored(&tmux, 0);
 }
 
 #[test]
@@ -451,9 +451,9 @@ fn a_second_copy_on_the_same_data_dir_leaves_the_first_copys_chat_alone() {
     ask(&second, data.path(), "Second copy question?");
     ask(&first, data.path(), "First copy follow-up?");
     second.keys(&["C-q"]);
-    assert_exited_and_restored(&second);
+    assert_exited_and_restored(&second, 0);
     first.keys(&["C-q"]);
-    assert_exited_and_restored(&first);
+    assert_exited_and_restored(&first, 0);
     // Two chats; the first has both of its turns, the second only its own.
     let firsts = chats_with(data.path(), "First copy follow-up?");
     assert_eq!(firsts.len(), 1);

@@ -18,16 +18,21 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 
-fn app() -> App {
-    let mut app = App::new(AppOptions {
+/// The app before the engine has reported anything.
+fn unloaded_app(effort: ReasoningEffort) -> App {
+    App::new(AppOptions {
         theme: Theme::load("dark", None).unwrap(),
         keymap: KeyMap::default(),
-        effort: ReasoningEffort::Medium,
+        effort,
         developer_instructions: String::new(),
         chat_id: "snapshot".into(),
         sampling: SamplingParams::default(),
         today: "2026-11-27".into(),
-    });
+    })
+}
+
+fn app() -> App {
+    let mut app = unloaded_app(ReasoningEffort::Medium);
     app.update(Input::Engine(Event::Ready(ModelInfo {
         name: "gpt-oss-20b".into(),
         device: "cpu".into(),
@@ -208,21 +213,30 @@ fn error_screen() {
 
 #[test]
 fn loading_screen() {
-    let mut app = App::new(AppOptions {
-        theme: Theme::load("dark", None).unwrap(),
-        keymap: KeyMap::default(),
-        effort: ReasoningEffort::High,
-        developer_instructions: String::new(),
-        chat_id: "snapshot".into(),
-        sampling: SamplingParams::default(),
-        today: "2026-11-27".into(),
-    });
+    let mut app = unloaded_app(ReasoningEffort::High);
     app.update(Input::Engine(Event::LoadProgress {
         stage: "downloading model-00001-of-00002.safetensors".into(),
         done_bytes: 3 << 30,
         total_bytes: 12 << 30,
     }));
     insta::assert_snapshot!(render(&app, 80, 24).backend());
+}
+
+/// Loading a sharded checkpoint: the shard and its file on the stage line, its progress in
+/// the bar.
+#[test]
+fn loading_screen_per_shard() {
+    let mut app = unloaded_app(ReasoningEffort::High);
+    app.update(Input::Engine(Event::LoadProgress {
+        stage: "loading shard 2/5 (model-00002-of-00005.safetensors)".into(),
+        done_bytes: 1_100_000_000,
+        total_bytes: 2_990_000_000,
+    }));
+    let terminal = render(&app, 100, 24);
+    let screen = terminal.backend().to_string();
+    assert!(screen.contains("loading shard 2/5 (model-00002-of-00005.safetensors)"));
+    assert!(screen.contains("1.0 GiB / 2.8 GiB (36%)"), "{screen}");
+    insta::assert_snapshot!(terminal.backend());
 }
 
 #[test]

@@ -10,5 +10,6 @@ pub mod limits;
 pub mod load;
 pub mod parse;
 pub mod render;
+pub mod replica;
 pub mod score;
 pub mod verify;

@@ -25,7 +25,7 @@ use crate::memory::inventory;
 use crate::memory::planner::{DEFAULT_CHUNK_TOKENS, Plan};
 use crate::memory::probe::{MemoryProbe, device_kind, probe_for};
 use crate::model::device::DeviceChoice;
-use crate::model::{Config, DtypeChoice, GptOss, ModelError, Precision};
+use crate::model::{Config, DtypeChoice, GptOss, Kernels, ModelError, Precision, ShardProgress};
 
 /// Where the engine gets its model.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,7 +288,10 @@ impl Engine {
             total_bytes: plan.weight_bytes(),
         });
         let precision = Precision::from(options.dtype);
-        let model = GptOss::load(&dir, &device, precision)?;
+        let model =
+            GptOss::load_with_progress(&dir, &device, precision, Kernels::Auto, &mut |at| {
+                out.send(shard_event(at))
+            })?;
         let tokenizer = Arc::new(Tokenizer::from_file(&dir.join("tokenizer.json"))?);
         let cache = model.new_cache(context_limit)?;
         let info = ModelInfo {
@@ -603,6 +606,16 @@ impl RecentRate {
             }
             _ => 0.0,
         }
+    }
+}
+
+/// The loading screen's line for a shard: "loading shard 2/4 (model-00002-of-00004.safetensors)"
+/// with its bytes read so far.
+fn shard_event(at: &ShardProgress) -> Event {
+    Event::LoadProgress {
+        stage: format!("loading shard {}/{} ({})", at.shard, at.shards, at.file),
+        done_bytes: at.done_bytes,
+        total_bytes: at.total_bytes,
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Shape, Tensor};
 use half::f16;
+use rayon::prelude::*;
 use safetensors::Dtype;
 
 use super::attention::Attention;
@@ -17,7 +18,7 @@ use super::moe::{Expert, ExpertLinear, Experts, Moe, StackedExperts};
 use super::q4_stack::Q4Stack;
 use super::quant::{GptqInt4, mxfp4_dequantize, q4_0_dequantize};
 use super::rope::Rope;
-use super::weights::Checkpoint;
+use super::weights::{Checkpoint, ShardProgress};
 use super::{Embedding, GptOss, HostBytes, Kernels, Layer, Layout, Precision};
 
 /// An expert projection's weight on the host, Linear layout [out, in].
@@ -303,12 +304,18 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// Reads config.json and the safetensors in `dir`.
+/// How much of a large tensor is copied before its file pages are dropped (an even number,
+/// so no bf16 value straddles two slices).
+const COPY_SLICE_BYTES: usize = 64 << 20;
+
+/// Reads config.json and the safetensors in `dir`; `progress` hears after each layer (and at
+/// the end) which shard loading has reached.
 pub(super) fn load(
     dir: &Path,
     device: &Device,
     precision: Precision,
     kernels: Kernels,
+    progress: &mut dyn FnMut(&ShardProgress),
 ) -> Result<GptOss, ModelError> {
     let config_path = dir.join("config.json");
     let mut config = Config::from_file(&config_path)?;
@@ -323,16 +330,9 @@ pub(super) fn load(
     let ckpt = Checkpoint::open(dir)?;
     check_layer_count(&config, &ckpt, &config_path)?;
     let layout = detect_layout(&config, &ckpt, &config_path)?;
-    let mut builder = Builder::new(&config, device, precision, kernels);
-    // Int4 experts repack losslessly into Q4_0: kept so in every mode but f32 and, where the
-    // fused kernels run (which stack them), in f32 mode too.
-    let q4_experts = precision.keeps_quantized() || kernels.fused_on(device);
-    let mut layers = Vec::with_capacity(config.num_hidden_layers);
-    for index in 0..config.num_hidden_layers {
-        let host = read_layer(&config, &ckpt, index, layout, q4_experts)?;
-        layers.push(builder.layer(index, host)?);
-    }
     let (hidden, vocab) = (config.hidden_size, config.vocab_size);
+    // The embedding stays mapped (rows are gathered per step); mapped first, as transformers
+    // stores it first, so progress runs through the shards in order.
     let embed = ckpt.get("model.embed_tokens.weight", "the embedding table")?;
     embed.expect_shape(&[vocab, hidden])?;
     embed.expect_dtype(&[Dtype::BF16, Dtype::F16, Dtype::F32])?;
@@ -342,24 +342,50 @@ pub(super) fn load(
         len: embed.bytes.len(),
     };
     let embedding_dtype = embed.dtype;
+    let mut builder = Builder::new(&config, device, precision, kernels);
+    // Int4 experts repack losslessly into Q4_0: kept so in every mode but f32 and, where the
+    // fused kernels run (which stack them), in f32 mode too.
+    let q4_experts = precision.keeps_quantized() || kernels.fused_on(device);
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for index in 0..config.num_hidden_layers {
+        let host = read_layer(&config, &ckpt, index, layout, q4_experts)?;
+        layers.push(builder.layer(index, host)?);
+        // The layer's file pages are copied out: resident memory holds the weights once.
+        ckpt.release_pages();
+        report(&ckpt, progress);
+    }
     let norm = ckpt
         .get("model.norm.weight", "the final norm")?
         .to_f32(&[hidden])?;
     let lm_head_raw = ckpt.get("lm_head.weight", "the untied output projection")?;
     lm_head_raw.expect_shape(&[vocab, hidden])?;
-    // bf16 as stored (no f32 copy of the largest matrix); other dtypes through f32.
+    // bf16 as stored (no f32 copy of the largest matrix); other dtypes through f32. Copied a
+    // slice at a time, dropping the file pages behind it, so the 1.2 GB matrix is never
+    // resident twice.
     let lm_head = if lm_head_raw.dtype == Dtype::BF16 {
-        HostDense::Bf16(
-            lm_head_raw
-                .bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]))
-                .collect(),
-        )
+        let mut values = Vec::with_capacity(lm_head_raw.bytes.len() / 2);
+        for slice in lm_head_raw.bytes.chunks(COPY_SLICE_BYTES) {
+            values.extend(
+                slice
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]])),
+            );
+            ckpt.release_pages();
+        }
+        HostDense::Bf16(values)
     } else {
         HostDense::F32(lm_head_raw.to_f32(&[vocab, hidden])?)
     };
-    builder.finish(layout, layers, embedding, embedding_dtype, norm, lm_head)
+    let model = builder.finish(layout, layers, embedding, embedding_dtype, norm, lm_head)?;
+    ckpt.release_pages();
+    report(&ckpt, progress);
+    Ok(model)
+}
+
+fn report(ckpt: &Checkpoint, progress: &mut dyn FnMut(&ShardProgress)) {
+    if let Some(at) = ckpt.progress() {
+        progress(&at);
+    }
 }
 
 /// Fails when the files hold layers past `num_hidden_layers`: a config that undercounts them
@@ -598,7 +624,9 @@ fn read_layer(
     qkv_bias.extend(vector(ckpt, &format!("{p}.self_attn.k_proj.bias"), kv * d)?);
     qkv_bias.extend(vector(ckpt, &format!("{p}.self_attn.v_proj.bias"), kv * d)?);
     let experts = match layout {
+        // Experts repack independently: one per core (the repack is most of a load's CPU time).
         Layout::Int4 => (0..n_experts)
+            .into_par_iter()
             .map(|e| {
                 let ep = format!("{p}.mlp.experts.{e}");
                 let gate = int4_linear(

@@ -20,6 +20,7 @@ pub mod moe;
 mod moe_ops;
 pub mod q4_stack;
 pub mod quant;
+pub mod replica;
 pub mod rope;
 pub mod synthetic;
 pub mod weights;
@@ -32,6 +33,7 @@ use candle_core::{DType, Device, Tensor};
 pub use cache::KvCache;
 pub use config::{Config, ConfigError, LayerKind};
 pub use error::ModelError;
+pub use weights::ShardProgress;
 
 use attention::Attention;
 use moe::Moe;
@@ -263,7 +265,7 @@ pub struct GptOss {
 impl GptOss {
     /// Loads the checkpoint in `dir` (config.json + safetensors, any of the three layouts).
     pub fn load(dir: &Path, device: &Device, precision: Precision) -> Result<Self, ModelError> {
-        load::load(dir, device, precision, Kernels::Auto)
+        load::load(dir, device, precision, Kernels::Auto, &mut |_| {})
     }
 
     /// [`GptOss::load`] with a choice of kernels.
@@ -273,7 +275,19 @@ impl GptOss {
         precision: Precision,
         kernels: Kernels,
     ) -> Result<Self, ModelError> {
-        load::load(dir, device, precision, kernels)
+        load::load(dir, device, precision, kernels, &mut |_| {})
+    }
+
+    /// [`GptOss::load_with`], telling `progress` after each layer which shard loading has
+    /// reached and how much of it is read (for the app's loading screen).
+    pub fn load_with_progress(
+        dir: &Path,
+        device: &Device,
+        precision: Precision,
+        kernels: Kernels,
+        progress: &mut dyn FnMut(&ShardProgress),
+    ) -> Result<Self, ModelError> {
+        load::load(dir, device, precision, kernels, progress)
     }
 
     /// A model of `config`'s shape with seeded random weights, int4 (Q4_0) experts like the

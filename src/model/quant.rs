@@ -60,36 +60,57 @@ impl GptqInt4<'_> {
             ));
         }
         let blocks_per_row = self.in_dim / Q4_0_BLOCK_LEN;
-        let words_per_row = self.in_dim / 8;
-        let mut bytes = vec![0u8; self.out_dim * blocks_per_row * Q4_0_BLOCK_BYTES];
-        // One output row's words (8 inputs each), gathered from the [in/8, out] columns.
-        let mut words = vec![0u32; words_per_row];
-        for o in 0..self.out_dim {
-            for (k, word) in words.iter_mut().enumerate() {
-                *word = self.qweight[k * self.out_dim + o] as u32;
-            }
-            let row = &mut bytes[o * blocks_per_row * Q4_0_BLOCK_BYTES..]
-                [..blocks_per_row * Q4_0_BLOCK_BYTES];
-            for (b, block) in row.chunks_exact_mut(Q4_0_BLOCK_BYTES).enumerate() {
-                let first = b * Q4_0_BLOCK_LEN;
-                let g = first / self.group;
-                let zero = self.zero(g, o);
-                if zero != 8 {
-                    return Err(format!(
-                        "group {g} of output {o} has zero point {zero}, not 8: only symmetric int4 fits Q4_0"
-                    ));
+        let row_bytes = blocks_per_row * Q4_0_BLOCK_BYTES;
+        let mut bytes = vec![0u8; self.out_dim * row_bytes];
+        // Outputs in tiles: each packed row of `qweight` is read contiguously across the tile
+        // and its nibbles land in the tile's rows, which stay in cache (a column-at-a-time
+        // gather strides through the whole matrix for every output).
+        const TILE_OUTPUTS: usize = 64;
+        for tile_start in (0..self.out_dim).step_by(TILE_OUTPUTS) {
+            let tile = tile_start..(tile_start + TILE_OUTPUTS).min(self.out_dim);
+            for o in tile.clone() {
+                for b in 0..blocks_per_row {
+                    let g = b * Q4_0_BLOCK_LEN / self.group;
+                    let zero = self.zero(g, o);
+                    if zero != 8 {
+                        return Err(format!(
+                            "group {g} of output {o} has zero point {zero}, not 8: only symmetric int4 fits Q4_0"
+                        ));
+                    }
+                    let at = o * row_bytes + b * Q4_0_BLOCK_BYTES;
+                    bytes[at..at + 2]
+                        .copy_from_slice(&self.scales[g * self.out_dim + o].to_le_bytes());
                 }
-                block[..2].copy_from_slice(&self.scales[g * self.out_dim + o].to_le_bytes());
-                // Inputs 0..16 of the block (low nibbles) and 16..32 (high nibbles).
-                let low = words[4 * b] as u64 | (words[4 * b + 1] as u64) << 32;
-                let high = words[4 * b + 2] as u64 | (words[4 * b + 3] as u64) << 32;
-                for (j, q) in block[2..].iter_mut().enumerate() {
-                    *q = ((low >> (4 * j)) & 0xF) as u8 | ((((high >> (4 * j)) & 0xF) as u8) << 4);
+            }
+            // Word k holds inputs 8k..8k+8: block k/4; inputs 0..16 of a block are the low
+            // nibbles of its 16 bytes, inputs 16..32 the high nibbles.
+            for k in 0..self.in_dim / 8 {
+                let block = k / 4;
+                let shift = 4 * ((k % 4) / 2);
+                let first_byte = 2 + 8 * (k % 2);
+                let words =
+                    &self.qweight[k * self.out_dim + tile.start..k * self.out_dim + tile.end];
+                for (o, &word) in tile.clone().zip(words) {
+                    let at = o * row_bytes + block * Q4_0_BLOCK_BYTES + first_byte;
+                    let dst = &mut bytes[at..at + 8];
+                    let mut eight = [0u8; 8];
+                    eight.copy_from_slice(dst);
+                    let merged = u64::from_le_bytes(eight) | nibbles_to_bytes(word as u32) << shift;
+                    dst.copy_from_slice(&merged.to_le_bytes());
                 }
             }
         }
         Ok(bytes)
     }
+}
+
+/// The 8 nibbles of `word` spread one per byte (nibble j in the low half of byte j, little
+/// endian).
+fn nibbles_to_bytes(word: u32) -> u64 {
+    let mut x = u64::from(word);
+    x = (x | x << 16) & 0x0000_FFFF_0000_FFFF;
+    x = (x | x << 8) & 0x00FF_00FF_00FF_00FF;
+    (x | x << 4) & 0x0F0F_0F0F_0F0F_0F0F
 }
 
 /// Dequantizes Q4_0 blocks (`w = d * (q - 8)`) to f32; used by tests and f32 mode.
@@ -400,7 +421,8 @@ mod tests {
     #[test]
     fn q4_0_repack_equals_the_int4_formula_exactly() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for (in_dim, out_dim) in [(64, 8), (128, 24), (192, 16)] {
+        // 136 outputs: two full tiles of 64 and a partial one.
+        for (in_dim, out_dim) in [(64, 8), (128, 24), (192, 16), (128, 136)] {
             let (qweight, qzeros, scales) = random_gptq(&mut rng, in_dim, out_dim);
             let layer = GptqInt4 {
                 qweight: &qweight,

@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use half::{bf16, f16};
 use memmap2::Mmap;
@@ -20,6 +21,23 @@ struct Shard {
     /// Byte offset of the data section (8 + header length).
     data_start: usize,
     tensors: HashMap<String, TensorInfo>,
+    /// Bytes of tensors handed out by [`Checkpoint::get`] so far (load progress).
+    read_bytes: AtomicU64,
+}
+
+/// How far loading has got: the shard the last tensor came from and how much of it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardProgress {
+    /// 1-based position of the shard among the checkpoint's files (sorted by name).
+    pub shard: usize,
+    /// How many shard files the checkpoint has.
+    pub shards: usize,
+    /// The shard's file name.
+    pub file: String,
+    /// Bytes of its tensors read so far.
+    pub done_bytes: u64,
+    /// Bytes of its data section.
+    pub total_bytes: u64,
 }
 
 /// A tensor's bytes as stored, with where it came from.
@@ -119,6 +137,9 @@ pub struct Checkpoint {
     shards: Vec<Shard>,
     /// Tensor name -> index into `shards`.
     location: HashMap<String, usize>,
+    /// The shard the last [`Checkpoint::get`] read from, plus one (0: none yet). Atomic, as
+    /// experts are read from several threads.
+    last_shard: AtomicUsize,
 }
 
 impl Checkpoint {
@@ -227,7 +248,46 @@ impl Checkpoint {
             dir: dir.to_path_buf(),
             shards,
             location,
+            last_shard: AtomicUsize::new(0),
         })
+    }
+
+    /// Where reading stands: the shard of the last tensor read, with its bytes read so far.
+    pub fn progress(&self) -> Option<ShardProgress> {
+        let index = self.last_shard.load(Ordering::Relaxed).checked_sub(1)?;
+        let shard = &self.shards[index];
+        let total_bytes = (shard.mmap.len() - shard.data_start) as u64;
+        Some(ShardProgress {
+            shard: index + 1,
+            shards: self.shards.len(),
+            file: shard
+                .path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            done_bytes: shard.read_bytes.load(Ordering::Relaxed).min(total_bytes),
+            total_bytes,
+        })
+    }
+
+    /// Drops the mapped pages read so far from this process's resident memory: once a tensor
+    /// is copied or repacked, keeping its file pages mapped would hold a second copy of the
+    /// weights (12 GB for the real model). Pages read later map back from the file.
+    pub fn release_pages(&self) {
+        #[cfg(unix)]
+        for shard in &self.shards {
+            // Safety: the mapping is a read-only MAP_SHARED file mapping (`Mmap::map`). After
+            // MADV_DONTNEED the next access reads the same file bytes back, so no slice
+            // borrowed from it (e.g. the embedding rows) ever sees different contents. Failing
+            // only leaves the pages resident, so the result is not an error.
+            let _ = unsafe {
+                shard.mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    0,
+                    shard.mmap.len(),
+                )
+            };
+        }
     }
 
     /// The checkpoint folder.
@@ -247,18 +307,23 @@ impl Checkpoint {
 
     /// The tensor `name`; `expected` describes it for the error when it is missing.
     pub fn get<'a>(&'a self, name: &'a str, expected: &str) -> Result<RawTensor<'a>, ModelError> {
-        let shard = self
+        let index = *self
             .location
             .get(name)
-            .map(|&i| &self.shards[i])
             .ok_or_else(|| ModelError::MissingTensor {
                 dir: self.dir.clone(),
                 tensor: name.to_string(),
                 expected: expected.to_string(),
             })?;
+        let shard = &self.shards[index];
         let info = &shard.tensors[name];
         let (start, end) = info.data_offsets;
         let offset = shard.data_start + start;
+        // Progress figures only: no ordering with other memory is needed.
+        shard
+            .read_bytes
+            .fetch_add((end - start) as u64, Ordering::Relaxed);
+        self.last_shard.store(index + 1, Ordering::Relaxed);
         Ok(RawTensor {
             path: &shard.path,
             name,
@@ -300,6 +365,7 @@ impl Shard {
             mmap: Arc::new(mmap),
             data_start: 8 + header_len,
             tensors,
+            read_bytes: AtomicU64::new(0),
         })
     }
 }

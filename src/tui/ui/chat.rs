@@ -227,11 +227,14 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
         } else {
             0.0
         };
+        // The stage is the line above; the bar says how far it is (a long stage such as a
+        // shard's file name would push the numbers out of a narrow pane).
         let label = if *total_bytes > 0 {
             format!(
-                "{stage}: {} / {}",
+                "{} / {} ({:.0}%)",
                 format_bytes(*done_bytes),
-                format_bytes(*total_bytes)
+                format_bytes(*total_bytes),
+                (ratio * 100.0).floor()
             )
         } else {
             stage.clone()
