@@ -2,10 +2,7 @@
 
 use std::process::Command;
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/o200k_harmony"
-);
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/o200k_harmony");
 
 fn first_line(file: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(format!("{FIXTURES}/{file}")).unwrap();

@@ -2,10 +2,7 @@
 
 use ossterm::harmony::Conversation;
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/o200k_harmony"
-);
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/o200k_harmony");
 
 fn fixture_conversations() -> Vec<(String, serde_json::Value)> {
     let mut out = Vec::new();

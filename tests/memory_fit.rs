@@ -107,10 +107,7 @@ fn check_table(json: &serde_json::Value) {
 
 #[test]
 fn local_fixture_folder_and_layer_override() {
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/tiny-a-int4"
-    );
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-a-int4");
     let json = fit_json(&["--model", fixture, "--memory", "1073741824"]);
     // tiny-a: 2 full layers, 2 kv heads, head_dim 32, f32 on CPU.
     assert_eq!(u64_of(&json["kv_bytes_per_token"]), 2 * 2 * 2 * 32 * 4);

@@ -670,8 +670,8 @@ mod tests {
 
     #[test]
     fn plans_a_checkpoint_folder() {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/tiny-a-int4");
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-a-int4");
         let plan = Plan::for_dir(&dir, DeviceKind::Cpu, DtypeChoice::Auto).expect("plan");
         // tiny-a: 2 full layers x 2 x 2 kv heads x 32 x 4 B.
         assert_eq!(plan.kv_bytes_per_token, 2 * 2 * 2 * 32 * 4);
