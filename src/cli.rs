@@ -57,6 +57,9 @@ pub enum KernelsChoice {
     /// ossterm's: stacked experts with the routing on the device, fused decode attention
     /// (on the CPU through their reference implementations, for tests).
     Fused,
+    /// As `auto`, with the CPU's Q4_0 expert kernel on 8-bit activations (integer dot
+    /// products): faster decode, less exact.
+    Q8,
 }
 
 impl From<KernelsChoice> for crate::model::Kernels {
@@ -65,6 +68,7 @@ impl From<KernelsChoice> for crate::model::Kernels {
             KernelsChoice::Auto => Self::Auto,
             KernelsChoice::Candle => Self::Candle,
             KernelsChoice::Fused => Self::Fused,
+            KernelsChoice::Q8 => Self::Q8,
         }
     }
 }

@@ -137,7 +137,12 @@ impl<'a> Builder<'a> {
                 }
                 Precision::Default | Precision::Bf16 if self.device.is_cpu() => {
                     self.bytes += bytes.len() as u64;
-                    ExpertLinear::Q4Cpu { bytes, rows, cols }
+                    ExpertLinear::Q4Cpu {
+                        bytes,
+                        rows,
+                        cols,
+                        activations: self.kernels.q4_activations(),
+                    }
                 }
                 Precision::Default | Precision::Bf16 => {
                     self.bytes += bytes.len() as u64;

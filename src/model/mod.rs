@@ -18,6 +18,7 @@ mod load;
 pub mod model_file;
 pub mod moe;
 mod moe_ops;
+pub mod q4_0_q8;
 pub mod q4_stack;
 pub mod quant;
 pub mod replica;
@@ -134,21 +135,34 @@ fn cuda_has_bf16(_: &candle_core::CudaDevice) -> bool {
 /// indexed kernels that keep the routing on the device (see [`moe`]) and one-launch decode
 /// attention; `Candle`: per-expert weights and candle's ops. `Auto` fuses on CUDA only (on
 /// other devices the fused ops run their reference implementations, which tests use).
+/// `Q8`: as `Auto`, except that the CPU's Q4_0 expert kernel quantizes decode's activations to
+/// 8 bits for integer dot products (see [`q4_0_q8`]): faster, and opt-in because it moves the
+/// tiny int4 fixture past the default mode's tolerances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernels {
     #[default]
     Auto,
     Candle,
     Fused,
+    Q8,
 }
 
 impl Kernels {
     /// Whether ossterm's fused kernels run on `device`.
     pub fn fused_on(self, device: &Device) -> bool {
         match self {
-            Self::Auto => matches!(device, Device::Cuda(_)),
+            Self::Auto | Self::Q8 => matches!(device, Device::Cuda(_)),
             Self::Candle => false,
             Self::Fused => true,
+        }
+    }
+
+    /// What the CPU's per-expert Q4_0 kernel multiplies by (the fused kernels' CPU
+    /// implementations always take f32 activations).
+    pub fn q4_activations(self) -> quant::Q4Activations {
+        match self {
+            Self::Q8 => quant::Q4Activations::Q8,
+            Self::Auto | Self::Candle | Self::Fused => quant::Q4Activations::F32,
         }
     }
 }

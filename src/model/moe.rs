@@ -13,7 +13,7 @@ use candle_core::{D, DType, Module, Tensor};
 use super::error::ModelError;
 use super::moe_ops;
 use super::q4_stack::Q4Stack;
-use super::quant::q4_0_matmul;
+use super::quant::{Q4Activations, q4_0_matmul_with};
 
 /// A Linear's weight in Linear layout [out, in]: dense or GGML-quantized.
 pub enum ExpertLinear {
@@ -21,11 +21,12 @@ pub enum ExpertLinear {
     Dense(Tensor),
     /// Q4_0 on a GPU through candle (activations converted to f32 around it).
     Quantized(QMatMul),
-    /// Q4_0 blocks on the CPU [rows, cols], run by [`q4_0_matmul`] with f32 activations.
+    /// Q4_0 blocks on the CPU [rows, cols], run by [`q4_0_matmul_with`] on `activations`.
     Q4Cpu {
         bytes: Vec<u8>,
         rows: usize,
         cols: usize,
+        activations: Q4Activations,
     },
 }
 
@@ -46,10 +47,15 @@ impl ExpertLinear {
         match self {
             Self::Dense(w) => x.matmul(&w.t()?),
             Self::Quantized(q) => q.forward(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype()),
-            Self::Q4Cpu { bytes, rows, cols } => {
+            Self::Q4Cpu {
+                bytes,
+                rows,
+                cols,
+                activations,
+            } => {
                 let m = x.dim(0)?;
                 let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                let out = q4_0_matmul(bytes, *rows, *cols, &xs, m);
+                let out = q4_0_matmul_with(bytes, *rows, *cols, &xs, m, *activations);
                 Tensor::from_vec(out, (m, *rows), x.device())?.to_dtype(x.dtype())
             }
         }

@@ -138,7 +138,7 @@ fn q4_0_dequantize_into(bytes: &[u8], out: &mut [f32]) {
 /// From this many rows of `x` on, [`q4_0_matmul`] is compute-bound (prefill): it dequantizes
 /// the weight a tile at a time and runs a GEMM, instead of decoding every block once per
 /// group of rows.
-const GEMM_MIN_ROWS: usize = 16;
+pub const GEMM_MIN_ROWS: usize = 16;
 /// Weight rows per dequantized tile: 256 rows of 2880 f32 are 2.9 MB, about one core's L2
 /// plus a share of L3, so the GEMM reads the tile from cache.
 const GEMM_TILE_ROWS: usize = 256;
@@ -150,12 +150,58 @@ const ROWS_PER_TASK: usize = 16;
 /// Weights are decoded in registers and activations stay f32 (candle's CPU path quantizes
 /// them to Q8_0, which costs accuracy); each decoded block serves all `m` rows of `x`.
 pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec<f32> {
-    use rayon::prelude::*;
     if m >= GEMM_MIN_ROWS {
         return q4_0_matmul_gemm(bytes, rows, cols, x, m);
     }
-    let blocks_per_row = cols / Q4_0_BLOCK_LEN;
-    let row_bytes = blocks_per_row * Q4_0_BLOCK_BYTES;
+    q4_0_rows_parallel(bytes, rows, cols, m, |weights, dst_row| {
+        q4_0_row(weights, x, cols, dst_row)
+    })
+}
+
+/// What the CPU's Q4_0 expert matmul multiplies the weights by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Q4Activations {
+    /// f32 as given ([`q4_0_matmul`]): exact products, compute-bound in decode.
+    F32,
+    /// Below [`GEMM_MIN_ROWS`] rows (decode), the rows quantized to 8 bits for integer dot
+    /// products ([`super::q4_0_q8`]); from there on prefill's f32 GEMM as with `F32`.
+    Q8,
+}
+
+/// [`q4_0_matmul`] with the activations `activations` says.
+pub fn q4_0_matmul_with(
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    m: usize,
+    activations: Q4Activations,
+) -> Vec<f32> {
+    match activations {
+        Q4Activations::Q8 if m < GEMM_MIN_ROWS => {
+            super::q4_0_q8::q4_0_matmul_q8(bytes, rows, cols, x, m)
+        }
+        _ => q4_0_matmul(bytes, rows, cols, x, m),
+    }
+}
+
+/// Runs `row_kernel(weight_row_bytes, dst_row)` for every row of a Q4_0 matrix [rows, cols],
+/// [`ROWS_PER_TASK`] rows per parallel task, each writing its `m` outputs (one per row of x);
+/// returns them [m, rows].
+pub(crate) fn q4_0_rows_parallel(
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    m: usize,
+    row_kernel: impl Fn(&[u8], &mut [f32]) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let row_bytes = cols / Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES;
+    assert_eq!(
+        bytes.len(),
+        rows * row_bytes,
+        "Q4_0 bytes for [{rows}, {cols}]"
+    );
     let mut transposed = vec![0f32; rows * m];
     transposed
         .par_chunks_mut(m * ROWS_PER_TASK)
@@ -163,7 +209,7 @@ pub fn q4_0_matmul(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) 
         .for_each(|(task, dst)| {
             for (k, dst_row) in dst.chunks_mut(m).enumerate() {
                 let r = task * ROWS_PER_TASK + k;
-                q4_0_row(&bytes[r * row_bytes..][..row_bytes], x, cols, dst_row);
+                row_kernel(&bytes[r * row_bytes..][..row_bytes], dst_row);
             }
         });
     tokens_major(transposed, rows, m)
