@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 
+use self::scroll::{PaneScroll, PaneView};
 use super::doc::{DocKind, StreamDoc};
 use super::input::InputBox;
 use super::keys::{Action, KeyMap};
@@ -223,14 +224,17 @@ pub struct App {
     pub expand_earlier_reasoning: bool,
     /// Lines the help overlay is scrolled down.
     pub help_scroll: u16,
-    /// Lines scrolled up from the bottom (0 follows new text).
-    pub chat_scroll: usize,
-    pub reasoning_scroll: usize,
+    /// Where the chat pane is scrolled (it follows new text until the user scrolls up).
+    pub chat_scroll: PaneScroll,
+    pub reasoning_scroll: PaneScroll,
     /// Width of the chat pane in percent of the screen.
     pub chat_width_percent: u16,
     /// Rows added to (or taken from) the metrics pane's default height.
     pub metrics_rows_offset: i16,
     pub metrics: Metrics,
+    /// A reopened chat's context in tokens (as its last turn left it), shown until the
+    /// engine reports on this chat's next turn.
+    pub saved_context_tokens: Option<usize>,
     /// A one-line message under the input (copied, saved, usage hints).
     pub notice: Option<String>,
     /// "2026-11-27", for the system message.
@@ -238,6 +242,16 @@ pub struct App {
     pub quit: bool,
     /// Set by drawing; read by mouse and paging.
     pub rects: Cell<PaneRects>,
+    /// What the chat and reasoning panes held when last drawn; set by drawing, read by
+    /// scrolling.
+    pub views: Cell<ScrollViews>,
+}
+
+/// The chat and reasoning panes as last drawn.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScrollViews {
+    pub chat: PaneView,
+    pub reasoning: PaneView,
 }
 
 /// The parts of `App` that come from settings.
@@ -389,15 +403,17 @@ impl App {
             show_reasoning: true,
             expand_earlier_reasoning: false,
             help_scroll: 0,
-            chat_scroll: 0,
-            reasoning_scroll: 0,
+            chat_scroll: PaneScroll::default(),
+            reasoning_scroll: PaneScroll::default(),
             chat_width_percent: 60,
             metrics_rows_offset: 0,
             metrics: Metrics::default(),
+            saved_context_tokens: None,
             notice: None,
             today: options.today,
             quit: false,
             rects: Cell::new(PaneRects::default()),
+            views: Cell::new(ScrollViews::default()),
         }
     }
 
@@ -613,10 +629,15 @@ impl App {
                 {
                     return self.quit();
                 }
-                if !fatal {
-                    self.overlay = Overlay::None;
+                if fatal {
+                    return Vec::new();
                 }
-                return Vec::new();
+                self.overlay = Overlay::None;
+                // Esc and Enter only close the popup; any other key closes it and does its
+                // own job too, so typing on ("/chats") does not lose its first key.
+                if matches!(action, Some(Action::Stop | Action::Send)) {
+                    return Vec::new();
+                }
             }
             Overlay::Chats { .. } => return self.chat_list_key(key, action),
             Overlay::None => {}
@@ -753,12 +774,8 @@ impl App {
             }
             Action::Quit => return self.quit(),
             Action::GrowChat => self.chat_width_percent = (self.chat_width_percent + 5).min(85),
-            Action::GrowMetrics => {
-                self.metrics_rows_offset = (self.metrics_rows_offset + 2).min(40)
-            }
-            Action::ShrinkMetrics => {
-                self.metrics_rows_offset = (self.metrics_rows_offset - 2).max(-40)
-            }
+            Action::GrowMetrics => self.resize_metrics(2),
+            Action::ShrinkMetrics => self.resize_metrics(-2),
             Action::ShrinkChat => {
                 self.chat_width_percent = self.chat_width_percent.saturating_sub(5).max(30)
             }
@@ -811,15 +828,25 @@ impl App {
     }
 
     fn scroll(&mut self, pane: Pane, lines: usize, up: bool) {
-        let offset = match pane {
-            Pane::Reasoning => &mut self.reasoning_scroll,
-            _ => &mut self.chat_scroll,
+        let views = self.views.get();
+        let (scroll, view) = match pane {
+            Pane::Reasoning => (&mut self.reasoning_scroll, views.reasoning),
+            _ => (&mut self.chat_scroll, views.chat),
         };
-        *offset = if up {
-            offset.saturating_add(lines)
+        if up {
+            scroll.up(lines, view);
         } else {
-            offset.saturating_sub(lines)
-        };
+            scroll.down(lines, view);
+        }
+    }
+
+    /// Moves the border between the reasoning and metrics panes `delta` rows (positive grows
+    /// the metrics pane), from where it is drawn now.
+    fn resize_metrics(&mut self, delta: i16) {
+        let rects = self.rects.get();
+        let side_rows = rects.metrics.height + rects.reasoning.map_or(0, |r| r.height);
+        self.metrics_rows_offset =
+            pane_sizes::resized_offset(side_rows, self.metrics_rows_offset, delta);
     }
 
     fn mouse(&mut self, mouse: MouseEvent) {
@@ -875,11 +902,12 @@ impl App {
     }
 
     fn submit(&mut self) -> Vec<Effect> {
+        self.saved_context_tokens = None;
         self.entries.push(self.new_turn());
         self.generating = true;
         self.pending = PendingMessage::default();
-        self.chat_scroll = 0;
-        self.reasoning_scroll = 0;
+        self.chat_scroll = PaneScroll::default();
+        self.reasoning_scroll = PaneScroll::default();
         self.meta.updated = chrono::Utc::now().to_rfc3339();
         vec![
             self.save(),
@@ -996,5 +1024,7 @@ fn title_from(text: &str) -> String {
 }
 
 mod chats;
+pub mod pane_sizes;
+pub mod scroll;
 #[cfg(test)]
 mod tests;

@@ -410,8 +410,16 @@ fn focus_cycles_and_skips_a_hidden_reasoning_pane() {
     assert_eq!(app.focus, Pane::Chat);
     app.update(key(KeyCode::Tab));
     assert_eq!(app.focus, Pane::Metrics);
+    // A chat taller than its pane, as the last draw saw it.
+    app.views.set(ScrollViews {
+        chat: PaneView {
+            total_lines: 100,
+            height: 10,
+        },
+        ..ScrollViews::default()
+    });
     app.update(key(KeyCode::PageUp));
-    assert!(app.chat_scroll > 0);
+    assert!(!app.chat_scroll.follows());
 }
 
 #[test]
@@ -610,4 +618,152 @@ fn a_reopened_chat_keeps_what_it_had_when_saved_again() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+// ─── Scrolling ───
+
+/// The screen as drawn at `width` x `height`, one string per row.
+fn drawn(app: &App, width: u16, height: u16) -> Vec<String> {
+    let backend = ratatui::backend::TestBackend::new(width, height);
+    let mut terminal = ratatui::Terminal::new(backend).expect("a test backend never fails");
+    terminal
+        .draw(|frame| crate::tui::ui::draw(frame, app))
+        .expect("a test backend never fails");
+    let buffer = terminal.backend().buffer();
+    (0..height)
+        .map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect())
+        .collect()
+}
+
+/// The chat pane's text rows (inside its border) of an 80x24 screen.
+fn chat_rows(screen: &[String]) -> Vec<String> {
+    screen[2..19]
+        .iter()
+        .map(|row| row.chars().skip(1).take(46).collect())
+        .collect()
+}
+
+fn stream_lines(app: &mut App, lines: std::ops::Range<usize>) {
+    for i in lines {
+        app.update(token("final", &format!("line {i}\n\n")));
+    }
+}
+
+/// An app answering with `lines` paragraphs so far, drawn once at 80x24.
+fn answering(lines: std::ops::Range<usize>) -> App {
+    let mut app = app();
+    type_text(&mut app, "count");
+    app.update(key(KeyCode::Enter));
+    stream_lines(&mut app, lines);
+    drawn(&app, 80, 24);
+    app
+}
+
+#[test]
+fn scrolled_up_the_chat_stays_put_while_the_answer_streams() {
+    let mut app = answering(0..40);
+    app.update(key(KeyCode::PageUp));
+    let before = drawn(&app, 80, 24);
+    assert!(!before[19].contains("new text"), "{}", before[19]);
+    stream_lines(&mut app, 40..60);
+    let after = drawn(&app, 80, 24);
+    assert_eq!(chat_rows(&after), chat_rows(&before), "the view moved");
+    assert!(after[19].contains("↓ new text"), "{}", after[19]);
+    // Back at the bottom it follows again.
+    for _ in 0..20 {
+        app.update(key(KeyCode::PageDown));
+    }
+    stream_lines(&mut app, 60..61);
+    let bottom = drawn(&app, 80, 24);
+    assert!(app.chat_scroll.follows());
+    assert!(
+        chat_rows(&bottom).iter().any(|row| row.contains("line 60")),
+        "{bottom:#?}"
+    );
+    assert!(!bottom[19].contains("new text"));
+}
+
+#[test]
+fn one_page_down_after_paging_past_the_top_moves_down() {
+    let mut app = answering(0..60);
+    for _ in 0..10 {
+        app.update(key(KeyCode::PageUp));
+    }
+    let top = drawn(&app, 80, 24);
+    assert!(chat_rows(&top)[0].contains("You"), "{top:#?}");
+    app.update(key(KeyCode::PageDown));
+    let next = drawn(&app, 80, 24);
+    assert_ne!(chat_rows(&next), chat_rows(&top));
+}
+
+#[test]
+fn one_resize_key_moves_the_border_after_many_past_the_limit() {
+    let mut app = app();
+    let ctrl_key = |code| Input::Key(KeyEvent::new(code, KeyModifiers::CONTROL));
+    drawn(&app, 100, 30);
+    for _ in 0..30 {
+        app.update(ctrl_key(KeyCode::Down));
+    }
+    drawn(&app, 100, 30);
+    let smallest = app.rects.get().metrics.height;
+    app.update(ctrl_key(KeyCode::Up));
+    drawn(&app, 100, 30);
+    assert_eq!(app.rects.get().metrics.height, smallest + 2);
+}
+
+#[test]
+fn the_key_that_closes_an_error_popup_is_not_lost() {
+    let mut app = app();
+    let error = || {
+        Input::Engine(Event::Error {
+            message: "the prompt is over the context limit".into(),
+            fatal: false,
+        })
+    };
+    app.update(error());
+    type_text(&mut app, "/new");
+    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(app.input.text(), "/new");
+    let effects = app.update(key(KeyCode::Enter));
+    assert!(
+        effects.contains(&Effect::Engine(CommandKind::NewChat)),
+        "{effects:?}"
+    );
+    // Esc and Enter only close it.
+    app.update(error());
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.overlay, Overlay::None);
+    assert!(app.messages.is_empty(), "nothing was sent");
+    app.update(error());
+    assert!(app.update(key(KeyCode::Esc)).is_empty());
+    assert_eq!(app.overlay, Overlay::None);
+}
+
+/// The engine's report of `used` tokens in a 4096-token context.
+fn context_report(used: usize) -> Input {
+    Input::Engine(Event::Metrics(MetricsSample {
+        context_used: used,
+        context_limit: 4096,
+        ..MetricsSample::default()
+    }))
+}
+
+#[test]
+fn the_status_line_shows_the_context_of_a_reopened_chat() {
+    let mut saved = app();
+    full_turn(&mut saved);
+    let snapshot = saved.snapshot();
+    let mut app = app();
+    // The engine last reported on another, longer chat.
+    app.update(context_report(3000));
+    assert!(drawn(&app, 120, 24)[0].contains("ctx 3.0k/4.1k"));
+    app.open_chat(snapshot);
+    // 20 cached + 100 prefilled + 12 generated tokens when the reopened chat was saved.
+    let status = &drawn(&app, 120, 24)[0];
+    assert!(status.contains("ctx 132/4.1k"), "{status}");
+    // The next report on this chat's turn takes over.
+    type_text(&mut app, "more");
+    app.update(key(KeyCode::Enter));
+    app.update(context_report(200));
+    assert!(drawn(&app, 120, 24)[0].contains("ctx 200/4.1k"));
 }

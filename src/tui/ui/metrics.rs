@@ -10,9 +10,6 @@ use super::status::context;
 use super::{format_bytes, format_tokens, pane_block};
 use crate::tui::app::{App, ModelState, Pane, context_percent};
 
-/// Rows the pane wants (borders included).
-pub(super) const HEIGHT: u16 = 15;
-
 fn row(app: &App, label: &str, value: String) -> Line<'static> {
     Line::from(vec![
         Span::styled(format!("{label:<9}"), app.theme.dim),

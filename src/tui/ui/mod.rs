@@ -14,7 +14,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::widgets::{Block, BorderType, Borders};
 
-use super::app::{App, Overlay, Pane, PaneRects};
+use super::app::{App, Overlay, Pane, PaneRects, pane_sizes};
 use super::safe_text;
 
 /// Draws the whole screen.
@@ -34,11 +34,8 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     ])
     .areas(body);
     let (reasoning_area, metrics_area) = if app.show_reasoning {
-        let default_rows = metrics::HEIGHT.min(side.height / 2).max(side.height.min(7));
         // Resized from the keyboard, but each pane keeps at least 3 rows.
-        let metrics_rows = (default_rows as i32 + app.metrics_rows_offset as i32)
-            .clamp(3.min(side.height as i32), (side.height as i32 - 3).max(3))
-            as u16;
+        let metrics_rows = pane_sizes::metrics_rows(side.height, app.metrics_rows_offset);
         let [r, m] =
             Layout::vertical([Constraint::Min(3), Constraint::Length(metrics_rows)]).areas(side);
         (Some(r), m)
