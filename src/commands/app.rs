@@ -1,6 +1,7 @@
 //! `ossterm` (no subcommand): the chat app. A tokio current-thread loop selects over terminal
 //! events, engine events and a frame tick; the screen is redrawn at most ~30 times a second
-//! and only when something changed. The engine runs in its own thread, so the UI never waits.
+//! and only when something changed. The tick runs only while a redraw is due, so an idle app
+//! sleeps until the next event. The engine runs in its own thread, so the UI never waits.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -191,7 +192,9 @@ async fn event_loop(
                     })
                 }
             },
-            _ = frame_tick.tick() => {
+            // Only polled while a redraw is due: an idle app does not wake up 30 times a second.
+            // After a quiet spell the first tick is immediate, so a key shows at once.
+            _ = frame_tick.tick(), if dirty => {
                 if dirty {
                     terminal.draw(|frame| ui::draw(frame, &app)).context("drawing the screen")?;
                     dirty = false;
