@@ -767,3 +767,25 @@ fn the_status_line_shows_the_context_of_a_reopened_chat() {
     app.update(context_report(200));
     assert!(drawn(&app, 120, 24)[0].contains("ctx 200/4.1k"));
 }
+
+#[test]
+fn the_light_theme_paints_its_own_background() {
+    let mut app = app();
+    app.theme = Theme::load("light", None).expect("built in");
+    full_turn(&mut app);
+    app.overlay = Overlay::Help;
+    let backend = ratatui::backend::TestBackend::new(80, 24);
+    let mut terminal = ratatui::Terminal::new(backend).expect("a test backend never fails");
+    terminal
+        .draw(|frame| crate::tui::ui::draw(frame, &app))
+        .expect("a test backend never fails");
+    let buffer = terminal.backend().buffer();
+    let unpainted = buffer
+        .content
+        .iter()
+        .filter(|cell| {
+            cell.bg == ratatui::style::Color::Reset || cell.fg == ratatui::style::Color::Reset
+        })
+        .count();
+    assert_eq!(unpainted, 0, "cells left in the terminal's own colours");
+}

@@ -10,8 +10,9 @@ mod reasoning;
 mod status;
 
 use ratatui::Frame;
+use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::Style;
+use ratatui::style::{Color, Style};
 use ratatui::widgets::{Block, BorderType, Borders};
 
 use super::app::{App, Overlay, Pane, PaneRects, pane_sizes};
@@ -64,9 +65,29 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         Overlay::Error { message, fatal } => popup::draw_error(frame, area, app, message, *fatal),
         Overlay::Chats { chats, selected } => popup::draw_chats(frame, area, app, chats, *selected),
     }
+    if let Some(background) = app.theme.background {
+        fill_background(frame.buffer_mut(), background);
+    }
     // Last, over everything drawn: no control character from untrusted text reaches the
     // terminal.
     safe_text::neutralize_buffer(frame.buffer_mut());
+}
+
+/// Gives every cell left in the terminal's default colours the theme's background and text
+/// colour (done last, so popups drawn over cleared cells get it too).
+fn fill_background(buffer: &mut Buffer, background: Style) {
+    for cell in &mut buffer.content {
+        if cell.bg == Color::Reset
+            && let Some(bg) = background.bg
+        {
+            cell.set_bg(bg);
+        }
+        if cell.fg == Color::Reset
+            && let Some(fg) = background.fg
+        {
+            cell.set_fg(fg);
+        }
+    }
 }
 
 /// A pane's frame: rounded border, title, highlighted when focused.
