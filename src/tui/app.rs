@@ -797,11 +797,16 @@ impl App {
     }
 
     fn cycle_focus(&mut self, forward: bool) {
+        // Panes a narrow screen hides are skipped (before the first draw, all count).
+        let rects = self.rects.get();
+        let drawn = rects.chat.width > 0;
         let mut order = vec![Pane::Input, Pane::Chat];
-        if self.show_reasoning {
+        if self.show_reasoning && (!drawn || rects.reasoning.is_some()) {
             order.push(Pane::Reasoning);
         }
-        order.push(Pane::Metrics);
+        if !drawn || rects.metrics.width > 0 {
+            order.push(Pane::Metrics);
+        }
         let i = order.iter().position(|p| *p == self.focus).unwrap_or(0);
         let n = order.len();
         self.focus = order[if forward {

@@ -789,3 +789,74 @@ fn the_light_theme_paints_its_own_background() {
         .count();
     assert_eq!(unpainted, 0, "cells left in the terminal's own colours");
 }
+
+#[test]
+fn narrow_screens_hide_reasoning_then_metrics_before_the_chat_shrinks() {
+    let mut app = app();
+    full_turn(&mut app);
+    let screen = drawn(&app, 62, 24);
+    let rects = app.rects.get();
+    assert_eq!(rects.reasoning, None);
+    assert!(rects.metrics.width >= 20, "{rects:?}");
+    assert!(rects.chat.width >= 40, "{rects:?}");
+    assert!(
+        screen
+            .iter()
+            .any(|row| row.contains("reasoned 4 words (screen too narrow)")),
+        "{screen:#?}"
+    );
+    drawn(&app, 50, 24);
+    let rects = app.rects.get();
+    assert_eq!(rects.metrics.width, 0);
+    assert_eq!(rects.chat.width, 50);
+    // Focus skips the hidden panes.
+    app.update(key(KeyCode::Tab));
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Input);
+}
+
+#[test]
+fn at_80x24_every_metrics_row_fits() {
+    let mut app = app();
+    app.model = ModelState::Ready(ModelInfo {
+        name: "demo".into(),
+        device: "cpu (16 threads)".into(),
+        context_limit: 4096,
+        max_context: 131_072,
+    });
+    app.update(Input::Engine(Event::Metrics(MetricsSample {
+        memory: MemorySample {
+            device_name: "CPU (16 threads)".into(),
+            device_used_bytes: 20_000_000_000,
+            device_free_bytes: 12_000_000_000,
+            process_rss_bytes: 13_000_000_000,
+            kv_cache_bytes: 1_100_000_000,
+            model_bytes: 13_700_000_000,
+        },
+        context_used: 412,
+        context_limit: 4096,
+        turn: TurnStats {
+            prefill_tokens: 8400,
+            cached_tokens: 1200,
+            ..stats(41, 2000.0)
+        },
+        decode_tok_s_now: 20.5,
+        generating: false,
+    })));
+    let screen = drawn(&app, 80, 24).join("\n");
+    for row in [
+        "CPU (16 threads)",
+        "model    12.8 GiB",
+        "RAM free 11.2 GiB",
+        "RAM used 18.6 GiB",
+        "RSS      12.1 GiB",
+        "KV cache 1.0 GiB",
+        "prefill  ",
+        "prompt   8.4k + 1.2k cached",
+        "decode   20.5 now · 20.5 avg",
+        "TTFT     75 ms · 41 tok",
+        "ctx 412/4.1k",
+    ] {
+        assert!(screen.contains(row), "{row:?} missing:\n{screen}");
+    }
+}

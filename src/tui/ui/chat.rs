@@ -149,13 +149,18 @@ fn segments(app: &App) -> Vec<Segment<'_>> {
                 ))]));
                 let streaming = app.generating && i == last;
                 let mut head = Vec::new();
-                if !turn.reasoning.is_empty() && !app.show_reasoning {
+                if !turn.reasoning.is_empty() && app.rects.get().reasoning.is_none() {
                     let words = turn.reasoning.text().split_whitespace().count();
-                    head.push(Line::from(Span::styled(
+                    let how = if app.show_reasoning {
+                        "screen too narrow".to_string()
+                    } else {
                         format!(
-                            "▸ reasoned {words} words ({} to show)",
+                            "{} to show",
                             app.keymap.label(crate::tui::keys::Action::ToggleReasoning)
-                        ),
+                        )
+                    };
+                    head.push(Line::from(Span::styled(
+                        format!("▸ reasoned {words} words ({how})"),
                         theme.dim,
                     )));
                 }

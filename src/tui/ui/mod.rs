@@ -29,20 +29,19 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         Constraint::Length(1),
     ])
     .areas(area);
-    let [chat_area, side] = Layout::horizontal([
-        Constraint::Percentage(app.chat_width_percent),
-        Constraint::Min(20),
-    ])
-    .areas(body);
-    let (reasoning_area, metrics_area) = if app.show_reasoning {
-        // Resized from the keyboard, but each pane keeps at least 3 rows.
-        let metrics_rows = pane_sizes::metrics_rows(side.height, app.metrics_rows_offset);
-        let [r, m] =
-            Layout::vertical([Constraint::Min(3), Constraint::Length(metrics_rows)]).areas(side);
-        (Some(r), m)
-    } else {
-        (None, side)
-    };
+    let side_cols = pane_sizes::side_columns(body.width, app.chat_width_percent);
+    let [chat_area, side] =
+        Layout::horizontal([Constraint::Min(0), Constraint::Length(side_cols)]).areas(body);
+    let (reasoning_area, metrics_area) =
+        if app.show_reasoning && pane_sizes::reasoning_fits(side_cols) {
+            // Resized from the keyboard, but each pane keeps at least 3 rows.
+            let metrics_rows = pane_sizes::metrics_rows(side.height, app.metrics_rows_offset);
+            let [r, m] = Layout::vertical([Constraint::Min(3), Constraint::Length(metrics_rows)])
+                .areas(side);
+            (Some(r), m)
+        } else {
+            (None, side)
+        };
     app.rects.set(PaneRects {
         chat: chat_area,
         reasoning: reasoning_area,
@@ -55,7 +54,9 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     if let Some(r) = reasoning_area {
         reasoning::draw(frame, r, app);
     }
-    metrics::draw(frame, metrics_area, app);
+    if metrics_area.width > 0 {
+        metrics::draw(frame, metrics_area, app);
+    }
     input::draw(frame, input_area, app);
     status::draw_hints(frame, hints_area, app);
 
