@@ -853,7 +853,7 @@ fn at_80x24_every_metrics_row_fits() {
         "KV cache 1.0 GiB",
         "prefill  ",
         "prompt   8.4k + 1.2k cached",
-        "decode   20.5 now · 20.5 avg",
+        "decode   20.5 tok/s · avg 20.5",
         "TTFT     75 ms · 41 tok",
         "ctx 412/4.1k",
     ] {

@@ -84,7 +84,7 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
             app,
             "decode",
             format!(
-                "{:.1} now · {:.1} avg",
+                "{:.1} tok/s · avg {:.1}",
                 sample.decode_tok_s_now,
                 turn.decode_tok_s()
             ),
