@@ -41,9 +41,11 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
     let mut guard =
         terminal::setup().context("cannot set up the terminal (is this a terminal?)")?;
     let engine = engine::spawn(engine_options);
+    let mut app = App::new(options);
+    app.shift_enter_works = guard.keyboard_enhanced;
     let result = runtime.block_on(event_loop(
         &mut guard.terminal,
-        App::new(options),
+        app,
         engine,
         &store,
         signals,

@@ -12,7 +12,7 @@ use ratatui::layout::{Position, Rect};
 use self::scroll::{PaneScroll, PaneView};
 use super::doc::{DocKind, StreamDoc};
 use super::input::InputBox;
-use super::keys::{Action, KeyMap};
+use super::keys::{Action, KeyBinding, KeyMap};
 use super::markdown;
 use super::theme::Theme;
 use crate::engine::protocol::{MetricsSample, ModelInfo, SamplingParams};
@@ -221,6 +221,9 @@ pub struct App {
     pub focus: Pane,
     pub overlay: Overlay,
     pub show_reasoning: bool,
+    /// True when the terminal tells Shift+Enter from Enter (keyboard enhancement); otherwise
+    /// the hints name another new-line key.
+    pub shift_enter_works: bool,
     pub expand_earlier_reasoning: bool,
     /// Lines the help overlay is scrolled down.
     pub help_scroll: u16,
@@ -401,6 +404,7 @@ impl App {
             focus: Pane::Input,
             overlay: Overlay::None,
             show_reasoning: true,
+            shift_enter_works: false,
             expand_earlier_reasoning: false,
             help_scroll: 0,
             chat_scroll: PaneScroll::default(),
@@ -781,6 +785,16 @@ impl App {
             }
         }
         Vec::new()
+    }
+
+    /// The key to show for `action`: its first binding this terminal can deliver.
+    pub fn key_label(&self, action: Action) -> String {
+        let shift_enter = KeyBinding::with(KeyCode::Enter, KeyModifiers::SHIFT);
+        self.keymap
+            .keys_for(action)
+            .into_iter()
+            .find(|key| self.shift_enter_works || *key != shift_enter)
+            .map_or_else(|| self.keymap.label(action), |key| key.to_string())
     }
 
     fn quit(&mut self) -> Vec<Effect> {

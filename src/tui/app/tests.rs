@@ -860,3 +860,17 @@ fn at_80x24_every_metrics_row_fits() {
         assert!(screen.contains(row), "{row:?} missing:\n{screen}");
     }
 }
+
+#[test]
+fn the_new_line_hint_names_a_key_the_terminal_delivers() {
+    let mut app = app();
+    let hints = |app: &App| drawn(app, 120, 24)[23].clone();
+    // Without keyboard enhancement Shift+Enter arrives as Enter (it would send).
+    assert!(hints(&app).contains("Ctrl+J newline"), "{}", hints(&app));
+    app.shift_enter_works = true;
+    assert!(
+        hints(&app).contains("Shift+Enter newline"),
+        "{}",
+        hints(&app)
+    );
+}

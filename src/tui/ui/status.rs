@@ -82,7 +82,7 @@ pub(super) fn draw_hints(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let line = if let Some(notice) = &app.notice {
         Line::from(Span::styled(format!(" {notice}"), app.theme.warning))
     } else {
-        let k = |a: Action| app.keymap.label(a);
+        let k = |a: Action| app.key_label(a);
         let mut hints = vec![(k(Action::Send), "send"), (k(Action::Newline), "newline")];
         if app.generating {
             hints.push((k(Action::Stop), "stop"));
