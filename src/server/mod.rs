@@ -118,6 +118,103 @@ pub fn is_loopback(addresses: &[IpAddr]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    fn chat_request(body: &str) -> String {
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn send(address: std::net::SocketAddr, request: &str) -> TcpStream {
+        let mut socket = TcpStream::connect(address).expect("connects");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("sets a timeout");
+        socket.write_all(request.as_bytes()).expect("sends");
+        socket
+    }
+
+    /// Over HTTP on 127.0.0.1, against an engine that decodes until stopped: the second
+    /// request waits, the third gets 429, and closing the first stream stops its generation.
+    #[test]
+    fn a_full_queue_gets_429_and_a_closed_stream_stops_its_generation() {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let (commands, events, seen) = scheduler::tests::fake_engine();
+                let options = ServeOptions {
+                    model_name: "fake".into(),
+                    queue_limit: 1,
+                    api_key: None,
+                    defaults: RequestDefaults {
+                        sampling: crate::engine::SamplingParams::default(),
+                        effort: crate::harmony::ReasoningEffort::Low,
+                    },
+                    body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+                };
+                let state = state(options, commands, events);
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("binds");
+                let address = listener.local_addr().expect("address");
+                let _ = ready_tx.send((address, state.clone(), seen));
+                let _ = axum::serve(listener, router(state)).await;
+            });
+        });
+        let (address, state, mut seen) = ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the server starts");
+        let body = r#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+
+        let mut running = send(address, &chat_request(body));
+        let mut received = String::new();
+        let mut buffer = [0u8; 4096];
+        while !received.contains("\"content\":\"x\"") {
+            let read = running.read(&mut buffer).expect("streams");
+            assert!(read > 0, "closed early: {received}");
+            received.push_str(&String::from_utf8_lossy(&buffer[..read]));
+        }
+        let waiting = send(address, &chat_request(body));
+        for _ in 0..500 {
+            if state.scheduler.queue_length() == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(state.scheduler.queue_length(), 1);
+
+        let mut refused = send(address, &chat_request(body));
+        let mut answer = String::new();
+        refused.read_to_string(&mut answer).expect("answers");
+        assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 1\r\n"),
+            "{answer}"
+        );
+        assert!(answer.contains("\"code\":\"queue_full\""), "{answer}");
+
+        drop(running);
+        let mut got = Vec::new();
+        for _ in 0..500 {
+            while let Ok(step) = seen.try_recv() {
+                got.push(step);
+            }
+            if got.len() >= 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(got, ["submit", "stop", "submit"]);
+        drop(waiting);
+    }
 
     #[test]
     fn only_all_loopback_addresses_count_as_local() {

@@ -160,7 +160,7 @@ fn engine_gone() -> Event {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::engine::{SamplingParams, StopReason, TurnStats};
     use crate::harmony::{Conversation, Message, ReasoningEffort};
@@ -176,7 +176,7 @@ mod tests {
     }
 
     /// An engine thread that decodes a token every 5 ms until `Stop`, reporting what it got.
-    fn fake_engine() -> (
+    pub(crate) fn fake_engine() -> (
         std_mpsc::Sender<Command>,
         UnboundedReceiver<Event>,
         UnboundedReceiver<&'static str>,
