@@ -282,6 +282,9 @@ fn bad_requests_get_400_with_an_openai_error_body() {
     let (status, text) = server.get("/v2/nothing");
     assert_eq!(status, 404);
     assert!(text.contains("no route GET /v2/nothing"), "{text}");
+    let (status, text) = server.get("/v1/chat/completions");
+    assert_eq!(status, 405);
+    assert!(text.contains("\"code\":\"method_not_allowed\""), "{text}");
 }
 
 #[test]

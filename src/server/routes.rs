@@ -293,3 +293,17 @@ pub async fn not_found(method: Method, uri: Uri) -> Response {
     )
     .into_response()
 }
+
+/// A known route with the wrong method: 405 with the JSON error body.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        format!(
+            "{} does not take {method}: chat completions are POST, the others GET",
+            uri.path()
+        ),
+    )
+    .into_response()
+}
