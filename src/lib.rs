@@ -15,4 +15,5 @@ pub mod memory;
 pub mod model;
 pub mod server;
 pub mod store;
+pub mod tools;
 pub mod tui;
