@@ -11,4 +11,7 @@
 
 pub mod protocol;
 
-pub use protocol::{Approval, ToolCall, ToolCommand, ToolEvent, ToolResult, ToolWhere};
+pub use protocol::{
+    Approval, CatalogEntry, ToolCall, ToolCatalog, ToolCommand, ToolEvent, ToolHostHandle,
+    ToolResult, ToolWhere,
+};

@@ -95,6 +95,36 @@ impl ToolResult {
     }
 }
 
+/// What the tool host offers, and how each recipient runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolCatalog {
+    /// System-message namespaces (`browser`, `python`), as harmony renders them.
+    pub builtin: Vec<crate::harmony::ToolNamespaceConfig>,
+    /// The developer message's `functions` namespace (MCP tools, names as the model calls them).
+    pub functions: Vec<crate::harmony::ToolDescription>,
+    /// Every recipient the model may call (`functions.get_time`, `python`, `browser.search`).
+    pub entries: std::collections::BTreeMap<String, CatalogEntry>,
+}
+
+/// How one recipient runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogEntry {
+    /// Shown in the approval prompt.
+    pub where_runs: ToolWhere,
+    /// The server marked it read-only (MCP `readOnlyHint`); may auto-approve only if the
+    /// config says so.
+    pub read_only: bool,
+}
+
+/// The two ends of a running tool host (see `tools::host::spawn`).
+#[derive(Debug)]
+pub struct ToolHostHandle {
+    /// Commands in.
+    pub commands: std::sync::mpsc::Sender<ToolCommand>,
+    /// Events out.
+    pub events: std::sync::mpsc::Receiver<ToolEvent>,
+}
+
 /// What a front end asks of the tool host.
 #[derive(Debug, Clone)]
 pub enum ToolCommand {
@@ -111,12 +141,9 @@ pub enum ToolCommand {
 /// What the tool host tells a front end.
 #[derive(Debug, Clone)]
 pub enum ToolEvent {
-    /// The tools now offered to the model (changes when an MCP server starts or dies):
-    /// system-message namespaces (`browser`, `python`) and the developer message's `functions`.
-    Tools {
-        builtin: Vec<crate::harmony::ToolNamespaceConfig>,
-        functions: Vec<crate::harmony::ToolDescription>,
-    },
+    /// The tools now offered to the model (sent at start and when an MCP server starts or
+    /// dies).
+    Tools(ToolCatalog),
     /// A call started running.
     Started { call_id: u64 },
     /// A call finished (or failed, timed out, was stopped).
