@@ -215,6 +215,63 @@ fn a_stream_sends_reasoning_then_content_then_done() {
     );
 }
 
+/// The answer ends before the first stop sequence, whole or streamed, with finish_reason "stop".
+#[test]
+fn a_stop_sequence_cuts_the_answer_before_it() {
+    let server = Server::start(&[]);
+    let (status, body) = server.post("/v1/chat/completions", &kv_question(json!({})));
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    let full = body["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content")
+        .to_string();
+    // A word from the middle of the answer (the demo answers in whole sentences).
+    let words: Vec<&str> = full.split_whitespace().collect();
+    assert!(words.len() >= 3, "a longer answer expected: {full:?}");
+    let stop = words[words.len() / 2];
+    let expected = &full[..full.find(stop).expect("in the answer")];
+
+    let (status, cut) = server.post(
+        "/v1/chat/completions",
+        &kv_question(json!({"stop": [stop, "never appears"]})),
+    );
+    assert_eq!(status, 200, "{cut}");
+    let cut: Value = serde_json::from_str(&cut).expect("JSON");
+    assert_eq!(cut["choices"][0]["message"]["content"], expected, "{cut}");
+    assert_eq!(cut["choices"][0]["finish_reason"], "stop", "{cut}");
+    assert!(
+        cut["usage"]["completion_tokens"].as_u64() < body["usage"]["completion_tokens"].as_u64(),
+        "the generation stopped early: {cut}"
+    );
+
+    let response = ureq::post(&format!("{}/v1/chat/completions", server.base))
+        .timeout(Duration::from_secs(120))
+        .send_string(&kv_question(json!({"stop": stop, "stream": true})))
+        .expect("200");
+    let mut text = String::new();
+    response
+        .into_reader()
+        .read_to_string(&mut text)
+        .expect("stream");
+    let mut streamed = String::new();
+    let mut reasons = Vec::new();
+    for event in text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")) {
+        if event == "[DONE]" {
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(event).expect("chunk JSON");
+        if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
+            streamed.push_str(piece);
+        }
+        if let Some(reason) = chunk["choices"][0]["finish_reason"].as_str() {
+            reasons.push(reason.to_string());
+        }
+    }
+    assert_eq!(streamed, expected, "{text}");
+    assert_eq!(reasons, ["stop"], "{text}");
+}
+
 #[test]
 fn bad_requests_get_400_with_an_openai_error_body() {
     let server = Server::start(&[]);
@@ -340,6 +397,7 @@ fn the_official_openai_python_client_streams_answers_and_sees_a_400() {
         "stream: reasoning then content",
         "whole: content and usage",
         "bad request: 400 top_p",
+        "tools: a call and its result round trip",
     ] {
         assert!(
             stdout.contains(line),

@@ -10,6 +10,9 @@ pub mod request;
 pub mod response;
 pub mod routes;
 pub mod scheduler;
+pub mod stop;
+pub mod tools;
+pub mod turn;
 
 use std::net::IpAddr;
 use std::sync::Arc;
