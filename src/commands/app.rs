@@ -31,11 +31,15 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
     settings.apply_args(args)?;
     let options = app_options(&settings)?;
     let remote = match &args.remote {
-        Some(url) => Some(crate::remote::RemoteOptions::from_flags(
-            url,
-            args.api_key_env.as_deref(),
-            args.remote_model.clone(),
-        )?),
+        Some(url) => Some(
+            crate::remote::RemoteOptions::from_flags(
+                url,
+                args.api_key_env.as_deref(),
+                args.remote_model.clone(),
+            )?
+            .with_effort(settings.effort)
+            .with_sampling(settings.sampling),
+        ),
         None => None,
     };
     let engine_options = engine_options(args, &settings)?;

@@ -26,7 +26,7 @@ use crate::engine::{
     Command, EngineHandle, Event, MetricsSample, SamplingParams, TurnStats,
     protocol::{MemorySample, ModelInfo, RemoteSample},
 };
-use crate::harmony::ReasoningEffort;
+use crate::harmony::{Content, Conversation, ReasoningEffort};
 
 /// How often the server's `/metrics` is read.
 pub const METRICS_POLL: Duration = Duration::from_secs(1);
@@ -185,7 +185,7 @@ struct Front {
     client: Client,
     events: UnboundedSender<Event>,
     inbox: mpsc::Sender<Inbox>,
-    effort: ReasoningEffort,
+    effort: Option<ReasoningEffort>,
     sampling: SamplingParams,
     model: Option<String>,
     context_limit: usize,
@@ -201,11 +201,11 @@ struct Front {
 impl Front {
     fn new(client: Client, events: UnboundedSender<Event>, inbox: mpsc::Sender<Inbox>) -> Self {
         Self {
+            effort: client.options().effort,
+            sampling: client.options().sampling,
             client,
             events,
             inbox,
-            effort: ReasoningEffort::default(),
-            sampling: SamplingParams::default(),
             model: None,
             context_limit: 0,
             running: None,
@@ -276,9 +276,14 @@ impl Front {
                     });
                     return;
                 };
+                // As the local engine: the effort set last, else the system message's.
+                let effort = self
+                    .effort
+                    .or_else(|| system_effort(&conversation))
+                    .unwrap_or_default();
                 let settings = RequestSettings {
                     model,
-                    effort: self.effort,
+                    effort,
                     sampling: self.sampling,
                     max_new_tokens,
                 };
@@ -304,7 +309,7 @@ impl Front {
                     self.end_turn(&mut running.turn, true);
                 }
             }
-            Command::SetEffort(effort) => self.effort = effort,
+            Command::SetEffort(effort) => self.effort = Some(effort),
             Command::SetSampling(sampling) => self.sampling = sampling,
             // The server keeps its own cache and context; nothing to do here.
             Command::NewChat
@@ -405,6 +410,18 @@ impl Front {
         // The app has gone when this fails; the inbox closing ends the loop.
         let _ = self.events.send(event);
     }
+}
+
+/// The effort the conversation's system message asks for.
+fn system_effort(conversation: &Conversation) -> Option<ReasoningEffort> {
+    conversation
+        .messages
+        .iter()
+        .flat_map(|message| &message.content)
+        .find_map(|content| match content {
+            Content::SystemContent(system) => system.reasoning_effort,
+            _ => None,
+        })
 }
 
 /// Streams one turn into the inbox until `[DONE]`, the end of the body, an error or `cancel`.

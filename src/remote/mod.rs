@@ -17,6 +17,9 @@ pub mod turn;
 
 pub use front::spawn;
 
+use crate::engine::SamplingParams;
+use crate::harmony::ReasoningEffort;
+
 /// Where the server is and how to talk to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteOptions {
@@ -26,6 +29,10 @@ pub struct RemoteOptions {
     pub api_key: Option<String>,
     /// The model to ask for; `None`: the first one the server lists.
     pub model: Option<String>,
+    /// Effort until a `SetEffort`; `None`: the conversation's system message says.
+    pub effort: Option<ReasoningEffort>,
+    /// Sampling until a `SetSampling` (the app's settings).
+    pub sampling: SamplingParams,
 }
 
 impl RemoteOptions {
@@ -54,7 +61,21 @@ impl RemoteOptions {
             base_url: parsed,
             api_key,
             model,
+            effort: None,
+            sampling: SamplingParams::default(),
         })
+    }
+
+    /// Starts with this effort (as the local engine starts with the settings' effort).
+    pub fn with_effort(mut self, effort: ReasoningEffort) -> Self {
+        self.effort = Some(effort);
+        self
+    }
+
+    /// Starts with this sampling.
+    pub fn with_sampling(mut self, sampling: SamplingParams) -> Self {
+        self.sampling = sampling;
+        self
     }
 
     /// From the command-line flags (`--remote URL`, `--api-key-env VAR`, `--remote-model
