@@ -6,3 +6,4 @@
 pub mod cli;
 pub mod fake_hub;
 pub mod harmony;
+pub mod tmux;
