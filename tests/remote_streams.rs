@@ -13,6 +13,8 @@ use ossterm::harmony::{Conversation, Message, ReasoningEffort, SystemContent};
 use ossterm::remote::RemoteOptions;
 use serde_json::Value;
 
+mod common;
+
 const STREAMS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/remote_streams");
 
 /// How the fake server answers a chat request.
@@ -515,4 +517,30 @@ fn through_the_app_the_panes_fill_and_metrics_show_the_servers_kv_use() {
         assert!(screen.contains(needle), "{needle:?} not on screen");
     }
     handle.shutdown();
+}
+
+#[test]
+fn bad_remote_flags_are_refused_before_the_app_starts() {
+    let (ok, _, stderr) = common::cli::ossterm(&["--remote", "ftp://gpu-box/v1"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--remote ftp://gpu-box/v1: use an http:// or https:// URL"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = common::cli::ossterm(&[
+        "--remote",
+        "http://127.0.0.1:9/v1",
+        "--api-key-env",
+        "OSSTERM_TEST_NO_SUCH_KEY",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "--api-key-env OSSTERM_TEST_NO_SUCH_KEY: the environment variable is not set"
+        ),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = common::cli::ossterm(&["--remote-model", "m"]);
+    assert!(!ok);
+    assert!(stderr.contains("--remote <URL>"), "{stderr}");
 }

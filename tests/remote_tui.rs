@@ -4,48 +4,11 @@
 //!
 //! Needs tmux (installed by .ci/run) and the demo model in assets/demo.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 mod common;
+use common::serve::Server;
 use common::tmux::Tmux;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossterm");
-
-/// `ossterm serve --demo` on 127.0.0.1, killed when dropped.
-struct Serve {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    base: String,
-}
-
-impl Serve {
-    fn start() -> Self {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--demo", "--host", "127.0.0.1", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starts ossterm serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("reads the address line");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Self { child, base }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The server's KV use as the metrics pane shows it ("KV cache server 12.5%").
 fn server_kv_percent(screen: &str) -> Option<f64> {
@@ -55,7 +18,7 @@ fn server_kv_percent(screen: &str) -> Option<f64> {
 
 #[test]
 fn the_app_on_ossterm_serve_fills_both_panes_and_shows_the_servers_kv_use() {
-    let serve = Serve::start();
+    let serve = Server::start(&[]);
     let data = tempfile::tempdir().expect("a temp dir");
     let config = tempfile::tempdir().expect("a temp dir");
     let tmux = Tmux::start("remote", data.path(), config.path());
