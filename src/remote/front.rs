@@ -286,6 +286,7 @@ impl Front {
                     effort,
                     sampling: self.sampling,
                     max_new_tokens,
+                    context_limit: self.context_limit,
                 };
                 let body = request_body(&conversation, &settings);
                 self.next_turn += 1;

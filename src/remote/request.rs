@@ -20,6 +20,16 @@ pub struct RequestSettings {
     pub sampling: SamplingParams,
     /// Sent as `max_tokens` unless unbounded.
     pub max_new_tokens: usize,
+    /// The server's context length (`max_model_len`), 0 when unknown.
+    pub context_limit: usize,
+}
+
+/// The `max_tokens` to send: none when unbounded or when it is not below the server's context
+/// length (vLLM refuses a request whose prompt plus `max_tokens` exceeds it; without the field
+/// each server stops at its own limit).
+pub fn max_tokens_to_send(max_new_tokens: usize, context_limit: usize) -> Option<usize> {
+    let too_large = context_limit > 0 && max_new_tokens >= context_limit;
+    (max_new_tokens != usize::MAX && !too_large).then_some(max_new_tokens)
 }
 
 /// The JSON body for a streamed completion of `conversation`.
@@ -110,8 +120,8 @@ pub fn request_body(conversation: &Conversation, settings: &RequestSettings) -> 
         "top_p": settings.sampling.top_p,
         "seed": settings.sampling.seed,
     });
-    if settings.max_new_tokens != usize::MAX {
-        body["max_tokens"] = json!(settings.max_new_tokens);
+    if let Some(max_tokens) = max_tokens_to_send(settings.max_new_tokens, settings.context_limit) {
+        body["max_tokens"] = json!(max_tokens);
     }
     if !tools.is_empty() {
         body["tools"] = Value::Array(tools);
@@ -130,7 +140,16 @@ mod tests {
             effort: ReasoningEffort::High,
             sampling: SamplingParams::default(),
             max_new_tokens: 64,
+            context_limit: 0,
         }
+    }
+
+    #[test]
+    fn max_tokens_is_left_out_when_it_would_not_fit_the_servers_context() {
+        assert_eq!(max_tokens_to_send(64, 0), Some(64));
+        assert_eq!(max_tokens_to_send(32_768, 131_072), Some(32_768));
+        assert_eq!(max_tokens_to_send(32_768, 16_384), None);
+        assert_eq!(max_tokens_to_send(usize::MAX, 0), None);
     }
 
     #[test]
