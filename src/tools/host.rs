@@ -11,7 +11,9 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::tools::browser::{self, BrowserTool};
 use crate::tools::error::ToolError;
+use crate::tools::mcp::McpHub;
 use crate::tools::python::{self, PythonTool};
 use crate::tools::settings::ToolSettings;
 use crate::tools::{
@@ -160,47 +162,25 @@ pub fn spawn(settings: &ToolSettings) -> Result<ToolHostHandle, ToolError> {
 }
 
 /// Which runner answers a recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     Python,
+    /// An MCP function, by its name inside `functions`.
+    Mcp(String),
+    /// A browser function (`search`, `open`, `find`).
+    Browser(String),
     Unknown,
 }
 
-struct Host {
-    python: Option<Arc<PythonTool>>,
-    events: Sender<ToolEvent>,
-    running: Arc<Mutex<HashMap<u64, Arc<CallControl>>>>,
-    catalog: ToolCatalog,
+/// The configured runners (shared with the call threads and the MCP death watcher).
+struct Runners {
+    python: Option<PythonTool>,
+    mcp: Option<McpHub>,
+    browser: Option<BrowserTool>,
 }
 
-impl Host {
-    fn new(
-        settings: &ToolSettings,
-        work_dir: PathBuf,
-        events: Sender<ToolEvent>,
-    ) -> Result<Self, ToolError> {
-        let python = settings
-            .python
-            .enabled
-            .then(|| Arc::new(PythonTool::new(settings.python.clone(), &work_dir)));
-        let mut host = Self {
-            python,
-            events,
-            running: Arc::new(Mutex::new(HashMap::new())),
-            catalog: ToolCatalog::default(),
-        };
-        host.catalog = host.build_catalog();
-        let _ = host.events.send(ToolEvent::Tools(host.catalog.clone()));
-        if let Some(why) = host.python.as_ref().and_then(|p| p.network_problem()) {
-            let _ = host.events.send(ToolEvent::Problem {
-                source: "python".into(),
-                message: format!("the model's python code can reach the network: {why}"),
-            });
-        }
-        Ok(host)
-    }
-
-    fn build_catalog(&self) -> ToolCatalog {
+impl Runners {
+    fn catalog(&self) -> ToolCatalog {
         let mut catalog = ToolCatalog::default();
         if let Some(python) = &self.python {
             catalog.builtin.push(python.namespace());
@@ -214,6 +194,29 @@ impl Host {
                 },
             );
         }
+        if let Some(browser) = &self.browser {
+            catalog.builtin.push(BrowserTool::namespace());
+            for function in ["search", "open", "find"] {
+                catalog.entries.insert(
+                    format!("{}.{function}", browser::NAMESPACE),
+                    CatalogEntry {
+                        where_runs: ToolWhere::Browser {
+                            backend: browser.backend_label(),
+                        },
+                        read_only: false,
+                    },
+                );
+            }
+        }
+        if let Some(mcp) = &self.mcp {
+            for function in mcp.functions() {
+                catalog.entries.insert(
+                    format!("{FUNCTIONS_PREFIX}{}", function.description.name),
+                    function.entry,
+                );
+                catalog.functions.push(function.description);
+            }
+        }
         catalog
     }
 
@@ -222,7 +225,115 @@ impl Host {
         if self.python.is_some() && recipient.starts_with(python::RECIPIENT) {
             return Route::Python;
         }
+        if let (Some(mcp), Some(function)) = (&self.mcp, recipient.strip_prefix(FUNCTIONS_PREFIX))
+            && mcp.knows(function)
+        {
+            return Route::Mcp(function.to_string());
+        }
+        if self.browser.is_some()
+            && let Some(function) = recipient
+                .strip_prefix(browser::NAMESPACE)
+                .and_then(|rest| rest.strip_prefix('.'))
+        {
+            return Route::Browser(function.to_string());
+        }
         Route::Unknown
+    }
+
+    fn run(&self, route: &Route, chat_id: &str, control: &CallControl) -> ToolAnswer {
+        let arguments = &control.call.arguments;
+        match route {
+            Route::Python => match &self.python {
+                Some(python) => python.run(chat_id, arguments, control),
+                None => ToolAnswer::error("python is not enabled"),
+            },
+            Route::Mcp(function) => match &self.mcp {
+                Some(mcp) => mcp.call(function, arguments, control),
+                None => ToolAnswer::error("no MCP server is configured"),
+            },
+            Route::Browser(function) => match &self.browser {
+                Some(browser) => browser.run(chat_id, function, arguments),
+                None => ToolAnswer::error("the browser is not configured"),
+            },
+            Route::Unknown => ToolAnswer::error("no runner for this tool"),
+        }
+    }
+
+    fn shutdown(&self) {
+        if let Some(python) = &self.python {
+            python.shutdown();
+        }
+        if let Some(mcp) = &self.mcp {
+            mcp.shutdown();
+        }
+    }
+}
+
+/// Function tools' recipients start with this.
+const FUNCTIONS_PREFIX: &str = "functions.";
+
+struct Host {
+    runners: Arc<Runners>,
+    events: Sender<ToolEvent>,
+    running: Arc<Mutex<HashMap<u64, Arc<CallControl>>>>,
+}
+
+impl Host {
+    fn new(
+        settings: &ToolSettings,
+        work_dir: PathBuf,
+        events: Sender<ToolEvent>,
+    ) -> Result<Self, ToolError> {
+        let python = settings
+            .python
+            .enabled
+            .then(|| PythonTool::new(settings.python.clone(), &work_dir));
+        let mut problems = Vec::new();
+        if let Some(why) = python.as_ref().and_then(PythonTool::network_problem) {
+            problems.push((
+                "python".to_string(),
+                format!("the model's python code can reach the network: {why}"),
+            ));
+        }
+        let mcp = if settings.mcp.is_empty() {
+            None
+        } else {
+            let (hub, failed) = McpHub::start(&settings.mcp)?;
+            problems.extend(
+                failed
+                    .into_iter()
+                    .map(|(server, why)| (format!("mcp.{server}"), why)),
+            );
+            Some(hub)
+        };
+        let browser = BrowserTool::new(&settings.browser);
+        let runners = Arc::new(Runners {
+            python,
+            mcp,
+            browser,
+        });
+        let _ = events.send(ToolEvent::Tools(runners.catalog()));
+        for (source, message) in problems {
+            let _ = events.send(ToolEvent::Problem { source, message });
+        }
+        if let Some(mcp) = &runners.mcp {
+            let weak = Arc::downgrade(&runners);
+            let death_events = events.clone();
+            mcp.set_on_death(Arc::new(move |server: &str, why: String| {
+                let _ = death_events.send(ToolEvent::Problem {
+                    source: format!("mcp.{server}"),
+                    message: format!("the server {why}"),
+                });
+                if let Some(runners) = weak.upgrade() {
+                    let _ = death_events.send(ToolEvent::Tools(runners.catalog()));
+                }
+            }));
+        }
+        Ok(Self {
+            runners,
+            events,
+            running: Arc::new(Mutex::new(HashMap::new())),
+        })
     }
 
     fn serve(self, commands: Receiver<ToolCommand>) {
@@ -231,7 +342,7 @@ impl Host {
                 ToolCommand::Run { chat_id, call } => self.run(chat_id, call),
                 ToolCommand::Cancel { call_id } => self.cancel(call_id),
                 ToolCommand::ResetChat { chat_id } => {
-                    if let Some(python) = &self.python {
+                    if let Some(python) = &self.runners.python {
                         python.reset(&chat_id);
                     }
                 }
@@ -242,9 +353,7 @@ impl Host {
         for control in running {
             control.cancel();
         }
-        if let Some(python) = &self.python {
-            python.shutdown();
-        }
+        self.runners.shutdown();
     }
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<CallControl>>> {
@@ -259,14 +368,14 @@ impl Host {
         let _ = self.events.send(ToolEvent::Started {
             call_id: control.call.id,
         });
-        let route = self.route(&control.call.recipient);
+        let route = self.runners.route(&control.call.recipient);
         if route == Route::Unknown {
             control.answer(&self.events, self.unknown(&control.call.recipient));
             return;
         }
         self.lock_running()
             .insert(control.call.id, Arc::clone(&control));
-        let python = self.python.clone();
+        let runners = Arc::clone(&self.runners);
         let events = self.events.clone();
         let running = Arc::clone(&self.running);
         let thread_control = Arc::clone(&control);
@@ -274,12 +383,7 @@ impl Host {
             .name(format!("tool-call-{}", control.call.id))
             .spawn(move || {
                 let control = thread_control;
-                let answer = match (route, python) {
-                    (Route::Python, Some(python)) => {
-                        python.run(&chat_id, &control.call.arguments, &control)
-                    }
-                    _ => ToolAnswer::error("no runner for this tool"),
-                };
+                let answer = runners.run(&route, &chat_id, &control);
                 control.answer(&events, answer);
                 if let Ok(mut running) = running.lock() {
                     running.remove(&control.call.id);
@@ -303,7 +407,8 @@ impl Host {
     }
 
     fn unknown(&self, recipient: &str) -> ToolAnswer {
-        let known: Vec<&str> = self.catalog.entries.keys().map(String::as_str).collect();
+        let catalog = self.runners.catalog();
+        let known: Vec<&str> = catalog.entries.keys().map(String::as_str).collect();
         let known = if known.is_empty() {
             "none are configured".to_string()
         } else {

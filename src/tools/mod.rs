@@ -9,8 +9,10 @@
 //! The tool host speaks [`ToolCommand`] in and [`ToolEvent`] out, like the engine, so the
 //! UI never blocks on a tool.
 
+pub mod browser;
 pub mod error;
 pub mod host;
+pub mod mcp;
 pub mod protocol;
 pub mod python;
 pub mod settings;

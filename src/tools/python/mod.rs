@@ -196,23 +196,19 @@ impl PythonTool {
                 sandbox::check_docker_image(&self.settings.docker_image)?;
                 let mut command = Command::new("docker");
                 let mount = format!("{}:/mnt/data", dir.display());
+                let container = format!("ossterm-python-{:016x}", rand::random::<u64>());
                 command
-                    .args([
-                        "run",
-                        "-i",
-                        "--rm",
-                        "--network",
-                        "none",
-                        "--pids-limit",
-                        "256",
-                    ])
+                    .args(["run", "-i", "--rm", "--name", &container])
+                    .args(["--network", "none", "--pids-limit", "256"])
                     .arg(format!("--memory={}m", self.settings.memory_mb))
                     .args(["-v", &mount, "-w", "/mnt/data"])
                     .arg(&self.settings.docker_image)
                     .args(["python3", "-u", "-c", DRIVER])
                     .arg(&sentinel);
                 sandbox::confine(&mut command, 0, false);
-                repl::Repl::start(command, &sentinel)
+                let mut repl = repl::Repl::start(command, &sentinel)?;
+                repl.container = Some(container);
+                Ok(repl)
             }
         }
     }

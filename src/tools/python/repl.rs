@@ -45,6 +45,9 @@ pub struct Repl {
     pub pgid: i32,
     /// Why the network is still reachable, when dropping it failed.
     pub network_note: Option<String>,
+    /// The docker container's name (`runner = "docker"`): killing the client does not stop
+    /// an attached container, so `kill` also runs `docker kill`.
+    pub container: Option<String>,
 }
 
 impl Repl {
@@ -84,6 +87,7 @@ impl Repl {
             marker: format!("\n{sentinel}:").into_bytes(),
             pgid,
             network_note: None,
+            container: None,
         })
     }
 
@@ -167,6 +171,18 @@ impl Repl {
         signal_group(self.pgid, libc::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(name) = self.container.take() {
+            let killer = Command::new("docker")
+                .args(["kill", &name])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            // Reaped off-thread: a stuck docker daemon must not stall the call.
+            if let Ok(mut killer) = killer {
+                std::thread::spawn(move || killer.wait());
+            }
+        }
     }
 }
 
