@@ -102,6 +102,13 @@ fn bad_values_are_refused_with_key_and_file() {
         ("[sampling]\ntop_k = 2.5\n", "`sampling.top_k`"),
         ("sampling = 3\n", "`sampling`"),
         ("[keybindings]\nsubmit = 5\n", "`keybindings.submit`"),
+        ("[python]\nrunner = \"vm\"\n", "`python.runner`"),
+        ("[mcp.time]\nargs = []\n", "`mcp.time.command` is missing"),
+        (
+            "[browser]\nsearxng_url = \"ftp://x\"\n",
+            "`browser.searxng_url`",
+        ),
+        ("[tools]\nallow = \"python\"\n", "`tools.allow`"),
     ];
     for (text, key) in cases {
         let (dir, out) = with_config(text);

@@ -9,9 +9,17 @@
 //! The tool host speaks [`ToolCommand`] in and [`ToolEvent`] out, like the engine, so the
 //! UI never blocks on a tool.
 
+pub mod browser;
+pub mod error;
+pub mod host;
+pub mod mcp;
 pub mod protocol;
+pub mod python;
+pub mod settings;
 
+pub use error::ToolError;
 pub use protocol::{
     Approval, CatalogEntry, ToolCall, ToolCatalog, ToolCommand, ToolEvent, ToolHostHandle,
     ToolResult, ToolWhere,
 };
+pub use settings::ToolSettings;
