@@ -15,7 +15,8 @@ use crate::cli::AppArgs;
 use crate::config::{self, Settings};
 use crate::engine::{self, EngineOptions, ModelSource};
 use crate::store::{ChatLock, ChatStore, StoreError, new_chat_id};
-use crate::tui::app::{App, AppOptions, Effect, Input, ModelState, Overlay};
+use crate::tools::{ToolCommand, ToolEvent, ToolHostHandle};
+use crate::tui::app::{App, AppOptions, Effect, Input, ModelState, Overlay, tools};
 use crate::tui::terminal;
 use crate::tui::theme::Theme;
 use crate::tui::ui;
@@ -43,10 +44,14 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
     let engine = engine::spawn(engine_options);
     let mut app = App::new(options);
     app.shift_enter_works = guard.keyboard_enhanced;
+    // The tool host comes with the runners (`tools::host::spawn`); until then calls are
+    // answered that no tool is configured.
+    let tool_link = ToolLink::new(None)?;
     let result = runtime.block_on(event_loop(
         &mut guard.terminal,
         app,
         engine,
+        tool_link,
         &store,
         signals,
     ));
@@ -141,10 +146,65 @@ fn engine_options(args: &AppArgs, settings: &Settings) -> anyhow::Result<EngineO
     })
 }
 
+/// The event loop's end of the tool host: its events arrive on a tokio channel (a thread
+/// forwards them), so the loop selects over them like engine events.
+struct ToolLink {
+    /// `None` without a tool host.
+    commands: Option<std::sync::mpsc::Sender<ToolCommand>>,
+    /// Also takes the answers made here when no host runs a call.
+    events_in: tokio::sync::mpsc::UnboundedSender<ToolEvent>,
+    events: UnboundedReceiver<ToolEvent>,
+}
+
+impl ToolLink {
+    fn new(host: Option<ToolHostHandle>) -> anyhow::Result<Self> {
+        let (events_in, events) = unbounded_channel();
+        let commands = match host {
+            Some(host) => {
+                let forward = events_in.clone();
+                std::thread::Builder::new()
+                    .name("ossterm-tool-events".into())
+                    .spawn(move || {
+                        while let Ok(event) = host.events.recv() {
+                            if forward.send(event).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .context("cannot start the tool event thread")?;
+                Some(host.commands)
+            }
+            None => None,
+        };
+        Ok(Self {
+            commands,
+            events_in,
+            events,
+        })
+    }
+
+    /// Sends `command` to the host; without one (or when it has gone) a call is answered
+    /// here so the model is told and the chat goes on.
+    fn send(&self, command: ToolCommand) {
+        let command = match &self.commands {
+            Some(commands) => match commands.send(command) {
+                Ok(()) => return,
+                Err(unsent) => unsent.0,
+            },
+            None => command,
+        };
+        if let ToolCommand::Run { call, .. } = command {
+            let result = tools::local_result(&call, tools::NO_HOST_TEXT);
+            let _ = self.events_in.send(ToolEvent::Finished(result));
+        }
+    }
+}
+
 async fn event_loop(
     terminal: &mut terminal::Tui,
     mut app: App,
     mut engine: engine::EngineHandle,
+    mut tool_link: ToolLink,
     store: &ChatStore,
     mut signals: UnboundedReceiver<i32>,
 ) -> anyhow::Result<()> {
@@ -194,6 +254,7 @@ async fn event_loop(
                     })
                 }
             },
+            Some(event) = tool_link.events.recv() => Some(Input::Tool(event)),
             // Only polled while a redraw is due: an idle app does not wake up 30 times a second.
             // After a quiet spell the first tick is immediate, so a key shows at once.
             _ = frame_tick.tick(), if dirty => {
@@ -213,6 +274,10 @@ async fn event_loop(
         }
         let mut quit = false;
         for effect in effects {
+            if let Effect::Tool(command) = effect {
+                tool_link.send(command);
+                continue;
+            }
             match perform(effect, &mut app, &engine, store, &mut chat_lock) {
                 Ok(true) => quit = true,
                 Ok(false) => {}
@@ -231,6 +296,7 @@ async fn event_loop(
     }
     // The engine may be deep in a download, a load or a long prefill: quitting does not wait.
     engine.shutdown_within(ENGINE_EXIT_WAIT);
+    tool_link.send(ToolCommand::Shutdown);
     if let Some(e) = terminal_error {
         return Err(e).context("reading terminal events");
     }
@@ -335,6 +401,8 @@ fn perform(
             app.notice = Some("chat deleted".into());
         }
         Effect::Quit => return Ok(true),
+        // Sent by the event loop, which holds the tool host.
+        Effect::Tool(_) => {}
     }
     Ok(false)
 }

@@ -89,6 +89,10 @@ impl App {
         if !self.messages.is_empty() {
             effects.push(self.save());
         }
+        // The python tool keeps state per chat: the old chat's goes.
+        effects.push(Effect::Tool(crate::tools::ToolCommand::ResetChat {
+            chat_id: self.chat_id.clone(),
+        }));
         self.reset_chat(crate::store::new_chat_id(), ChatMeta::default());
         effects.push(Effect::Engine(CommandKind::NewChat));
         self.notice = Some("new chat".into());
@@ -121,6 +125,7 @@ impl App {
         self.chat_scroll = PaneScroll::default();
         self.reasoning_scroll = PaneScroll::default();
         self.saved_context_tokens = None;
+        self.tools.reset_chat();
     }
 
     /// Shows the saved chats (the driver's answer to `Effect::ListChats`).
@@ -208,9 +213,15 @@ impl App {
                         let turn = self.new_turn();
                         self.entries.push(turn);
                     }
+                    let is_call = crate::tools::ToolCall::from_message(0, &message).is_some();
+                    if is_call || message.role == Role::Tool {
+                        self.reopen_tool_message(&message);
+                    }
                     let theme = self.theme.clone();
                     if let Some(turn) = self.last_turn_mut() {
                         match message.channel.as_deref() {
+                            // Calls and results are shown as their blocks.
+                            _ if is_call || message.role == Role::Tool => {}
                             Some("analysis") => turn.reasoning.push(&text, &theme),
                             Some("commentary") => {
                                 let to = message
@@ -219,9 +230,6 @@ impl App {
                                     .map(|r| format!("→ {r}: "))
                                     .unwrap_or_default();
                                 turn.commentary.push(format!("{to}{text}"));
-                            }
-                            _ if message.role == Role::Tool => {
-                                turn.commentary.push(format!("← {text}"))
                             }
                             _ => turn.answer.push(&text, &theme),
                         }
