@@ -17,9 +17,7 @@ use super::markdown;
 use super::theme::Theme;
 use crate::engine::protocol::{MetricsSample, ModelInfo, SamplingParams};
 use crate::engine::{Command, Event, StopReason, TurnStats};
-use crate::harmony::{
-    Content, Conversation, DeveloperContent, Message, ReasoningEffort, Role, SystemContent,
-};
+use crate::harmony::{Content, Conversation, Message, ReasoningEffort, Role, SystemContent};
 use crate::store::{ChatMeta, ChatSnapshot, ChatSummary, TurnRecord};
 use crate::tools::{ToolCommand, ToolEvent};
 
@@ -372,11 +370,6 @@ pub fn system_message(effort: ReasoningEffort, today: &str) -> Message {
             .with_reasoning_effort(effort)
             .with_conversation_start_date(today),
     )
-}
-
-/// The developer message carrying the user's instructions.
-fn developer_message(instructions: &str) -> Message {
-    Message::developer(DeveloperContent::new().with_instructions(instructions))
 }
 
 impl App {

@@ -4,9 +4,9 @@
 use crossterm::event::{KeyCode, KeyEvent};
 
 use super::scroll::PaneScroll;
+use super::tools::{new_developer_message, with_builtin_tools};
 use super::{
-    App, CommandKind, Effect, Entry, Overlay, PendingMessage, developer_message, message_text,
-    system_message,
+    App, CommandKind, Effect, Entry, Overlay, PendingMessage, message_text, system_message,
 };
 use crate::harmony::{Content, Conversation, Message, ReasoningEffort, Role};
 use crate::store::{ChatMeta, ChatSnapshot, ChatSummary};
@@ -50,16 +50,18 @@ impl App {
     /// tools, fields this version does not know); only the effort and the instructions follow
     /// the app's settings.
     pub fn conversation(&self) -> Conversation {
+        // A new chat offers the tool host's tools: built-ins in the system message,
+        // functions in the developer message.
+        let catalog = &self.tools.catalog;
         let system = match &self.opened_system {
             Some(saved) => with_effort(saved.clone(), self.effort),
-            None => system_message(self.effort, &self.today),
+            None => with_builtin_tools(system_message(self.effort, &self.today), catalog),
         };
         let mut messages = vec![system];
         let instructions = self.developer_instructions.trim();
         match &self.opened_developer {
             Some(saved) => messages.extend(with_instructions(saved.clone(), instructions)),
-            None if !instructions.is_empty() => messages.push(developer_message(instructions)),
-            None => {}
+            None => messages.extend(new_developer_message(instructions, catalog)),
         }
         messages.extend(self.messages.iter().cloned());
         Conversation {

@@ -13,7 +13,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 
 use super::{App, Effect, Entry, Pane};
 use crate::engine::StopReason;
-use crate::harmony::{Message, Role};
+use crate::harmony::{Content, DeveloperContent, Message, Role};
 use crate::tools::{
     Approval, ToolCall, ToolCatalog, ToolCommand, ToolEvent, ToolResult, ToolWhere,
 };
@@ -166,6 +166,33 @@ pub fn pretty_arguments(arguments: &str) -> String {
         }
         _ => arguments.to_string(),
     }
+}
+
+/// `system` offering the catalog's built-in namespaces (`browser`, `python`).
+pub(super) fn with_builtin_tools(mut system: Message, catalog: &ToolCatalog) -> Message {
+    for content in &mut system.content {
+        if let Content::SystemContent(c) = content {
+            for namespace in &catalog.builtin {
+                c.tools
+                    .get_or_insert_with(Default::default)
+                    .insert(namespace.name.clone(), namespace.clone());
+            }
+        }
+    }
+    system
+}
+
+/// A new chat's developer message: the user's instructions and the catalog's function
+/// tools; `None` when it would say nothing.
+pub(super) fn new_developer_message(instructions: &str, catalog: &ToolCatalog) -> Option<Message> {
+    let mut content = DeveloperContent::new();
+    if !instructions.is_empty() {
+        content = content.with_instructions(instructions);
+    }
+    if !catalog.functions.is_empty() {
+        content = content.with_function_tools(catalog.functions.clone());
+    }
+    (content != DeveloperContent::new()).then(|| Message::developer(content))
 }
 
 impl App {

@@ -296,6 +296,39 @@ fn blocks_expand_and_selection_moves_between_calls() {
 }
 
 #[test]
+fn a_new_chat_offers_the_catalogs_tools_to_the_model() {
+    use crate::harmony::{DeveloperContent, ToolDescription, ToolNamespaceConfig};
+    let mut app = app();
+    let without = app.conversation();
+    assert_eq!(
+        without.messages.len(),
+        1,
+        "no tools, no instructions: no developer message"
+    );
+    let python = ToolNamespaceConfig::new("python", Some("Runs python.".into()), Vec::new());
+    let get_time = ToolDescription::new("get_time", "The time now.", None);
+    app.update(Input::Tool(ToolEvent::Tools(crate::tools::ToolCatalog {
+        builtin: vec![python.clone()],
+        functions: vec![get_time.clone()],
+        ..Default::default()
+    })));
+    let with = app.conversation();
+    match &with.messages[0].content[..] {
+        [Content::SystemContent(system)] => {
+            assert_eq!(
+                system.tools.as_ref().and_then(|t| t.get("python")),
+                Some(&python)
+            );
+        }
+        other => panic!("not a system message: {other:?}"),
+    }
+    assert_eq!(
+        with.messages[1],
+        Message::developer(DeveloperContent::new().with_function_tools(vec![get_time]))
+    );
+}
+
+#[test]
 fn a_reopened_chat_shows_its_calls_and_results_as_blocks() {
     let mut app = app();
     call_turn(&mut app, "time?");
