@@ -9,8 +9,12 @@
 //! The tool host speaks [`ToolCommand`] in and [`ToolEvent`] out, like the engine, so the
 //! UI never blocks on a tool.
 
+pub mod agent;
+pub mod policy;
 pub mod protocol;
 
+pub use agent::{AgentError, AgentLoop, AgentStep, ToolExchange};
+pub use policy::{ApprovalPolicy, Decision, DenyReason, RunReason};
 pub use protocol::{
     Approval, CatalogEntry, ToolCall, ToolCatalog, ToolCommand, ToolEvent, ToolHostHandle,
     ToolResult, ToolWhere,
