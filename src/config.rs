@@ -32,6 +32,10 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "developer_instructions",
     "sampling",
     "keybindings",
+    "tools",
+    "mcp",
+    "python",
+    "browser",
 ];
 const SAMPLING_KEYS: &[&str] = &["temperature", "top_p", "top_k", "min_p", "seed"];
 
@@ -103,6 +107,8 @@ pub struct Settings {
     pub keybindings: BTreeMap<String, String>,
     /// Developer message text sent with every chat.
     pub developer_instructions: Option<String>,
+    /// `[tools]`, `[mcp.NAME]`, `[python]`, `[browser]` (see `tools::settings`).
+    pub tools: crate::tools::ToolSettings,
 }
 
 impl Settings {
@@ -122,6 +128,7 @@ impl Settings {
             temperature_set: false,
             keybindings: BTreeMap::new(),
             developer_instructions: None,
+            tools: crate::tools::ToolSettings::default(),
         }
     }
 
@@ -181,6 +188,9 @@ impl Settings {
                     settings.temperature_set |= value.get("temperature").is_some();
                 }
                 "keybindings" => settings.keybindings = reader.keybindings(value)?,
+                "tools" | "mcp" | "python" | "browser" => {
+                    crate::tools::settings::read_section(&reader, key, value, &mut settings.tools)?
+                }
                 other => return Err(reader.unknown(other, TOP_LEVEL_KEYS)),
             }
         }
@@ -369,12 +379,12 @@ fn to_usize(n: u64) -> usize {
 }
 
 /// Reads typed values out of the table, with errors naming key and file.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     path: &'a Path,
 }
 
 impl Reader<'_> {
-    fn bad(&self, key: &str, problem: String) -> ConfigError {
+    pub(crate) fn bad(&self, key: &str, problem: String) -> ConfigError {
         ConfigError::BadValue {
             path: self.path.to_path_buf(),
             key: key.to_string(),
@@ -382,7 +392,7 @@ impl Reader<'_> {
         }
     }
 
-    fn unknown(&self, key: &str, known: &[&str]) -> ConfigError {
+    pub(crate) fn unknown(&self, key: &str, known: &[&str]) -> ConfigError {
         ConfigError::UnknownKey {
             path: self.path.to_path_buf(),
             key: key.to_string(),
@@ -390,21 +400,25 @@ impl Reader<'_> {
         }
     }
 
-    fn wrong_type(&self, key: &str, expected: &str, value: &toml::Value) -> ConfigError {
+    pub(crate) fn wrong_type(&self, key: &str, expected: &str, value: &toml::Value) -> ConfigError {
         self.bad(
             key,
             format!("must be {expected}, found {} {value}", value.type_str()),
         )
     }
 
-    fn string(&self, key: &str, value: &toml::Value) -> Result<String, ConfigError> {
+    pub(crate) fn string(&self, key: &str, value: &toml::Value) -> Result<String, ConfigError> {
         value
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| self.wrong_type(key, "a string", value))
     }
 
-    fn non_empty_string(&self, key: &str, value: &toml::Value) -> Result<String, ConfigError> {
+    pub(crate) fn non_empty_string(
+        &self,
+        key: &str,
+        value: &toml::Value,
+    ) -> Result<String, ConfigError> {
         let text = self.string(key, value)?;
         if text.trim().is_empty() {
             return Err(self.bad(key, "must not be empty".into()));
@@ -412,7 +426,7 @@ impl Reader<'_> {
         Ok(text)
     }
 
-    fn integer(&self, key: &str, value: &toml::Value) -> Result<u64, ConfigError> {
+    pub(crate) fn integer(&self, key: &str, value: &toml::Value) -> Result<u64, ConfigError> {
         let n = value
             .as_integer()
             .ok_or_else(|| self.wrong_type(key, "a whole number", value))?;

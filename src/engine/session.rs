@@ -112,7 +112,8 @@ impl Session {
         Ok(logits)
     }
 
-    /// Marks a sliding-layer snapshot at the current position (the start of an assistant turn).
+    /// Marks a sliding-layer snapshot at the current position (the start of an assistant turn, or
+    /// of a message the model starts within its turn).
     pub fn mark_turn_start(&mut self) {
         self.cache.mark_snapshot();
     }

@@ -507,6 +507,12 @@ impl Engine {
                 stop = StopReason::Stopped;
                 break;
             }
+            // A new message starts: snapshot here, so the next submit (e.g. with a tool
+            // result, whose call the renderer may write with the recipient elsewhere in the
+            // header than the model did) re-uses every message before it.
+            if token == self.tokenizer.specials().start {
+                self.session.mark_turn_start();
+            }
             logits = self.session.feed(&self.model, &[token])?;
             if last_metrics.elapsed() >= METRICS_INTERVAL {
                 last_metrics = Instant::now();
