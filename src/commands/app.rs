@@ -15,7 +15,7 @@ use crate::cli::AppArgs;
 use crate::config::{self, Settings};
 use crate::engine::{self, EngineOptions, ModelSource};
 use crate::store::{ChatLock, ChatStore, StoreError, new_chat_id};
-use crate::tools::{ToolCommand, ToolEvent, ToolHostHandle};
+use crate::tools::{ApprovalPolicy, ToolCommand, ToolEvent, ToolHostHandle};
 use crate::tui::app::{App, AppOptions, Effect, Input, ModelState, Overlay, tools};
 use crate::tui::terminal;
 use crate::tui::theme::Theme;
@@ -44,9 +44,22 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
     let engine = engine::spawn(engine_options);
     let mut app = App::new(options);
     app.shift_enter_works = guard.keyboard_enhanced;
-    // The tool host comes with the runners (`tools::host::spawn`); until then calls are
-    // answered that no tool is configured.
-    let tool_link = ToolLink::new(None)?;
+    app.tools.policy = ApprovalPolicy {
+        auto_approve_read_only: settings.tools.auto_approve_read_only,
+        interactive: true,
+        ..ApprovalPolicy::default()
+    }
+    .with_allowlist(&settings.tools.allow)
+    .context("in [tools] allow")?;
+    // Tools are optional: a host that cannot start leaves the chat working without them.
+    let host = match crate::tools::host::spawn(&settings.tools) {
+        Ok(host) => Some(host),
+        Err(e) => {
+            app.notice = Some(format!("tools are off: {e}"));
+            None
+        }
+    };
+    let tool_link = ToolLink::new(host)?;
     let result = runtime.block_on(event_loop(
         &mut guard.terminal,
         app,

@@ -1,8 +1,9 @@
 //! Tool calls in the app: the approval prompt, each call's block in the chat (arguments,
 //! where it ran, duration, result), and the time tools took apart from decoding.
 //!
-//! A turn that ends in `<|call|>` leaves the call as the last message. The policy decides
-//! first (allowed for this chat); otherwise the prompt asks. An approved call goes to the tool
+//! A turn that ends in `<|call|>` leaves the call as the last message. The approval policy
+//! decides first (allowlist, allowed for this chat, read-only when configured, unknown tools
+//! denied); otherwise the prompt asks. An approved call goes to the tool
 //! host as an effect; its result comes back as an input like an engine event, is appended to
 //! the conversation and the model continues. The UI never waits for a tool.
 
@@ -15,12 +16,14 @@ use super::{App, Effect, Entry, Pane};
 use crate::engine::StopReason;
 use crate::harmony::{Content, DeveloperContent, Message, Role};
 use crate::tools::{
-    Approval, ToolCall, ToolCatalog, ToolCommand, ToolEvent, ToolResult, ToolWhere,
+    Approval, ApprovalPolicy, Decision, DenyReason, ToolCall, ToolCatalog, ToolCommand, ToolEvent,
+    ToolResult, ToolWhere,
 };
 use crate::tui::keys::Action;
 
-/// What the model reads when the user denied a call.
-pub const DENIED_TEXT: &str = "The user denied this tool call; it did not run.";
+/// Calls one user message may lead to; later ones are denied and the model is not asked
+/// to go on (a model calling a missing tool again and again must not loop forever).
+pub const MAX_CALLS_PER_MESSAGE: usize = 16;
 /// What the model reads when the user stopped a running call (or the prompt with Esc).
 pub const STOPPED_TEXT: &str = "The user stopped this tool call before it finished.";
 /// What the model reads when no tool host runs (tools are not configured).
@@ -72,8 +75,8 @@ pub struct ApprovalPrompt {
 pub struct ToolState {
     /// What the tool host offers (empty until it reports, or without a host).
     pub catalog: ToolCatalog,
-    /// Recipients the config allows without asking.
-    pub allowlist: BTreeSet<String>,
+    /// What runs without asking (the config's allowlist and read-only rule).
+    pub policy: ApprovalPolicy,
     /// Recipients the user allowed for this chat.
     pub allowed_for_chat: BTreeSet<String>,
     /// Every call of this chat, oldest first.
@@ -111,21 +114,30 @@ impl ToolState {
     }
 
     /// Forgets the chat's calls and permissions (a new or reopened chat); the catalog and
-    /// the config's allowlist stay.
+    /// the config's policy stay.
     pub fn reset_chat(&mut self) {
         *self = Self {
             catalog: std::mem::take(&mut self.catalog),
-            allowlist: std::mem::take(&mut self.allowlist),
+            policy: std::mem::take(&mut self.policy),
             next_call_id: self.next_call_id,
             ..Self::default()
         };
     }
 
-    /// What the policy says without asking: allowed by the config or for this chat.
-    fn policy(&self, call: &ToolCall) -> Option<Approval> {
-        (self.allowlist.contains(&call.recipient)
-            || self.allowed_for_chat.contains(&call.recipient))
-        .then_some(Approval::AllowOnce)
+    /// What the policy says before asking; someone is at the terminal, so it may ask.
+    fn decide(&self, call: &ToolCall) -> Decision {
+        if self.turn_calls >= MAX_CALLS_PER_MESSAGE {
+            return Decision::Deny(DenyReason::CallLimit);
+        }
+        let policy = ApprovalPolicy {
+            interactive: true,
+            ..self.policy.clone()
+        };
+        policy.decide(
+            call,
+            self.catalog.entries.get(&call.recipient),
+            &self.allowed_for_chat,
+        )
     }
 
     fn where_runs(&self, recipient: &str) -> ToolWhere {
@@ -215,7 +227,7 @@ impl App {
         if let Some(turn) = self.last_turn_mut() {
             turn.commentary.retain(|line| !line.starts_with(&streamed));
         }
-        let decision = self.tools.policy(&call);
+        let decision = self.tools.decide(&call);
         self.tools.blocks.push(ToolBlock {
             where_runs: self.tools.where_runs(&call.recipient),
             after_entry: self.entries.len().saturating_sub(1),
@@ -226,8 +238,8 @@ impl App {
         let block = self.tools.blocks.len() - 1;
         self.tools.selected = Some(block);
         match decision {
-            Some(approval) => self.answer_call(block, approval),
-            None => {
+            Decision::Run(_) => self.run_call(block),
+            Decision::Ask => {
                 self.tools.prompt = Some(ApprovalPrompt {
                     block,
                     scroll_lines: 0,
@@ -235,6 +247,13 @@ impl App {
                     draft: String::new(),
                 });
                 Vec::new()
+            }
+            Decision::Deny(reason) => {
+                let recipient = &self.tools.blocks[block].call.recipient;
+                let text = reason.explain(recipient);
+                self.notice = Some(text.clone());
+                let result = local_result(&self.tools.blocks[block].call, &text);
+                self.finish_call(block, result, reason != DenyReason::CallLimit)
             }
         }
     }
@@ -297,7 +316,8 @@ impl App {
         let recipient = self.tools.blocks[block].call.recipient.clone();
         match approval {
             Approval::Deny => {
-                let result = local_result(&self.tools.blocks[block].call, DENIED_TEXT);
+                let text = DenyReason::User.explain(&recipient);
+                let result = local_result(&self.tools.blocks[block].call, &text);
                 self.notice = Some(format!("denied {recipient}: the model is told"));
                 self.finish_call(block, result, true)
             }

@@ -6,11 +6,35 @@ use std::time::Duration;
 use crossterm::event::KeyCode;
 
 use super::tests::{app, ctrl, key, stats, submitted, type_text};
-use super::tools::{CallState, DENIED_TEXT, STOPPED_TEXT};
+use super::tools::{CallState, MAX_CALLS_PER_MESSAGE, STOPPED_TEXT};
 use super::*;
-use crate::tools::{ToolCall, ToolResult};
+use crate::tools::{
+    ApprovalPolicy, CatalogEntry, DenyReason, ToolCall, ToolCatalog, ToolResult, ToolWhere,
+};
 
 const ARGS: &str = "{\"timezone\":\"UTC\"}";
+
+fn time_server() -> ToolWhere {
+    ToolWhere::McpServer {
+        server: "time".into(),
+        command: "uvx mcp-server-time".into(),
+    }
+}
+
+/// The app with a tool host offering `functions.get_time`.
+fn tool_app() -> App {
+    let mut app = app();
+    let mut catalog = ToolCatalog::default();
+    catalog.entries.insert(
+        "functions.get_time".into(),
+        CatalogEntry {
+            where_runs: time_server(),
+            read_only: true,
+        },
+    );
+    app.update(Input::Tool(ToolEvent::Tools(catalog)));
+    app
+}
 
 /// The user asks; the model calls `functions.get_time` and the turn ends in `<|call|>`.
 fn call_turn(app: &mut App, question: &str) -> Vec<Effect> {
@@ -64,7 +88,7 @@ fn last_message_text(app: &App) -> String {
 
 #[test]
 fn a_call_waits_in_the_prompt_and_allow_once_runs_it_and_continues() {
-    let mut app = app();
+    let mut app = tool_app();
     let effects = call_turn(&mut app, "what time is it");
     assert!(
         runs(&effects).is_empty(),
@@ -73,7 +97,7 @@ fn a_call_waits_in_the_prompt_and_allow_once_runs_it_and_continues() {
     let prompt = app.tools.prompt.clone().expect("the approval prompt is up");
     let block = &app.tools.blocks[prompt.block];
     assert_eq!(block.call.recipient, "functions.get_time");
-    assert_eq!(block.where_runs, crate::tools::ToolWhere::Unknown);
+    assert_eq!(block.where_runs, time_server());
     // The streamed call line became the block.
     assert!(app.last_turn().is_some_and(|t| t.commentary.is_empty()));
 
@@ -102,7 +126,7 @@ fn a_call_waits_in_the_prompt_and_allow_once_runs_it_and_continues() {
 
 #[test]
 fn allow_for_this_chat_runs_later_calls_without_asking_until_a_new_chat() {
-    let mut app = app();
+    let mut app = tool_app();
     call_turn(&mut app, "time?");
     let effects = app.update(key(KeyCode::Char('a')));
     let ran = runs(&effects);
@@ -138,14 +162,14 @@ fn allow_for_this_chat_runs_later_calls_without_asking_until_a_new_chat() {
 
 #[test]
 fn deny_tells_the_model_and_runs_nothing() {
-    let mut app = app();
+    let mut app = tool_app();
     call_turn(&mut app, "time?");
     let effects = app.update(key(KeyCode::Char('n')));
     assert!(runs(&effects).is_empty());
     let conversation = submitted(&effects).expect("the model is told and continues");
     let told = conversation.messages.last().expect("a message");
     assert_eq!(told.role, Role::Tool);
-    assert_eq!(told.text(), DENIED_TEXT);
+    assert_eq!(told.text(), DenyReason::User.explain("functions.get_time"));
     match &app.tools.blocks[0].state {
         CallState::Done(result) => assert!(result.is_error),
         other => panic!("not done: {other:?}"),
@@ -154,7 +178,7 @@ fn deny_tells_the_model_and_runs_nothing() {
 
 #[test]
 fn edit_runs_the_edited_arguments_and_the_model_reads_them() {
-    let mut app = app();
+    let mut app = tool_app();
     call_turn(&mut app, "time?");
     type_text(&mut app, "xx");
     assert_eq!(app.input.text(), "", "typing at the prompt goes nowhere");
@@ -176,7 +200,7 @@ fn edit_runs_the_edited_arguments_and_the_model_reads_them() {
 
 #[test]
 fn esc_while_editing_goes_back_to_the_prompt_and_puts_the_draft_back() {
-    let mut app = app();
+    let mut app = tool_app();
     type_text(&mut app, "time?");
     app.update(key(KeyCode::Enter));
     type_text(&mut app, "next question");
@@ -191,7 +215,7 @@ fn esc_while_editing_goes_back_to_the_prompt_and_puts_the_draft_back() {
 
 #[test]
 fn stray_keys_never_approve_a_call() {
-    let mut app = app();
+    let mut app = tool_app();
     // Keys typed while the model is still answering: no prompt is up, so they are text.
     type_text(&mut app, "time?");
     app.update(key(KeyCode::Enter));
@@ -220,7 +244,7 @@ fn stray_keys_never_approve_a_call() {
 
 #[test]
 fn esc_stops_a_running_tool_and_the_model_is_told_with_the_next_message() {
-    let mut app = app();
+    let mut app = tool_app();
     call_turn(&mut app, "time?");
     let ran = runs(&app.update(key(KeyCode::Char('y'))));
     let effects = app.update(key(KeyCode::Esc));
@@ -245,7 +269,7 @@ fn esc_stops_a_running_tool_and_the_model_is_told_with_the_next_message() {
 
 #[test]
 fn esc_at_the_prompt_stops_without_running() {
-    let mut app = app();
+    let mut app = tool_app();
     call_turn(&mut app, "time?");
     let effects = app.update(key(KeyCode::Esc));
     assert!(runs(&effects).is_empty());
@@ -261,7 +285,7 @@ fn esc_at_the_prompt_stops_without_running() {
 
 #[test]
 fn a_new_message_waits_while_a_call_is_pending() {
-    let mut app = app();
+    let mut app = tool_app();
     call_turn(&mut app, "time?");
     app.update(key(KeyCode::Char('y')));
     type_text(&mut app, "hello");
@@ -272,7 +296,7 @@ fn a_new_message_waits_while_a_call_is_pending() {
 
 #[test]
 fn blocks_expand_and_selection_moves_between_calls() {
-    let mut app = app();
+    let mut app = tool_app();
     call_turn(&mut app, "time?");
     let ran = runs(&app.update(key(KeyCode::Char('a'))));
     app.update(finished(
@@ -293,6 +317,56 @@ fn blocks_expand_and_selection_moves_between_calls() {
     app.update(ctrl('b'));
     assert_eq!(app.tools.selected, Some(1), "wraps to the newest");
     assert_eq!(app.tools.turn_calls, 2);
+}
+
+#[test]
+fn the_config_policy_decides_before_the_prompt() {
+    // Read-only tools auto-approved by the config: no prompt.
+    let mut app = tool_app();
+    app.tools.policy.auto_approve_read_only = true;
+    let effects = call_turn(&mut app, "time?");
+    assert_eq!(runs(&effects).len(), 1);
+    assert!(app.tools.prompt.is_none());
+    // An allowlist entry, and it survives a new chat.
+    let mut app = tool_app();
+    app.tools.policy = ApprovalPolicy::default()
+        .with_allowlist(["get_time"])
+        .expect("a good entry");
+    app.update(ctrl('n'));
+    let effects = call_turn(&mut app, "time?");
+    assert_eq!(runs(&effects).len(), 1);
+}
+
+#[test]
+fn an_unknown_tool_is_denied_without_asking_and_the_model_is_told() {
+    let mut app = app();
+    let effects = call_turn(&mut app, "time?");
+    assert!(runs(&effects).is_empty());
+    assert!(app.tools.prompt.is_none());
+    let conversation = submitted(&effects).expect("the model is told and continues");
+    let told = conversation.messages.last().map(Message::text);
+    assert_eq!(
+        told,
+        Some(DenyReason::UnknownTool.explain("functions.get_time"))
+    );
+}
+
+#[test]
+fn a_model_that_keeps_calling_is_stopped_at_the_call_limit() {
+    let mut app = app();
+    let mut effects = call_turn(&mut app, "time?");
+    for _ in 1..MAX_CALLS_PER_MESSAGE {
+        assert!(submitted(&effects).is_some());
+        effects = model_calls(&mut app);
+    }
+    assert!(submitted(&effects).is_some());
+    let effects = model_calls(&mut app);
+    assert!(submitted(&effects).is_none(), "the loop ends");
+    assert_eq!(
+        app.messages.last().map(Message::text),
+        Some(DenyReason::CallLimit.explain("functions.get_time"))
+    );
+    assert!(!app.tools.busy());
 }
 
 #[test]
@@ -330,7 +404,7 @@ fn a_new_chat_offers_the_catalogs_tools_to_the_model() {
 
 #[test]
 fn a_reopened_chat_shows_its_calls_and_results_as_blocks() {
-    let mut app = app();
+    let mut app = tool_app();
     call_turn(&mut app, "time?");
     let ran = runs(&app.update(key(KeyCode::Char('y'))));
     app.update(finished(&ran[0], "12:00 UTC", 5));
