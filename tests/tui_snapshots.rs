@@ -336,6 +336,10 @@ fn python_call() -> App {
 /// [`python_call`] allowed: the result came back and the model answered from it.
 fn python_answered() -> App {
     let mut app = python_call();
+    // As if the user had read the prompt first (answer keys count only after a moment).
+    if let Some(prompt) = &mut app.tools.prompt {
+        prompt.shown_at -= ossterm::tui::app::tools::ANSWER_DELAY;
+    }
     let effects = app.update(Input::Key(KeyEvent::new(
         KeyCode::Char('y'),
         KeyModifiers::NONE,

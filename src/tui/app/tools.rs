@@ -8,7 +8,7 @@
 //! the conversation and the model continues. The UI never waits for a tool.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent};
 
@@ -29,6 +29,8 @@ pub const STOPPED_TEXT: &str = "The user stopped this tool call before it finish
 /// What the model reads when no tool host runs (tools are not configured).
 pub const NO_HOST_TEXT: &str =
     "No tool can run here: this ossterm has no tools configured, so the call did not run.";
+/// How long after the prompt appears its answer keys start to count.
+pub const ANSWER_DELAY: Duration = Duration::from_millis(500);
 /// Rows of a result a collapsed block shows.
 pub const COLLAPSED_RESULT_LINES: usize = 3;
 
@@ -64,6 +66,8 @@ pub struct ApprovalPrompt {
     pub block: usize,
     /// Lines the arguments are scrolled down.
     pub scroll_lines: u16,
+    /// When it appeared: answer keys count only [`ANSWER_DELAY`] later.
+    pub shown_at: Instant,
     /// True while the arguments are being edited in the input box.
     pub editing: bool,
     /// What the input box held before editing, put back afterwards.
@@ -245,6 +249,7 @@ impl App {
                     scroll_lines: 0,
                     editing: false,
                     draft: String::new(),
+                    shown_at: Instant::now(),
                 });
                 Vec::new()
             }
@@ -284,6 +289,13 @@ impl App {
                 Some(_) => {}
                 None => self.edit(key),
             }
+            return Vec::new();
+        }
+        // Someone typing when the prompt pops up must not answer it with the next letter.
+        let answer_key = matches!(key.code, KeyCode::Char('y' | 'a' | 'n' | 'e'));
+        if answer_key && prompt.shown_at.elapsed() < ANSWER_DELAY {
+            self.notice =
+                Some("the prompt just appeared: read it, then press the key again".into());
             return Vec::new();
         }
         match key.code {

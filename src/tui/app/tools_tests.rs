@@ -61,6 +61,14 @@ fn model_calls(app: &mut App) -> Vec<Effect> {
     }))
 }
 
+/// Presses an answer key once the prompt has been up long enough to count.
+fn answer(app: &mut App, c: char) -> Vec<Effect> {
+    if let Some(prompt) = &mut app.tools.prompt {
+        prompt.shown_at -= super::tools::ANSWER_DELAY;
+    }
+    app.update(key(KeyCode::Char(c)))
+}
+
 fn runs(effects: &[Effect]) -> Vec<ToolCall> {
     effects
         .iter()
@@ -101,7 +109,7 @@ fn a_call_waits_in_the_prompt_and_allow_once_runs_it_and_continues() {
     // The streamed call line became the block.
     assert!(app.last_turn().is_some_and(|t| t.commentary.is_empty()));
 
-    let effects = app.update(key(KeyCode::Char('y')));
+    let effects = answer(&mut app, 'y');
     let ran = runs(&effects);
     assert_eq!(ran.len(), 1);
     assert_eq!(ran[0].arguments, ARGS);
@@ -128,7 +136,7 @@ fn a_call_waits_in_the_prompt_and_allow_once_runs_it_and_continues() {
 fn allow_for_this_chat_runs_later_calls_without_asking_until_a_new_chat() {
     let mut app = tool_app();
     call_turn(&mut app, "time?");
-    let effects = app.update(key(KeyCode::Char('a')));
+    let effects = answer(&mut app, 'a');
     let ran = runs(&effects);
     assert_eq!(ran.len(), 1);
     app.update(finished(&ran[0], "12:00", 5));
@@ -164,7 +172,7 @@ fn allow_for_this_chat_runs_later_calls_without_asking_until_a_new_chat() {
 fn deny_tells_the_model_and_runs_nothing() {
     let mut app = tool_app();
     call_turn(&mut app, "time?");
-    let effects = app.update(key(KeyCode::Char('n')));
+    let effects = answer(&mut app, 'n');
     assert!(runs(&effects).is_empty());
     let conversation = submitted(&effects).expect("the model is told and continues");
     let told = conversation.messages.last().expect("a message");
@@ -182,7 +190,7 @@ fn edit_runs_the_edited_arguments_and_the_model_reads_them() {
     call_turn(&mut app, "time?");
     type_text(&mut app, "xx");
     assert_eq!(app.input.text(), "", "typing at the prompt goes nowhere");
-    app.update(key(KeyCode::Char('e')));
+    answer(&mut app, 'e');
     assert_eq!(app.input.text(), ARGS, "the arguments are in the input box");
     app.update(ctrl('u'));
     type_text(&mut app, "{\"timezone\":\"CET\"}");
@@ -205,7 +213,7 @@ fn esc_while_editing_goes_back_to_the_prompt_and_puts_the_draft_back() {
     app.update(key(KeyCode::Enter));
     type_text(&mut app, "next question");
     model_calls(&mut app);
-    app.update(key(KeyCode::Char('e')));
+    answer(&mut app, 'e');
     let effects = app.update(key(KeyCode::Esc));
     assert!(runs(&effects).is_empty());
     let prompt = app.tools.prompt.as_ref().expect("still asking");
@@ -246,7 +254,7 @@ fn stray_keys_never_approve_a_call() {
 fn esc_stops_a_running_tool_and_the_model_is_told_with_the_next_message() {
     let mut app = tool_app();
     call_turn(&mut app, "time?");
-    let ran = runs(&app.update(key(KeyCode::Char('y'))));
+    let ran = runs(&answer(&mut app, 'y'));
     let effects = app.update(key(KeyCode::Esc));
     assert!(effects.contains(&Effect::Tool(ToolCommand::Cancel { call_id: ran[0].id })));
     assert!(
@@ -265,6 +273,23 @@ fn esc_stops_a_running_tool_and_the_model_is_told_with_the_next_message() {
     let conversation = submitted(&effects).expect("sent");
     let texts: Vec<String> = conversation.messages.iter().map(Message::text).collect();
     assert!(texts.iter().any(|t| t == STOPPED_TEXT));
+}
+
+#[test]
+fn answer_keys_right_after_the_prompt_appears_do_not_count() {
+    let mut app = tool_app();
+    call_turn(&mut app, "time?");
+    // Typed on from the question: 'a' would allow the tool for the whole chat.
+    for c in ['a', 'n', 'y', 'e'] {
+        let effects = app.update(key(KeyCode::Char(c)));
+        assert!(
+            effects.is_empty(),
+            "{c} answered a prompt that had just appeared"
+        );
+    }
+    assert!(app.tools.allowed_for_chat.is_empty());
+    assert_eq!(app.tools.blocks[0].state, CallState::Asking);
+    assert_eq!(answer(&mut app, 'y').len(), 1, "later the same key counts");
 }
 
 #[test]
@@ -287,7 +312,7 @@ fn esc_at_the_prompt_stops_without_running() {
 fn a_new_message_waits_while_a_call_is_pending() {
     let mut app = tool_app();
     call_turn(&mut app, "time?");
-    app.update(key(KeyCode::Char('y')));
+    answer(&mut app, 'y');
     type_text(&mut app, "hello");
     let effects = app.update(key(KeyCode::Enter));
     assert!(submitted(&effects).is_none());
@@ -298,7 +323,7 @@ fn a_new_message_waits_while_a_call_is_pending() {
 fn blocks_expand_and_selection_moves_between_calls() {
     let mut app = tool_app();
     call_turn(&mut app, "time?");
-    let ran = runs(&app.update(key(KeyCode::Char('a'))));
+    let ran = runs(&answer(&mut app, 'a'));
     app.update(finished(
         &ran[0],
         "line 1\nline 2\nline 3\nline 4\nline 5",
@@ -406,7 +431,7 @@ fn a_new_chat_offers_the_catalogs_tools_to_the_model() {
 fn a_reopened_chat_shows_its_calls_and_results_as_blocks() {
     let mut app = tool_app();
     call_turn(&mut app, "time?");
-    let ran = runs(&app.update(key(KeyCode::Char('y'))));
+    let ran = runs(&answer(&mut app, 'y'));
     app.update(finished(&ran[0], "12:00 UTC", 5));
     app.update(Input::Engine(Event::MessageDone(Message::assistant(
         "final",
