@@ -423,6 +423,66 @@ fn perform(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::ToolCall;
+
+    fn call() -> ToolCall {
+        ToolCall {
+            id: 3,
+            recipient: "python".into(),
+            channel: "analysis".into(),
+            content_type: None,
+            arguments: "print(1)".into(),
+        }
+    }
+
+    #[test]
+    fn without_a_tool_host_a_call_is_answered_that_no_tool_runs() {
+        let mut link = ToolLink::new(None).expect("a link");
+        link.send(ToolCommand::Run {
+            chat_id: "c".into(),
+            call: call(),
+        });
+        match link.events.try_recv() {
+            Ok(ToolEvent::Finished(result)) => {
+                assert_eq!(result.call_id, 3);
+                assert!(result.is_error);
+                assert_eq!(result.text, tools::NO_HOST_TEXT);
+            }
+            other => panic!("no answer: {other:?}"),
+        }
+        // Nothing to answer for the others.
+        link.send(ToolCommand::Cancel { call_id: 3 });
+        assert!(link.events.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_tool_hosts_commands_and_events_pass_through_the_link() {
+        let (commands, host_commands) = std::sync::mpsc::channel();
+        let (host_events, events) = std::sync::mpsc::channel();
+        let mut link = ToolLink::new(Some(ToolHostHandle { commands, events })).expect("a link");
+        link.send(ToolCommand::Cancel { call_id: 9 });
+        assert_eq!(
+            host_commands.recv().expect("sent"),
+            ToolCommand::Cancel { call_id: 9 }
+        );
+        host_events
+            .send(ToolEvent::Started { call_id: 9 })
+            .expect("the link listens");
+        match link.events.blocking_recv() {
+            Some(ToolEvent::Started { call_id }) => assert_eq!(call_id, 9),
+            other => panic!("not forwarded: {other:?}"),
+        }
+        // A host that has gone: the call is answered here instead of hanging.
+        drop(host_commands);
+        link.send(ToolCommand::Run {
+            chat_id: "c".into(),
+            call: call(),
+        });
+        match link.events.blocking_recv() {
+            Some(ToolEvent::Finished(result)) => assert_eq!(result.text, tools::NO_HOST_TEXT),
+            other => panic!("no answer: {other:?}"),
+        }
+    }
 
     #[test]
     fn export_paths_expand_the_home_folder_and_are_absolute() {

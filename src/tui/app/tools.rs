@@ -26,9 +26,9 @@ use crate::tui::keys::Action;
 pub const MAX_CALLS_PER_MESSAGE: usize = 16;
 /// What the model reads when the user stopped a running call (or the prompt with Esc).
 pub const STOPPED_TEXT: &str = "The user stopped this tool call before it finished.";
-/// What the model reads when no tool host runs (tools are not configured).
+/// What the model reads when no tool host runs the call (it did not start, or it ended).
 pub const NO_HOST_TEXT: &str =
-    "No tool can run here: this ossterm has no tools configured, so the call did not run.";
+    "No tool can run here: the tool host is not running, so the call did not run.";
 /// How long after the prompt appears its answer keys start to count.
 pub const ANSWER_DELAY: Duration = Duration::from_millis(500);
 /// Rows of a result a collapsed block shows.
