@@ -28,10 +28,18 @@ pub(super) fn format_duration(duration: Duration) -> String {
     }
 }
 
-/// "running…", "denied", "0.3 s · error": how the call stands.
-fn status(block: &ToolBlock) -> String {
+/// "running…", "0.3 s · error": how the call stands. A call no prompt asks about (a chat
+/// saved while it waited) was never answered.
+fn status(app: &App, block: &ToolBlock) -> String {
+    let asked_now = app
+        .tools
+        .prompt
+        .as_ref()
+        .and_then(|p| app.tools.blocks.get(p.block))
+        .is_some_and(|asked| asked.call.id == block.call.id);
     match &block.state {
-        CallState::Asking => "waiting for approval".into(),
+        CallState::Asking if asked_now => "waiting for approval".into(),
+        CallState::Asking => "not answered".into(),
         CallState::Running => "running…".into(),
         CallState::Done(result) => {
             let outcome = if result.is_error { "error" } else { "done" };
@@ -67,7 +75,7 @@ pub(super) fn block_lines(app: &App, index: usize, block: &ToolBlock) -> Vec<Lin
     };
     let mut lines = vec![Line::from(vec![
         Span::styled(format!("{marker}{}", block.call.recipient), head_style),
-        Span::styled(format!(" · {}", status(block)), theme.dim),
+        Span::styled(format!(" · {}", status(app, block)), theme.dim),
     ])];
     let keep = (!block.expanded).then_some(COLLAPSED_ARGUMENT_LINES);
     let hint = format!(
@@ -100,7 +108,7 @@ pub(super) fn block_lines(app: &App, index: usize, block: &ToolBlock) -> Vec<Lin
 /// The reasoning pane's line for a call between two turns of reasoning.
 pub(super) fn reasoning_line(app: &App, block: &ToolBlock) -> Line<'static> {
     Line::from(Span::styled(
-        format!("⚙ {} · {}", block.call.recipient, status(block)),
+        format!("⚙ {} · {}", block.call.recipient, status(app, block)),
         app.theme.accent,
     ))
 }
@@ -162,4 +170,45 @@ pub(super) fn draw_approval(frame: &mut Frame<'_>, area: Rect, app: &App, prompt
         ),
         popup,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::protocol::SamplingParams;
+    use crate::harmony::{Conversation, Message, ReasoningEffort};
+    use crate::store::{ChatMeta, ChatSnapshot};
+    use crate::tui::app::AppOptions;
+    use crate::tui::keys::KeyMap;
+    use crate::tui::theme::Theme;
+
+    #[test]
+    fn a_call_saved_while_it_waited_reads_as_not_answered() {
+        let mut app = App::new(AppOptions {
+            theme: Theme::default(),
+            keymap: KeyMap::default(),
+            effort: ReasoningEffort::Medium,
+            sampling: SamplingParams::default(),
+            developer_instructions: String::new(),
+            chat_id: "c".into(),
+            today: "2026-12-03".into(),
+        });
+        let call = Message::assistant("analysis", "print(1)").with_recipient("python");
+        app.open_chat(ChatSnapshot {
+            id: "saved".into(),
+            meta: ChatMeta::default(),
+            conversation: Conversation::from_messages([Message::user("run it"), call]),
+        });
+        assert!(app.tools.prompt.is_none(), "a reopened chat asks nothing");
+        let block = &app.tools.blocks[0];
+        assert_eq!(status(&app, block), "not answered");
+        assert_eq!(duration_label_examples(), ["12 ms", "1.5 s"]);
+    }
+
+    fn duration_label_examples() -> [String; 2] {
+        [
+            format_duration(Duration::from_millis(12)),
+            format_duration(Duration::from_millis(1500)),
+        ]
+    }
 }
