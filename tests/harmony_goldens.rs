@@ -137,7 +137,7 @@ fn every_random_conversation_renders_to_the_library_ids() {
 fn every_named_render_case_matches_the_library() {
     let tokenizer = o200k();
     let cases = jsonl("harmony_render_cases.jsonl");
-    assert_eq!(cases.len(), 273);
+    assert_eq!(cases.len(), 287);
     let mut completions = 0;
     for case in &cases {
         let name = format!("{} ({})", case["name"], case["mode"]);
@@ -164,7 +164,7 @@ fn every_named_render_case_matches_the_library() {
         );
         assert_eq!(ids, ids_of(&case["ids"]), "{name}");
     }
-    assert_eq!(completions, 120);
+    assert_eq!(completions, 127);
 }
 
 /// Streams the ids and checks each step and the messages against the golden.

@@ -3,7 +3,8 @@
 //! terminal is restored and the chat file exists. A second test SIGKILLs the app mid-answer
 //! and checks the saved chat is valid JSON. SIGTERM, SIGINT and SIGHUP restore the terminal
 //! and save; Ctrl+Q leaves promptly while the model is still loading; a second copy on the
-//! same data dir does not take over the first copy's chat.
+//! same data dir does not take over the first copy's chat. With python enabled, a call asks
+//! first; allowed, its result and the answer appear; denied, the model is told.
 //!
 //! Needs tmux (installed by .ci/run) and the demo model in assets/demo.
 
@@ -398,4 +399,90 @@ fn an_idle_app_sleeps_until_something_happens() {
     // report every 2 s wakes it twice.
     assert!(wakeups < 20, "{wakeups} wakeups in 4 s idle");
     tmux.keys(&["C-q"]);
+}
+
+/// The chat whose first question is `question`, once its last message is a final answer.
+fn answered_chat(data: &Path, question: &str) -> Conversation {
+    let mut found = None;
+    let deadline = Instant::now() + WAIT;
+    while found.is_none() {
+        found = chats_with(data, question).into_iter().find(|c| {
+            c.messages
+                .last()
+                .is_some_and(|m| m.role == Role::Assistant && m.channel.as_deref() == Some("final"))
+        });
+        assert!(
+            Instant::now() < deadline,
+            "no final answer to {question:?} saved"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    found.unwrap_or_else(|| unreachable!("the loop ends with a chat"))
+}
+
+/// The tool messages of a chat, as the model read them.
+fn tool_texts(chat: &Conversation) -> Vec<String> {
+    chat.messages
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .map(ossterm::tui::app::message_text)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the demo retrained to call python (agent branch, not committed at 17:20); run with --ignored once merged"]
+fn a_python_call_asks_first_and_allow_or_deny_reaches_the_model() {
+    assert_demo_present();
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(
+        config.path().join("config.toml"),
+        "[python]\nenabled = true\ntimeout_s = 30\n",
+    )
+    .unwrap();
+    let tmux = Tmux::start("tools", data.path(), config.path());
+    start_app(&tmux);
+
+    // Allow: the call runs, its result shows in the block, and the answer uses it.
+    let question = "What is 123 times 456?";
+    tmux.type_text(question);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the approval prompt", |s| s.contains("Run this tool call?"));
+    assert!(screen.contains("print(123"), "the code is shown:\n{screen}");
+    assert!(screen.contains("y once"), "the keys are shown:\n{screen}");
+    // Answer keys count once the prompt has been up for a moment.
+    std::thread::sleep(Duration::from_millis(800));
+    tmux.keys(&["y"]);
+    let chat = answered_chat(data.path(), question);
+    let results = tool_texts(&chat);
+    assert!(
+        results.len() == 1 && results[0].trim() == "56088",
+        "{results:?}"
+    );
+    let screen = tmux.wait_for("the result and the answer", |s| {
+        s.contains("← 56088") && s.matches("56088").count() >= 2
+    });
+    assert!(
+        screen.contains("⚙ python") || screen.contains("▶ python"),
+        "{screen}"
+    );
+
+    // Deny: nothing runs and the model is told.
+    tmux.keys(&["C-n"]);
+    let question = "What is 21 times 2?";
+    tmux.type_text(question);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the approval prompt", |s| s.contains("Run this tool call?"));
+    std::thread::sleep(Duration::from_millis(800));
+    tmux.keys(&["n"]);
+    let chat = answered_chat(data.path(), question);
+    assert_eq!(
+        tool_texts(&chat),
+        [ossterm::tools::DenyReason::User.explain("python")],
+        "{chat:?}"
+    );
+    tmux.wait_for("the denial in the chat", |s| s.contains("denied"));
+
+    tmux.keys(&["C-q"]);
+    assert_exited_and_restored(&tmux, 0);
 }

@@ -9,7 +9,8 @@ use ossterm::engine::protocol::{MemorySample, MetricsSample, ModelInfo, Sampling
 use ossterm::engine::{Event, StopReason, TurnStats};
 use ossterm::harmony::{Content, Message, ReasoningEffort, Role};
 use ossterm::store::ChatSummary;
-use ossterm::tui::app::{App, AppOptions, Input};
+use ossterm::tools::{CatalogEntry, ToolCatalog, ToolCommand, ToolEvent, ToolResult, ToolWhere};
+use ossterm::tui::app::{App, AppOptions, Effect, Input};
 use ossterm::tui::keys::KeyMap;
 use ossterm::tui::theme::Theme;
 use ossterm::tui::ui;
@@ -17,6 +18,7 @@ use proptest::prelude::*;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
+use std::time::Duration;
 
 /// The app before the engine has reported anything.
 fn unloaded_app(effort: ReasoningEffort) -> App {
@@ -294,6 +296,104 @@ fn the_metrics_pane_resizes_from_the_keyboard_within_bounds() {
     }
     let (_, reasoning) = heights(&app);
     assert_eq!(reasoning, 3, "the reasoning pane keeps 3 rows");
+}
+
+// ─── Tool calls ───
+
+const PYTHON_CODE: &str =
+    "import math\nn = 2 ** 100\nprint(n)\nprint(math.log10(n))\nprint(len(str(n)))";
+
+/// The model calls the python tool (on the analysis channel, as gpt-oss does) and the turn
+/// ends in `<|call|>`: the approval prompt is up.
+fn python_call() -> App {
+    let mut app = app();
+    let mut catalog = ToolCatalog::default();
+    catalog.entries.insert(
+        "python".into(),
+        CatalogEntry {
+            where_runs: ToolWhere::Python {
+                runner: "local process, 10 s, 512 MiB, no network".into(),
+            },
+            read_only: false,
+        },
+    );
+    app.update(Input::Tool(ToolEvent::Tools(catalog)));
+    send(&mut app, "How many digits has 2**100?");
+    let reasoning = "Compute it with python.";
+    token(&mut app, "analysis", reasoning);
+    done(&mut app, "analysis", reasoning);
+    token_to(&mut app, "analysis", Some("python"), PYTHON_CODE);
+    app.update(Input::Engine(Event::MessageDone(
+        Message::assistant("analysis", PYTHON_CODE).with_recipient("python"),
+    )));
+    app.update(Input::Engine(Event::TurnDone {
+        stop: StopReason::Call,
+        stats: stats(),
+    }));
+    metrics(&mut app, 300, false);
+    app
+}
+
+/// [`python_call`] allowed: the result came back and the model answered from it.
+fn python_answered() -> App {
+    let mut app = python_call();
+    // As if the user had read the prompt first (answer keys count only after a moment).
+    if let Some(prompt) = &mut app.tools.prompt {
+        prompt.shown_at -= ossterm::tui::app::tools::ANSWER_DELAY;
+    }
+    let effects = app.update(Input::Key(KeyEvent::new(
+        KeyCode::Char('y'),
+        KeyModifiers::NONE,
+    )));
+    let call = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Tool(ToolCommand::Run { call, .. }) => Some(call.clone()),
+            _ => None,
+        })
+        .expect("the call runs");
+    app.update(Input::Tool(ToolEvent::Finished(ToolResult {
+        call_id: call.id,
+        author: "python".into(),
+        channel: "analysis".into(),
+        text: "1267650600228229401496703205376\n30.10299956639812\n31\n(done)\n(exit 0)".into(),
+        is_error: false,
+        duration: Duration::from_millis(240),
+    })));
+    let answer = "2**100 has **31** digits.";
+    token(&mut app, "final", answer);
+    done(&mut app, "final", answer);
+    app.update(Input::Engine(Event::TurnDone {
+        stop: StopReason::Return,
+        stats: stats(),
+    }));
+    app
+}
+
+#[test]
+fn tool_approval_prompt() {
+    let app = python_call();
+    insta::assert_snapshot!("tool_approval_80x24", render(&app, 80, 24).backend());
+    insta::assert_snapshot!("tool_approval_120x40", render(&app, 120, 40).backend());
+}
+
+#[test]
+fn tool_block_collapsed_and_expanded() {
+    let mut app = python_answered();
+    insta::assert_snapshot!("tool_block_collapsed_80x24", render(&app, 80, 24).backend());
+    insta::assert_snapshot!(
+        "tool_block_collapsed_120x40",
+        render(&app, 120, 40).backend()
+    );
+    app.update(Input::Key(KeyEvent::new(
+        KeyCode::Char('o'),
+        KeyModifiers::CONTROL,
+    )));
+    insta::assert_snapshot!("tool_block_expanded_80x24", render(&app, 80, 24).backend());
+    insta::assert_snapshot!(
+        "tool_block_expanded_120x40",
+        render(&app, 120, 40).backend()
+    );
 }
 
 // ─── Untrusted text ───

@@ -15,7 +15,8 @@ use crate::cli::AppArgs;
 use crate::config::{self, Settings};
 use crate::engine::{self, EngineOptions, ModelSource};
 use crate::store::{ChatLock, ChatStore, StoreError, new_chat_id};
-use crate::tui::app::{App, AppOptions, Effect, Input, ModelState, Overlay};
+use crate::tools::{ApprovalPolicy, ToolCommand, ToolEvent, ToolHostHandle};
+use crate::tui::app::{App, AppOptions, Effect, Input, ModelState, Overlay, tools};
 use crate::tui::terminal;
 use crate::tui::theme::Theme;
 use crate::tui::ui;
@@ -58,10 +59,27 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
     };
     let mut app = App::new(options);
     app.shift_enter_works = guard.keyboard_enhanced;
+    app.tools.policy = ApprovalPolicy {
+        auto_approve_read_only: settings.tools.auto_approve_read_only,
+        interactive: true,
+        ..ApprovalPolicy::default()
+    }
+    .with_allowlist(&settings.tools.allow)
+    .context("in [tools] allow")?;
+    // Tools are optional: a host that cannot start leaves the chat working without them.
+    let host = match crate::tools::host::spawn(&settings.tools) {
+        Ok(host) => Some(host),
+        Err(e) => {
+            app.notice = Some(format!("tools are off: {e}"));
+            None
+        }
+    };
+    let tool_link = ToolLink::new(host)?;
     let result = runtime.block_on(event_loop(
         &mut guard.terminal,
         app,
         engine,
+        tool_link,
         &store,
         signals,
     ));
@@ -156,10 +174,65 @@ fn engine_options(args: &AppArgs, settings: &Settings) -> anyhow::Result<EngineO
     })
 }
 
+/// The event loop's end of the tool host: its events arrive on a tokio channel (a thread
+/// forwards them), so the loop selects over them like engine events.
+struct ToolLink {
+    /// `None` without a tool host.
+    commands: Option<std::sync::mpsc::Sender<ToolCommand>>,
+    /// Also takes the answers made here when no host runs a call.
+    events_in: tokio::sync::mpsc::UnboundedSender<ToolEvent>,
+    events: UnboundedReceiver<ToolEvent>,
+}
+
+impl ToolLink {
+    fn new(host: Option<ToolHostHandle>) -> anyhow::Result<Self> {
+        let (events_in, events) = unbounded_channel();
+        let commands = match host {
+            Some(host) => {
+                let forward = events_in.clone();
+                std::thread::Builder::new()
+                    .name("ossterm-tool-events".into())
+                    .spawn(move || {
+                        while let Ok(event) = host.events.recv() {
+                            if forward.send(event).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .context("cannot start the tool event thread")?;
+                Some(host.commands)
+            }
+            None => None,
+        };
+        Ok(Self {
+            commands,
+            events_in,
+            events,
+        })
+    }
+
+    /// Sends `command` to the host; without one (or when it has gone) a call is answered
+    /// here so the model is told and the chat goes on.
+    fn send(&self, command: ToolCommand) {
+        let command = match &self.commands {
+            Some(commands) => match commands.send(command) {
+                Ok(()) => return,
+                Err(unsent) => unsent.0,
+            },
+            None => command,
+        };
+        if let ToolCommand::Run { call, .. } = command {
+            let result = tools::local_result(&call, tools::NO_HOST_TEXT);
+            let _ = self.events_in.send(ToolEvent::Finished(result));
+        }
+    }
+}
+
 async fn event_loop(
     terminal: &mut terminal::Tui,
     mut app: App,
     mut engine: engine::EngineHandle,
+    mut tool_link: ToolLink,
     store: &ChatStore,
     mut signals: UnboundedReceiver<i32>,
 ) -> anyhow::Result<()> {
@@ -209,6 +282,7 @@ async fn event_loop(
                     })
                 }
             },
+            Some(event) = tool_link.events.recv() => Some(Input::Tool(event)),
             // Only polled while a redraw is due: an idle app does not wake up 30 times a second.
             // After a quiet spell the first tick is immediate, so a key shows at once.
             _ = frame_tick.tick(), if dirty => {
@@ -228,6 +302,10 @@ async fn event_loop(
         }
         let mut quit = false;
         for effect in effects {
+            if let Effect::Tool(command) = effect {
+                tool_link.send(command);
+                continue;
+            }
             match perform(effect, &mut app, &engine, store, &mut chat_lock) {
                 Ok(true) => quit = true,
                 Ok(false) => {}
@@ -246,6 +324,7 @@ async fn event_loop(
     }
     // The engine may be deep in a download, a load or a long prefill: quitting does not wait.
     engine.shutdown_within(ENGINE_EXIT_WAIT);
+    tool_link.send(ToolCommand::Shutdown);
     if let Some(e) = terminal_error {
         return Err(e).context("reading terminal events");
     }
@@ -350,6 +429,8 @@ fn perform(
             app.notice = Some("chat deleted".into());
         }
         Effect::Quit => return Ok(true),
+        // Sent by the event loop, which holds the tool host.
+        Effect::Tool(_) => {}
     }
     Ok(false)
 }
@@ -357,6 +438,66 @@ fn perform(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::ToolCall;
+
+    fn call() -> ToolCall {
+        ToolCall {
+            id: 3,
+            recipient: "python".into(),
+            channel: "analysis".into(),
+            content_type: None,
+            arguments: "print(1)".into(),
+        }
+    }
+
+    #[test]
+    fn without_a_tool_host_a_call_is_answered_that_no_tool_runs() {
+        let mut link = ToolLink::new(None).expect("a link");
+        link.send(ToolCommand::Run {
+            chat_id: "c".into(),
+            call: call(),
+        });
+        match link.events.try_recv() {
+            Ok(ToolEvent::Finished(result)) => {
+                assert_eq!(result.call_id, 3);
+                assert!(result.is_error);
+                assert_eq!(result.text, tools::NO_HOST_TEXT);
+            }
+            other => panic!("no answer: {other:?}"),
+        }
+        // Nothing to answer for the others.
+        link.send(ToolCommand::Cancel { call_id: 3 });
+        assert!(link.events.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_tool_hosts_commands_and_events_pass_through_the_link() {
+        let (commands, host_commands) = std::sync::mpsc::channel();
+        let (host_events, events) = std::sync::mpsc::channel();
+        let mut link = ToolLink::new(Some(ToolHostHandle { commands, events })).expect("a link");
+        link.send(ToolCommand::Cancel { call_id: 9 });
+        assert_eq!(
+            host_commands.recv().expect("sent"),
+            ToolCommand::Cancel { call_id: 9 }
+        );
+        host_events
+            .send(ToolEvent::Started { call_id: 9 })
+            .expect("the link listens");
+        match link.events.blocking_recv() {
+            Some(ToolEvent::Started { call_id }) => assert_eq!(call_id, 9),
+            other => panic!("not forwarded: {other:?}"),
+        }
+        // A host that has gone: the call is answered here instead of hanging.
+        drop(host_commands);
+        link.send(ToolCommand::Run {
+            chat_id: "c".into(),
+            call: call(),
+        });
+        match link.events.blocking_recv() {
+            Some(ToolEvent::Finished(result)) => assert_eq!(result.text, tools::NO_HOST_TEXT),
+            other => panic!("no answer: {other:?}"),
+        }
+    }
 
     #[test]
     fn export_paths_expand_the_home_folder_and_are_absolute() {

@@ -95,7 +95,25 @@ impl Session {
         Ok(logits)
     }
 
-    /// Marks a sliding-layer snapshot at the current position (the start of an assistant turn).
+    /// [`Session::feed`], asking `stop` before every layer. On a stop it returns `None` and
+    /// keeps only the tokens the cache really holds (those of finished inner chunks), so the
+    /// next prompt re-runs the rest.
+    pub fn feed_unless(
+        &mut self,
+        model: &GptOss,
+        tokens: &[u32],
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<Tensor>, ModelError> {
+        let before = self.cache.len();
+        let logits = model.forward_unless(tokens, &mut self.cache, Logits::Last, stop)?;
+        let ran = self.cache.len() - before;
+        self.tokens
+            .extend_from_slice(&tokens[..ran.min(tokens.len())]);
+        Ok(logits)
+    }
+
+    /// Marks a sliding-layer snapshot at the current position (the start of an assistant turn, or
+    /// of a message the model starts within its turn).
     pub fn mark_turn_start(&mut self) {
         self.cache.mark_snapshot();
     }
@@ -187,6 +205,44 @@ mod tests {
         let mut fresh = Session::new(model.new_cache(128).expect("cache"));
         let expected = fresh.feed(&model, &second).expect("fresh");
         assert!(max_abs_diff(&reused, &expected) <= 1e-3);
+    }
+
+    /// A prefill stopped between layers leaves the cache as before it, and feeding the
+    /// prompt again gives the logits of an uninterrupted prefill.
+    #[test]
+    fn a_prefill_stopped_between_layers_rolls_back_and_reruns_exactly() {
+        let model = tiny_model();
+        let prompt: Vec<u32> = (0..40).map(|i| (i * 11 + 2) % 500).collect();
+        let mut session = Session::new(model.new_cache(128).expect("cache"));
+        session.feed(&model, &prompt[..12]).expect("first part");
+        let mut checks = 0;
+        // Stop before the second layer: the first layer has already written its keys.
+        let stopped = session
+            .feed_unless(&model, &prompt[12..], &mut || {
+                checks += 1;
+                checks == 2
+            })
+            .expect("no error");
+        assert!(stopped.is_none(), "the stop was honoured");
+        assert_eq!(checks, 2, "asked before each layer, not after the chunk");
+        assert_eq!(
+            session.tokens(),
+            &prompt[..12],
+            "the interrupted chunk is rolled back"
+        );
+        let plan = session.plan_prefill(&prompt);
+        assert_eq!(plan.cached_tokens, 12);
+        let resumed = session
+            .feed_unless(&model, &prompt[12..], &mut || false)
+            .expect("no error")
+            .expect("not stopped");
+        let mut fresh = Session::new(model.new_cache(128).expect("cache"));
+        let expected = fresh.feed(&model, &prompt).expect("fresh prefill");
+        let diff = max_abs_diff(&resumed, &expected);
+        assert!(
+            diff <= 1e-3,
+            "logits after a stopped prefill differ by {diff}"
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Loading happens on this thread and is reported as events, so the UI is drawn from the first
 //! frame. During a turn the thread polls its command queue between decode steps (and between
-//! prefill chunks), which is what bounds the latency of `Stop` to one step.
+//! between the layers of a prefill chunk), which is what bounds the latency of `Stop` to one
+//! decode step or one layer of a prefill.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -227,6 +228,8 @@ struct Engine {
     /// Commands that arrived during a turn and wait for it to end.
     pending: VecDeque<Command>,
     last_turn: TurnStats,
+    /// Tests only: how long each prefill layer is made to take (see [`TEST_LAYER_DELAY_ENV`]).
+    test_layer_delay: Option<Duration>,
 }
 
 /// What interrupted a turn, if anything.
@@ -327,6 +330,7 @@ impl Engine {
             info,
             pending: VecDeque::new(),
             last_turn: TurnStats::default(),
+            test_layer_delay: test_layer_delay(),
         };
         out.send(Event::Metrics(engine.metrics(false, 0.0)));
         Ok(engine)
@@ -440,7 +444,25 @@ impl Engine {
                 Interrupt::None => {}
                 interrupt => return self.end_turn(interrupt, StopReason::Stopped, stats, out),
             }
-            logits = Some(self.session.feed(&self.model, chunk)?);
+            // A chunk of a long prompt takes up to a minute on a CPU: a stop is looked for
+            // between layers too, and the interrupted chunk is rolled back.
+            let mut interrupt = Interrupt::None;
+            let mut arrived = Vec::new();
+            let layer_delay = self.test_layer_delay;
+            let fed = self.session.feed_unless(&self.model, chunk, &mut || {
+                if let Some(delay) = layer_delay {
+                    std::thread::sleep(delay);
+                }
+                interrupt = take_interrupt(commands, &mut arrived);
+                !matches!(interrupt, Interrupt::None)
+            })?;
+            for command in arrived {
+                self.apply_during_turn(command);
+            }
+            let Some(fed) = fed else {
+                return self.end_turn(interrupt, StopReason::Stopped, stats, out);
+            };
+            logits = Some(fed);
             stats.prefill_tokens += chunk.len();
             stats.prefill_ms = ms_since(prefill_started);
             out.send(Event::Metrics(self.metrics_with(true, stats, 0.0)));
@@ -499,6 +521,12 @@ impl Engine {
                 stop = StopReason::Stopped;
                 break;
             }
+            // A new message starts: snapshot here, so the next submit (e.g. with a tool
+            // result, whose call the renderer may write with the recipient elsewhere in the
+            // header than the model did) re-uses every message before it.
+            if token == self.tokenizer.specials().start {
+                self.session.mark_turn_start();
+            }
             logits = self.session.feed(&self.model, &[token])?;
             if last_metrics.elapsed() >= METRICS_INTERVAL {
                 last_metrics = Instant::now();
@@ -547,20 +575,24 @@ impl Engine {
     /// Takes commands that arrived during a turn: stop/shutdown interrupt it, settings apply
     /// at once, everything else waits for the turn to end.
     fn poll(&mut self, commands: &mpsc::Receiver<Command>) -> Interrupt {
-        loop {
-            match commands.try_recv() {
-                Ok(Command::Stop) => return Interrupt::Stop,
-                Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => {
-                    return Interrupt::Shutdown;
-                }
-                Ok(Command::SetEffort(effort)) => self.effort = effort,
-                Ok(Command::SetSampling(sampling)) => {
-                    self.sampling = sampling;
-                    self.sampler = Sampler::new(sampling);
-                }
-                Ok(other) => self.pending.push_back(other),
-                Err(mpsc::TryRecvError::Empty) => return Interrupt::None,
+        let mut arrived = Vec::new();
+        let interrupt = take_interrupt(commands, &mut arrived);
+        for command in arrived {
+            self.apply_during_turn(command);
+        }
+        interrupt
+    }
+
+    /// A command that arrived during a turn and does not interrupt it: settings apply at
+    /// once, everything else waits for the turn to end.
+    fn apply_during_turn(&mut self, command: Command) {
+        match command {
+            Command::SetEffort(effort) => self.effort = effort,
+            Command::SetSampling(sampling) => {
+                self.sampling = sampling;
+                self.sampler = Sampler::new(sampling);
             }
+            other => self.pending.push_back(other),
         }
     }
 
@@ -587,6 +619,35 @@ impl Engine {
             remote: None,
         }
     }
+}
+
+/// Reads the queued commands up to a stop or shutdown (a closed channel counts as one);
+/// the others are put in `arrived`, in order, for the turn to apply.
+fn take_interrupt(commands: &mpsc::Receiver<Command>, arrived: &mut Vec<Command>) -> Interrupt {
+    loop {
+        match commands.try_recv() {
+            Ok(Command::Stop) => return Interrupt::Stop,
+            Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => {
+                return Interrupt::Shutdown;
+            }
+            Ok(other) => arrived.push(other),
+            Err(mpsc::TryRecvError::Empty) => return Interrupt::None,
+        }
+    }
+}
+
+/// The test hook that slows every prefill layer down by this many milliseconds, so a test
+/// can stop a prefill half-way (as a long prompt on a slow CPU would let a user).
+pub const TEST_LAYER_DELAY_ENV: &str = "OSSTERM_TEST_PREFILL_LAYER_DELAY_MS";
+
+/// The delay [`TEST_LAYER_DELAY_ENV`] asks for; `None` when unset or not a number.
+fn test_layer_delay() -> Option<Duration> {
+    let ms: u64 = std::env::var(TEST_LAYER_DELAY_ENV)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(ms))
 }
 
 /// Decode speed over roughly the last second.

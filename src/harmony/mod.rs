@@ -5,6 +5,7 @@
 //! `StreamParser` the per-token channel/recipient/content-type/delta it reports on well-formed
 //! output, and stays lenient (never panics, never drops text) on malformed output.
 
+mod builtin_tools;
 mod conversation;
 mod parser;
 mod render;
@@ -15,6 +16,7 @@ mod utf8_stream;
 
 use std::path::PathBuf;
 
+pub use builtin_tools::{BROWSER_TOOL_DESCRIPTION, PYTHON_TOOL_DESCRIPTION};
 pub use conversation::{
     ChannelConfig, Content, Conversation, DEFAULT_KNOWLEDGE_CUTOFF, DEFAULT_MODEL_IDENTITY,
     DEFAULT_VALID_CHANNELS, DeveloperContent, ExtraFields, Message, ReasoningEffort, Role,

@@ -170,18 +170,32 @@ impl KvCache {
         self.len += n;
     }
 
-    /// Snapshots the sliding windows at the current length (cheap: shares the tensors).
-    pub fn mark_snapshot(&mut self) {
-        let pos = self.len;
-        self.snapshots.retain(|s| s.pos != pos);
-        let windows = self
-            .layers
+    /// The sliding windows as they are now (cheap: shares the tensors), to put back with
+    /// [`KvCache::restore_sliding_windows`] when a chunk is abandoned half-way.
+    pub(crate) fn sliding_windows(&self) -> Vec<Option<(Tensor, Tensor)>> {
+        self.layers
             .iter()
             .map(|layer| match layer {
                 LayerCache::Sliding { kv } => kv.clone(),
                 LayerCache::Full { .. } => None,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Puts back windows taken by [`KvCache::sliding_windows`] at the same length.
+    pub(crate) fn restore_sliding_windows(&mut self, windows: Vec<Option<(Tensor, Tensor)>>) {
+        for (layer, window) in self.layers.iter_mut().zip(windows) {
+            if let LayerCache::Sliding { kv } = layer {
+                *kv = window;
+            }
+        }
+    }
+
+    /// Snapshots the sliding windows at the current length (cheap: shares the tensors).
+    pub fn mark_snapshot(&mut self) {
+        let pos = self.len;
+        self.snapshots.retain(|s| s.pos != pos);
+        let windows = self.sliding_windows();
         self.snapshots.push(Snapshot { pos, windows });
         self.snapshots.sort_by_key(|s| s.pos);
         if self.snapshots.len() > MAX_SNAPSHOTS {

@@ -391,6 +391,20 @@ impl GptOss {
         cache: &mut KvCache,
         logits: Logits,
     ) -> Result<Tensor, ModelError> {
+        self.forward_unless(ids, cache, logits, &mut || false)?
+            .ok_or_else(|| ModelError::Invalid("a forward pass that cannot stop stopped".into()))
+    }
+
+    /// [`GptOss::forward`], asking `stop` before every layer: when it says true the pass
+    /// ends with `None`. Tokens of finished inner chunks stay cached (`cache.len()` says how
+    /// many); the interrupted chunk is rolled back, so the cache stays consistent.
+    pub fn forward_unless(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache,
+        logits: Logits,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<Tensor>, ModelError> {
         if ids.is_empty() {
             return Err(ModelError::Invalid("no token ids to run".into()));
         }
@@ -408,7 +422,9 @@ impl GptOss {
         let mut offset = 0;
         while offset < ids.len() {
             let n = self.chunk_len(cache.len(), ids.len() - offset);
-            let x = self.run_chunk(&ids[offset..offset + n], cache)?;
+            let Some(x) = self.run_chunk(&ids[offset..offset + n], cache, stop)? else {
+                return Ok(None);
+            };
             offset += n;
             match logits {
                 Logits::All => finals.push(x),
@@ -422,7 +438,7 @@ impl GptOss {
             Tensor::cat(&finals, 0)?
         };
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps as f32)?;
-        Ok(self.lm_head.forward(&x)?.to_dtype(DType::F32)?)
+        Ok(Some(self.lm_head.forward(&x)?.to_dtype(DType::F32)?))
     }
 
     /// Tokens of the next prefill chunk: at most [`PREFILL_CHUNK`], fewer deep in a long
@@ -434,8 +450,14 @@ impl GptOss {
             .min(remaining)
     }
 
-    /// Runs one chunk through every layer; returns the final residual stream [n, hidden].
-    fn run_chunk(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor, ModelError> {
+    /// Runs one chunk through every layer; returns the final residual stream [n, hidden], or
+    /// `None` (the cache as before the chunk) when `stop` said so before a layer.
+    fn run_chunk(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<Tensor>, ModelError> {
         let n = ids.len();
         let start = cache.len();
         let query_scale = 1.0 / (self.config.head_dim as f32).sqrt();
@@ -447,14 +469,21 @@ impl GptOss {
             .to_dtype(self.dtype)?
             .to_device(&self.device)?;
         let eps = self.config.rms_norm_eps as f32;
+        // Full layers write past `len` only, which the next chunk overwrites; the sliding
+        // windows are replaced, so they are kept (shared tensors, no copy) to roll back.
+        let windows_before = cache.sliding_windows();
         for (index, layer) in self.layers.iter().enumerate() {
+            if stop() {
+                cache.restore_sliding_windows(windows_before);
+                return Ok(None);
+            }
             let h = candle_nn::ops::rms_norm(&x, &layer.input_norm, eps)?;
             x = (x + layer.attention.forward(&h, &tables, cache, index)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.post_norm, eps)?;
             x = layer.moe.forward(&h, &x)?;
         }
         cache.advance(n);
-        Ok(x)
+        Ok(Some(x))
     }
 }
 

@@ -9,15 +9,19 @@
 //! The tool host speaks [`ToolCommand`] in and [`ToolEvent`] out, like the engine, so the
 //! UI never blocks on a tool.
 
+pub mod agent;
 pub mod browser;
 pub mod error;
 pub mod host;
 pub mod mcp;
+pub mod policy;
 pub mod protocol;
 pub mod python;
 pub mod settings;
 
+pub use agent::{AgentError, AgentLoop, AgentStep, ToolExchange};
 pub use error::ToolError;
+pub use policy::{ApprovalPolicy, Decision, DenyReason, RunReason};
 pub use protocol::{
     Approval, CatalogEntry, ToolCall, ToolCatalog, ToolCommand, ToolEvent, ToolHostHandle,
     ToolResult, ToolWhere,

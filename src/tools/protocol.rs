@@ -126,7 +126,7 @@ pub struct ToolHostHandle {
 }
 
 /// What a front end asks of the tool host.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ToolCommand {
     /// Run an approved call for this chat (python keeps its state per chat).
     Run { chat_id: String, call: ToolCall },

@@ -17,10 +17,9 @@ use super::markdown;
 use super::theme::Theme;
 use crate::engine::protocol::{MetricsSample, ModelInfo, SamplingParams};
 use crate::engine::{Command, Event, StopReason, TurnStats};
-use crate::harmony::{
-    Content, Conversation, DeveloperContent, Message, ReasoningEffort, Role, SystemContent,
-};
+use crate::harmony::{Content, Conversation, Message, ReasoningEffort, Role, SystemContent};
 use crate::store::{ChatMeta, ChatSnapshot, ChatSummary, TurnRecord};
+use crate::tools::{ToolCommand, ToolEvent};
 
 /// Tokens one answer may generate at most (the context limit usually ends it first).
 pub const MAX_NEW_TOKENS: usize = 32_768;
@@ -37,6 +36,8 @@ pub enum Input {
     Mouse(MouseEvent),
     Resize,
     Engine(Event),
+    /// An event from the tool host.
+    Tool(ToolEvent),
     /// A signal (SIGTERM, SIGINT, SIGHUP) asks the app to end: save and quit as Ctrl+Q does.
     Terminate,
 }
@@ -58,6 +59,8 @@ pub enum Effect {
     OpenChat(String),
     /// Delete a saved chat, then list again.
     DeleteChat(String),
+    /// Send a command to the tool host.
+    Tool(ToolCommand),
     /// Leave the app.
     Quit,
 }
@@ -235,6 +238,8 @@ pub struct App {
     /// Rows added to (or taken from) the metrics pane's default height.
     pub metrics_rows_offset: i16,
     pub metrics: Metrics,
+    /// Tool calls: the approval prompt, the calls' blocks, tool time.
+    pub tools: tools::ToolState,
     /// A reopened chat's context in tokens (as its last turn left it), shown until the
     /// engine reports on this chat's next turn.
     pub saved_context_tokens: Option<usize>,
@@ -367,11 +372,6 @@ pub fn system_message(effort: ReasoningEffort, today: &str) -> Message {
     )
 }
 
-/// The developer message carrying the user's instructions.
-fn developer_message(instructions: &str) -> Message {
-    Message::developer(DeveloperContent::new().with_instructions(instructions))
-}
-
 impl App {
     /// A new app with an empty chat, waiting for the engine to load.
     pub fn new(options: AppOptions) -> Self {
@@ -412,6 +412,7 @@ impl App {
             chat_width_percent: 60,
             metrics_rows_offset: 0,
             metrics: Metrics::default(),
+            tools: tools::ToolState::default(),
             saved_context_tokens: None,
             notice: None,
             today: options.today,
@@ -462,6 +463,7 @@ impl App {
             }
             Input::Resize => Vec::new(),
             Input::Engine(event) => self.engine_event(event),
+            Input::Tool(event) => self.tool_event(event),
             Input::Terminate => self.quit(),
         }
     }
@@ -605,7 +607,9 @@ impl App {
             stats,
         });
         self.meta.updated = chrono::Utc::now().to_rfc3339();
-        vec![self.save()]
+        let mut effects = vec![self.save()];
+        effects.extend(self.tool_turn_done(stop));
+        effects
     }
 
     // ─── Keys ───
@@ -645,6 +649,9 @@ impl App {
             }
             Overlay::Chats { .. } => return self.chat_list_key(key, action),
             Overlay::None => {}
+        }
+        if self.tools.prompt.is_some() {
+            return self.approval_key(key, action);
         }
         if let Some(action) = action {
             // '?' opens help only when it can't be the start of a question.
@@ -699,6 +706,9 @@ impl App {
                 if self.generating {
                     self.notice = Some("stopping…".into());
                     return vec![Effect::Engine(CommandKind::Stop)];
+                }
+                if let Some(block) = self.tools.running() {
+                    return self.stop_call(block);
                 }
                 self.notice = Some(format!(
                     "nothing to stop · {} quits",
@@ -777,6 +787,8 @@ impl App {
                 self.overlay = Overlay::Help;
             }
             Action::Quit => return self.quit(),
+            Action::ToggleToolBlock => self.toggle_tool_block(),
+            Action::SelectToolBlock => self.select_tool_block(),
             Action::GrowChat => self.chat_width_percent = (self.chat_width_percent + 5).min(85),
             Action::GrowMetrics => self.resize_metrics(2),
             Action::ShrinkMetrics => self.resize_metrics(-2),
@@ -802,6 +814,10 @@ impl App {
         let mut effects = Vec::new();
         if self.generating {
             effects.push(Effect::Engine(CommandKind::Stop));
+        }
+        if let Some(block) = self.tools.running() {
+            let call_id = self.tools.blocks[block].call.id;
+            effects.push(Effect::Tool(ToolCommand::Cancel { call_id }));
         }
         if !self.messages.is_empty() {
             effects.push(self.save());
@@ -895,7 +911,7 @@ impl App {
             self.input.take();
             return self.slash_command(&text);
         }
-        if self.generating {
+        if self.generating || self.tools.busy() {
             self.notice = Some(format!(
                 "still answering: wait, or press {} to stop",
                 self.keymap.label(Action::Stop)
@@ -907,6 +923,7 @@ impl App {
             return Vec::new();
         }
         self.input.take();
+        self.tool_user_message();
         if self.meta.title.is_empty() {
             self.meta.title = title_from(&text);
         }
@@ -935,7 +952,7 @@ impl App {
     }
 
     fn regenerate(&mut self) -> Vec<Effect> {
-        if self.generating || !matches!(self.model, ModelState::Ready(_)) {
+        if self.generating || self.tools.busy() || !matches!(self.model, ModelState::Ready(_)) {
             return Vec::new();
         }
         let Some(last_user) = self.messages.iter().rposition(|m| m.role == Role::User) else {
@@ -945,9 +962,14 @@ impl App {
         self.messages.truncate(last_user + 1);
         let kept = self.messages.len();
         self.meta.turns.retain(|t| t.messages_after <= kept);
-        if matches!(self.entries.last(), Some(Entry::Assistant(_))) {
+        // Every answer after the last question goes, tool calls between them too.
+        while matches!(self.entries.last(), Some(Entry::Assistant(_))) {
             self.entries.pop();
         }
+        let entries = self.entries.len();
+        self.tools.blocks.retain(|b| b.after_entry < entries);
+        self.tools.selected = self.tools.blocks.len().checked_sub(1);
+        self.tool_user_message();
         self.submit()
     }
 
@@ -1047,3 +1069,6 @@ pub mod pane_sizes;
 pub mod scroll;
 #[cfg(test)]
 mod tests;
+pub mod tools;
+#[cfg(test)]
+mod tools_tests;

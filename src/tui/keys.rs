@@ -32,11 +32,13 @@ pub enum Action {
     ShrinkChat,
     GrowMetrics,
     ShrinkMetrics,
+    ToggleToolBlock,
+    SelectToolBlock,
 }
 
 impl Action {
     /// Every action, in the order the help overlay lists them.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 25] = [
         Action::Send,
         Action::Newline,
         Action::Stop,
@@ -60,6 +62,8 @@ impl Action {
         Action::ShrinkChat,
         Action::GrowMetrics,
         Action::ShrinkMetrics,
+        Action::ToggleToolBlock,
+        Action::SelectToolBlock,
     ];
 
     /// The name used in the config file's `[keybindings]` table.
@@ -88,6 +92,8 @@ impl Action {
             Action::ShrinkChat => "shrink_chat",
             Action::GrowMetrics => "grow_metrics",
             Action::ShrinkMetrics => "shrink_metrics",
+            Action::ToggleToolBlock => "toggle_tool_block",
+            Action::SelectToolBlock => "select_tool_block",
         }
     }
 
@@ -117,6 +123,8 @@ impl Action {
             Action::ShrinkChat => "narrow the chat pane",
             Action::GrowMetrics => "taller metrics pane (under the reasoning)",
             Action::ShrinkMetrics => "shorter metrics pane",
+            Action::ToggleToolBlock => "expand / collapse the selected tool call's block",
+            Action::SelectToolBlock => "select the previous tool call's block (wraps around)",
         }
     }
 
@@ -150,7 +158,7 @@ pub enum KeyError {
         second: &'static str,
     },
     #[error(
-        "unknown action '{0}' in [keybindings]: use one of send, newline, stop, focus_next, focus_prev, scroll_up, scroll_down, page_up, page_down, toggle_reasoning, toggle_earlier_reasoning, cycle_effort, new_chat, regenerate, copy_answer, copy_code, chat_list, help, quit, grow_chat, shrink_chat, grow_metrics, shrink_metrics"
+        "unknown action '{0}' in [keybindings]: use one of send, newline, stop, focus_next, focus_prev, scroll_up, scroll_down, page_up, page_down, toggle_reasoning, toggle_earlier_reasoning, cycle_effort, new_chat, regenerate, copy_answer, copy_code, chat_list, help, quit, grow_chat, shrink_chat, grow_metrics, shrink_metrics, toggle_tool_block, select_tool_block"
     )]
     UnknownAction(String),
 }
@@ -344,6 +352,8 @@ impl Default for KeyMap {
             (KeyBinding::with(Left, CTRL), Action::ShrinkChat),
             (KeyBinding::with(Up, CTRL), Action::GrowMetrics),
             (KeyBinding::with(Down, CTRL), Action::ShrinkMetrics),
+            (KeyBinding::with(Char('o'), CTRL), Action::ToggleToolBlock),
+            (KeyBinding::with(Char('b'), CTRL), Action::SelectToolBlock),
         ];
         Self {
             bindings: defaults.into_iter().collect(),

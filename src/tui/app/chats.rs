@@ -4,9 +4,9 @@
 use crossterm::event::{KeyCode, KeyEvent};
 
 use super::scroll::PaneScroll;
+use super::tools::{new_developer_message, with_builtin_tools};
 use super::{
-    App, CommandKind, Effect, Entry, Overlay, PendingMessage, developer_message, message_text,
-    system_message,
+    App, CommandKind, Effect, Entry, Overlay, PendingMessage, message_text, system_message,
 };
 use crate::harmony::{Content, Conversation, Message, ReasoningEffort, Role};
 use crate::store::{ChatMeta, ChatSnapshot, ChatSummary};
@@ -50,16 +50,18 @@ impl App {
     /// tools, fields this version does not know); only the effort and the instructions follow
     /// the app's settings.
     pub fn conversation(&self) -> Conversation {
+        // A new chat offers the tool host's tools: built-ins in the system message,
+        // functions in the developer message.
+        let catalog = &self.tools.catalog;
         let system = match &self.opened_system {
             Some(saved) => with_effort(saved.clone(), self.effort),
-            None => system_message(self.effort, &self.today),
+            None => with_builtin_tools(system_message(self.effort, &self.today), catalog),
         };
         let mut messages = vec![system];
         let instructions = self.developer_instructions.trim();
         match &self.opened_developer {
             Some(saved) => messages.extend(with_instructions(saved.clone(), instructions)),
-            None if !instructions.is_empty() => messages.push(developer_message(instructions)),
-            None => {}
+            None => messages.extend(new_developer_message(instructions, catalog)),
         }
         messages.extend(self.messages.iter().cloned());
         Conversation {
@@ -89,6 +91,10 @@ impl App {
         if !self.messages.is_empty() {
             effects.push(self.save());
         }
+        // The python tool keeps state per chat: the old chat's goes.
+        effects.push(Effect::Tool(crate::tools::ToolCommand::ResetChat {
+            chat_id: self.chat_id.clone(),
+        }));
         self.reset_chat(crate::store::new_chat_id(), ChatMeta::default());
         effects.push(Effect::Engine(CommandKind::NewChat));
         self.notice = Some("new chat".into());
@@ -121,6 +127,7 @@ impl App {
         self.chat_scroll = PaneScroll::default();
         self.reasoning_scroll = PaneScroll::default();
         self.saved_context_tokens = None;
+        self.tools.reset_chat();
     }
 
     /// Shows the saved chats (the driver's answer to `Effect::ListChats`).
@@ -208,9 +215,15 @@ impl App {
                         let turn = self.new_turn();
                         self.entries.push(turn);
                     }
+                    let is_call = crate::tools::ToolCall::from_message(0, &message).is_some();
+                    if is_call || message.role == Role::Tool {
+                        self.reopen_tool_message(&message);
+                    }
                     let theme = self.theme.clone();
                     if let Some(turn) = self.last_turn_mut() {
                         match message.channel.as_deref() {
+                            // Calls and results are shown as their blocks.
+                            _ if is_call || message.role == Role::Tool => {}
                             Some("analysis") => turn.reasoning.push(&text, &theme),
                             Some("commentary") => {
                                 let to = message
@@ -219,9 +232,6 @@ impl App {
                                     .map(|r| format!("→ {r}: "))
                                     .unwrap_or_default();
                                 turn.commentary.push(format!("{to}{text}"));
-                            }
-                            _ if message.role == Role::Tool => {
-                                turn.commentary.push(format!("← {text}"))
                             }
                             _ => turn.answer.push(&text, &theme),
                         }

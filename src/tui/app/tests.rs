@@ -6,7 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::*;
 use crate::engine::protocol::{MemorySample, ModelInfo, SamplingParams};
 
-fn app() -> App {
+pub(super) fn app() -> App {
     let mut app = App::new(AppOptions {
         theme: Theme::default(),
         keymap: KeyMap::default(),
@@ -25,15 +25,15 @@ fn app() -> App {
     app
 }
 
-fn key(code: KeyCode) -> Input {
+pub(super) fn key(code: KeyCode) -> Input {
     Input::Key(KeyEvent::new(code, KeyModifiers::NONE))
 }
 
-fn ctrl(c: char) -> Input {
+pub(super) fn ctrl(c: char) -> Input {
     Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
 }
 
-fn type_text(app: &mut App, text: &str) {
+pub(super) fn type_text(app: &mut App, text: &str) {
     for c in text.chars() {
         app.update(key(KeyCode::Char(c)));
     }
@@ -52,7 +52,7 @@ fn message(channel: &str, text: &str) -> Message {
     text_message(Role::Assistant, Some(channel), text)
 }
 
-fn stats(decode_tokens: usize, decode_ms: f64) -> TurnStats {
+pub(super) fn stats(decode_tokens: usize, decode_ms: f64) -> TurnStats {
     TurnStats {
         prefill_tokens: 100,
         cached_tokens: 20,
@@ -70,7 +70,7 @@ fn system_content(conversation: &Conversation) -> &SystemContent {
     }
 }
 
-fn submitted(effects: &[Effect]) -> Option<&Conversation> {
+pub(super) fn submitted(effects: &[Effect]) -> Option<&Conversation> {
     effects.iter().find_map(|e| match e {
         Effect::Engine(CommandKind::Submit(c)) => Some(c),
         _ => None,

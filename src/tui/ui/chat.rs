@@ -177,6 +177,9 @@ fn segments(app: &App) -> Vec<Segment<'_>> {
                 }
                 out.push(Segment::Lines(head));
                 out.push(Segment::Doc(&turn.answer));
+                for (index, block) in app.tools.blocks_after(i) {
+                    out.push(Segment::Lines(super::tools::block_lines(app, index, block)));
+                }
                 let mut foot = Vec::new();
                 if let (Some(stats), Some(stop)) = (turn.stats, turn.stop) {
                     foot.push(Line::from(Span::styled(

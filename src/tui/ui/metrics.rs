@@ -113,6 +113,22 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
             ),
         ),
     ));
+    // Tool time is not decode time: its own row, once the chat has called a tool.
+    if !app.tools.blocks.is_empty() {
+        rows.push((
+            3,
+            row(
+                app,
+                "tool",
+                format!(
+                    "{} · {} call{}",
+                    super::tools::format_duration(app.tools.turn_time),
+                    app.tools.turn_calls,
+                    if app.tools.turn_calls == 1 { "" } else { "s" }
+                ),
+            ),
+        ));
+    }
     // One row for the context gauge; the sparkline gets what is left (at least 2 rows when
     // all text fits).
     let room = usize::from(inner.height.saturating_sub(1));

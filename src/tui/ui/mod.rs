@@ -8,6 +8,7 @@ mod metrics;
 mod popup;
 mod reasoning;
 mod status;
+mod tools;
 
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
@@ -61,7 +62,11 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     status::draw_hints(frame, hints_area, app);
 
     match &app.overlay {
-        Overlay::None => {}
+        Overlay::None => {
+            if let Some(prompt) = &app.tools.prompt {
+                tools::draw_approval(frame, area, app, prompt);
+            }
+        }
         Overlay::Help => help::draw(frame, area, app),
         Overlay::Error { message, fatal } => popup::draw_error(frame, area, app, message, *fatal),
         Overlay::Chats { chats, selected } => popup::draw_chats(frame, area, app, chats, *selected),

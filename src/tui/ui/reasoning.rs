@@ -16,14 +16,21 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let turns: Vec<_> = app
         .entries
         .iter()
-        .filter_map(|e| match e {
-            Entry::Assistant(t) => Some(t.as_ref()),
+        .enumerate()
+        .filter_map(|(at, e)| match e {
+            Entry::Assistant(t) => Some((at, t.as_ref())),
             Entry::User(_) => None,
         })
         .collect();
+    // Every turn since the last question is live: the model reasons between tool calls.
+    let last_question = app
+        .entries
+        .iter()
+        .rposition(|e| matches!(e, Entry::User(_)));
     let mut segments = Vec::new();
     let last = turns.len().saturating_sub(1);
-    for (i, turn) in turns.iter().enumerate() {
+    for (i, (at, turn)) in turns.iter().enumerate() {
+        let current = i == last || last_question.is_none_or(|q| *at > q);
         let header = format!("── turn {} ", i + 1);
         segments.push(Segment::Lines(vec![Line::from(Span::styled(
             header, theme.dim,
@@ -37,7 +44,7 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
             segments.push(Segment::Lines(vec![Line::from(Span::styled(
                 what, theme.dim,
             ))]));
-        } else if i == last || app.expand_earlier_reasoning {
+        } else if current || app.expand_earlier_reasoning {
             segments.push(Segment::Doc(&turn.reasoning));
         } else {
             let text = turn.reasoning.text();
@@ -60,6 +67,14 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
                 )));
             }
             segments.push(Segment::Lines(lines));
+        }
+        let calls: Vec<Line<'static>> = app
+            .tools
+            .blocks_after(*at)
+            .map(|(_, block)| super::tools::reasoning_line(app, block))
+            .collect();
+        if !calls.is_empty() {
+            segments.push(Segment::Lines(calls));
         }
     }
     let inner_height = usize::from(area.height.saturating_sub(2));
