@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ossterm::harmony::{Conversation, Role};
 
 mod common;
-use common::tmux::Tmux;
+use common::tmux::{Tmux, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossterm");
 
