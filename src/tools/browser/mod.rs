@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::harmony::{ToolDescription, ToolNamespaceConfig};
+use crate::harmony::ToolNamespaceConfig;
 use crate::tools::host::ToolAnswer;
 use crate::tools::settings::BrowserSettings;
 
@@ -57,48 +57,11 @@ impl BrowserTool {
         )
     }
 
-    /// The `browser` namespace as the model sees it in the system message.
+    /// The `browser` namespace as the model sees it in the system message: openai_harmony's
+    /// text and schemas, byte for byte (the model was trained on them; golden-checked in
+    /// `harmony::builtin_tools`).
     pub fn namespace() -> ToolNamespaceConfig {
-        let description = "Tool for browsing.\nThe `cursor` appears in brackets before each browsing display: `[{cursor}]`.\nCite information from the tool using the following format:\n`【{cursor}†L{line_start}(-L{line_end})?】`, for example: `【6†L9-L11】` or `【8†L3】`.\nDo not quote more than 10 words directly from the tool output.\nsources=web (default: web)";
-        let tool = |name: &str, description: &str, parameters: Value| ToolDescription {
-            name: name.to_string(),
-            description: description.to_string(),
-            parameters: Some(parameters),
-        };
-        ToolNamespaceConfig {
-            name: NAMESPACE.to_string(),
-            description: Some(description.to_string()),
-            tools: vec![
-                tool(
-                    "search",
-                    "Searches for information related to `query` and displays `topn` results.",
-                    json!({"type": "object", "properties": {
-                        "query": {"type": "string"},
-                        "topn": {"type": "number", "default": 10},
-                        "source": {"type": "string"}},
-                        "required": ["query"]}),
-                ),
-                tool(
-                    "open",
-                    "Opens the link `id` from the page indicated by `cursor` starting at line number `loc`, showing `num_lines` lines.\nValid link ids are displayed with the formatting: `【{id}†.*】`.\nIf `cursor` is not provided, the most recent page is implied.\nIf `id` is a string, it is treated as a fully qualified URL associated with `source`.\nIf `loc` is not provided, the viewport will be positioned at the beginning of the document or centered on the most relevant passage, if available.\nUse this function without `id` to scroll to a new location of an opened page.",
-                    json!({"type": "object", "properties": {
-                        "id": {"type": ["number", "string"], "default": -1},
-                        "cursor": {"type": "number", "default": -1},
-                        "loc": {"type": "number", "default": -1},
-                        "num_lines": {"type": "number", "default": -1},
-                        "view_source": {"type": "boolean", "default": false},
-                        "source": {"type": "string"}}}),
-                ),
-                tool(
-                    "find",
-                    "Finds exact matches of `pattern` in the current page, or the page given by `cursor`.",
-                    json!({"type": "object", "properties": {
-                        "pattern": {"type": "string"},
-                        "cursor": {"type": "number", "default": -1}},
-                        "required": ["pattern"]}),
-                ),
-            ],
-        }
+        ToolNamespaceConfig::browser()
     }
 
     /// Runs `function` (`search`, `open`, `find`) with the model's JSON arguments.
