@@ -150,3 +150,31 @@ fn bad_input_is_refused_with_what_and_where() {
     assert!(!ok);
     assert!(stderr.contains("effort"), "{stderr}");
 }
+
+#[test]
+fn an_allow_that_matches_no_offered_tool_is_refused_naming_what_is_offered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = ask(
+        dir.path(),
+        &["--demo", "--tools", "--allow", "python", "hi"],
+        "",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("--allow python: no offered tool matches it (offered: none:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sets up no tools"), "{stderr}");
+
+    std::fs::write(dir.path().join("config.toml"), "[python]\nenabled = true\n").unwrap();
+    let (ok, _, stderr) = ask(
+        dir.path(),
+        &["--demo", "--tools", "--allow", "pyhton", "hi"],
+        "",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("--allow pyhton: no offered tool matches it (offered: python)"),
+        "{stderr}"
+    );
+}

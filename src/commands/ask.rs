@@ -16,7 +16,7 @@ use crate::harmony::{Conversation, DeveloperContent, Message, SystemContent};
 use crate::tools::agent_driver::{EngineLink, TurnObserver, drive_turn};
 use crate::tools::{
     AgentLoop, Approval, ApprovalPolicy, ToolCall, ToolCatalog, ToolEvent, ToolExchange,
-    ToolHostHandle, ToolWhere,
+    ToolHostHandle, ToolWhere, policy::AllowEntry,
 };
 
 /// How long the tool host may take to list its tools.
@@ -62,6 +62,9 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     .with_allowlist(settings.tools.allow.iter().chain(&args.allow))
     .with_context(|| format!("in --allow or [tools] allow of {}", settings.path.display()))?;
 
+    if args.tools {
+        check_allow_flags(&args.allow, &catalog, &settings)?;
+    }
     let conversation = first_messages(&settings, &catalog);
     let chat_id = format!("ask-{}", std::process::id());
     let mut agent = AgentLoop::new(conversation, policy, chat_id, max_new_tokens);
@@ -148,6 +151,31 @@ fn first_catalog(host: &mut ToolHostHandle) -> anyhow::Result<ToolCatalog> {
             ),
         }
     }
+}
+
+/// Fails on an `--allow` that covers none of the offered tools (a typo, or a tool the config
+/// does not set up), naming what is offered.
+fn check_allow_flags(
+    allow: &[String],
+    catalog: &ToolCatalog,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    let offered: Vec<&str> = catalog.entries.keys().map(String::as_str).collect();
+    for entry in allow {
+        let parsed = AllowEntry::parse(entry)?;
+        if !offered.iter().any(|recipient| parsed.matches(recipient)) {
+            let offered_text = if offered.is_empty() {
+                format!(
+                    "none: {} sets up no tools ([python] enabled = true, [mcp.NAME], [browser])",
+                    settings.path.display()
+                )
+            } else {
+                offered.join(", ")
+            };
+            bail!("--allow {entry}: no offered tool matches it (offered: {offered_text})");
+        }
+    }
+    Ok(())
 }
 
 /// System message (effort, date, built-in tools) and developer message (instructions,
