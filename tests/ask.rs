@@ -178,3 +178,16 @@ fn an_allow_that_matches_no_offered_tool_is_refused_naming_what_is_offered() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_prompt_over_the_context_names_the_flag_to_raise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = ask(dir.path(), &["--demo", "--context", "64", "hello"], "");
+    assert!(!ok);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("but the context limit is 64: raise --context or ask something shorter"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Ctrl+N"), "the app's advice: {stderr}");
+}

@@ -13,7 +13,7 @@ use crate::cli::{AppArgs, AskArgs};
 use crate::config::Settings;
 use crate::engine::{self, Event, StopReason, TurnStats};
 use crate::harmony::{Conversation, DeveloperContent, Message, SystemContent};
-use crate::tools::agent_driver::{EngineLink, TurnObserver, drive_turn};
+use crate::tools::agent_driver::{DriveError, EngineLink, TurnObserver, drive_turn};
 use crate::tools::{
     AgentLoop, Approval, ApprovalPolicy, ToolCall, ToolCatalog, ToolEvent, ToolExchange,
     ToolHostHandle, ToolWhere, policy::AllowEntry,
@@ -88,7 +88,7 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
         let _ = host.commands.send(crate::tools::ToolCommand::Shutdown);
     }
     engine.shutdown();
-    let stop = outcome?;
+    let stop = outcome.map_err(for_ask)?;
     observer.finish()?;
     let answer = final_answer(agent.conversation());
     if args.json {
@@ -110,6 +110,18 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// The engine's advice for a prompt over the context limit is the app's (Ctrl+N, /ctx);
+/// here the flag is what to change.
+fn for_ask(error: DriveError) -> anyhow::Error {
+    match &error {
+        DriveError::Engine(message) if message.starts_with("the conversation is ") => {
+            let numbers = message.split(':').next().unwrap_or(message);
+            anyhow::anyhow!("{numbers}: raise --context or ask something shorter")
+        }
+        _ => error.into(),
     }
 }
 
