@@ -191,3 +191,82 @@ fn a_prompt_over_the_context_names_the_flag_to_raise() {
     );
     assert!(!stderr.contains("Ctrl+N"), "the app's advice: {stderr}");
 }
+
+/// `ask --demo --json` with the python tool offered: (the report, stderr). The demo was
+/// fine-tuned to answer arithmetic through a python call when the tool is offered
+/// (scripts/demo/train.py --finetune-from).
+fn ask_demo_with_python(extra: &[&str], prompt: &str) -> (Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "[python]\nenabled = true\n").unwrap();
+    let mut args = vec!["--demo", "--tools", "--json"];
+    args.extend_from_slice(extra);
+    args.push(prompt);
+    let (ok, stdout, stderr) = ask(dir.path(), &args, "");
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    (report, stderr)
+}
+
+/// The message the model read back from python (the tool message after the call).
+fn tool_message_text(report: &Value) -> String {
+    let messages = report["messages"].as_array().unwrap();
+    let tool = messages
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .unwrap_or_else(|| panic!("no tool message: {report}"));
+    assert_eq!(tool["name"], "python", "{tool}");
+    tool["content"][0]["text"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_demo_computes_with_the_real_python_tool_and_answers_from_the_result() {
+    let (report, stderr) = ask_demo_with_python(&["--allow", "python"], "what is 6 x 7");
+    let calls = report["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{report}");
+    let call = &calls[0]["call"];
+    assert_eq!(call["recipient"], "python", "{call}");
+    assert_eq!(call["channel"], "analysis", "{call}");
+    let code = call["arguments"].as_str().unwrap();
+    assert!(code.contains('6') && code.contains('7'), "{code}");
+    assert_eq!(calls[0]["ran"], "allowlist", "{}", calls[0]);
+    assert!(calls[0]["denied"].is_null());
+    assert_eq!(calls[0]["is_error"], false, "{stderr}");
+    assert_eq!(calls[0]["result_text"].as_str().unwrap().trim(), "42");
+    assert_eq!(tool_message_text(&report).trim(), "42");
+    assert_eq!(report["stop"], "Return");
+    let answer = report["answer"].as_str().unwrap();
+    assert!(answer.contains("42"), "{answer}");
+    // One generation up to the call, one after the result.
+    let generations = report["stats"]["generations"].as_array().unwrap();
+    assert_eq!(generations.len(), 2, "{report}");
+    assert!(report["stats"]["tool_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn without_allow_and_a_terminal_the_demo_call_is_denied_and_the_model_told() {
+    let (report, _) = ask_demo_with_python(&[], "what is 6 x 7");
+    let calls = report["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{report}");
+    assert_eq!(calls[0]["call"]["recipient"], "python");
+    assert!(calls[0]["ran"].is_null(), "{}", calls[0]);
+    assert_eq!(calls[0]["denied"], "no_terminal");
+    let told = tool_message_text(&report);
+    assert!(
+        told.starts_with("[ERROR] the call to python was denied"),
+        "{told}"
+    );
+    assert_eq!(report["stop"], "Return");
+    let answer = report["answer"].as_str().unwrap();
+    assert!(answer.contains("denied"), "{answer}");
+}
+
+#[test]
+fn without_the_tool_offered_the_demo_answers_arithmetic_without_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = ask(dir.path(), &["--demo", "--json", "what is 6 x 7"], "");
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["tool_calls"], serde_json::json!([]));
+    assert_eq!(report["stop"], "Return");
+    assert!(report["answer"].as_str().unwrap().contains('6'), "{report}");
+}

@@ -4,9 +4,9 @@
 //!
 //! The whole loop (driver, policy, the real python runner) runs against a scripted model.
 //!
-//! The demo model does not call tools yet, so the first turn's call is replayed into the
-//! engine (submitted as the conversation the model would have written), which puts the same
-//! tokens in the KV cache that generating it would have.
+//! The round-trip test keeps the demo's own reasoning but writes the call itself (the demo
+//! calls python for arithmetic; `tests/ask.rs` runs that call end to end), so the prefix it
+//! checks the cache against is known exactly.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -136,8 +136,8 @@ fn a_tool_round_trip_reuses_the_cached_reasoning_and_prefills_only_the_new_messa
         .find(|m| m.channel.as_deref() == Some("analysis"))
         .cloned()
         .expect("the demo reasons first");
-    // As if the model had called python after that reasoning (the demo does not call tools):
-    // the call is a new message, so the cache holds everything before it.
+    // The call after that reasoning, written here rather than taken from the demo: the call
+    // is a new message, so the cache holds everything before it.
     agent.on_message_done(analysis);
     let before_call =
         render_conversation(agent.conversation(), &tokenizer, &RenderOptions::default())
