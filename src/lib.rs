@@ -15,5 +15,6 @@ pub mod memory;
 pub mod model;
 pub mod server;
 pub mod store;
+pub mod structured;
 pub mod tools;
 pub mod tui;
