@@ -114,6 +114,7 @@ async fn run_job(
         Command::Submit {
             conversation: generation.conversation.clone(),
             max_new_tokens: generation.max_new_tokens,
+            constraint: None,
         },
     ]
     .into_iter()
