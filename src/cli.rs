@@ -149,6 +149,10 @@ pub struct GenerateArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Hold the final channel's answer to this JSON schema (reasoning stays free); the
+    /// answer is printed as text too. The ids must be a harmony prompt.
+    #[arg(long, value_name = "FILE")]
+    pub json_schema: Option<PathBuf>,
 }
 
 /// A model of the real shape with seeded random weights, or a local/hub model.
