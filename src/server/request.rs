@@ -24,6 +24,8 @@ pub struct Generation {
     pub effort: ReasoningEffort,
     /// Generated tokens at most, reasoning included.
     pub max_new_tokens: usize,
+    /// `response_format`: the final answer's JSON schema, if any.
+    pub constraint: Option<crate::structured::TurnConstraint>,
 }
 
 /// A checked chat-completions request.
@@ -45,14 +47,8 @@ pub struct RequestDefaults {
 }
 
 /// Fields a client may send that this server does not implement yet: refused with 400.
-const UNSUPPORTED_FIELDS: [&str; 6] = [
-    "tools",
-    "tool_choice",
-    "functions",
-    "function_call",
-    "stop",
-    "response_format",
-];
+const UNSUPPORTED_FIELDS: [&str; 5] =
+    ["tools", "tool_choice", "functions", "function_call", "stop"];
 
 /// Parses and checks a request body; `seed` is used when the request has no `seed`.
 pub fn parse_chat_request(
@@ -141,12 +137,15 @@ pub fn parse_chat_request(
         },
     };
     let stream = optional_bool(&fields, "stream")?.unwrap_or(false);
+    let constraint = crate::structured::parse_response_format(fields.get("response_format"))
+        .map_err(|bad| ApiError::invalid(bad.param, bad.message))?;
     Ok(ChatRequest {
         generation: Generation {
             conversation,
             sampling,
             effort,
             max_new_tokens,
+            constraint,
         },
         stream,
     })

@@ -114,7 +114,7 @@ async fn run_job(
         Command::Submit {
             conversation: generation.conversation.clone(),
             max_new_tokens: generation.max_new_tokens,
-            constraint: None,
+            constraint: generation.constraint.clone(),
         },
     ]
     .into_iter()
@@ -173,6 +173,7 @@ pub(super) mod tests {
             sampling: SamplingParams::default(),
             effort: ReasoningEffort::Low,
             max_new_tokens: 1_000_000,
+            constraint: None,
         }
     }
 

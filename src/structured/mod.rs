@@ -15,6 +15,7 @@
 
 mod gate;
 mod json;
+mod openai;
 mod vocab;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 pub use gate::{HarmonyConstraint, Phase};
 pub use json::JsonGrammar;
+pub use openai::{BadResponseFormat, parse_response_format};
 pub use vocab::GrammarVocab;
 
 /// What went wrong building or following a constraint.
