@@ -117,8 +117,17 @@ impl Sampler {
             .flatten_all()?
             .to_dtype(DType::F32)?
             .to_vec1::<f32>()?;
-        mask(&mut row)?;
-        self.sample_slice(&row)
+        self.sample_masked_slice(&mut row, mask)
+    }
+
+    /// [`Sampler::sample_masked`] on a row of logits already on the host.
+    pub fn sample_masked_slice(
+        &mut self,
+        row: &mut [f32],
+        mask: impl FnOnce(&mut [f32]) -> Result<(), crate::structured::StructuredError>,
+    ) -> Result<u32, SamplerError> {
+        mask(row)?;
+        self.sample_slice(row)
     }
 
     /// Picks the next token from a slice of logits. On gpt-oss's 201k-token vocabulary this
