@@ -343,4 +343,16 @@ pub struct AppArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    /// Chat with a model on an OpenAI-compatible server instead of the local engine: its API
+    /// base URL (vLLM, SGLang, llama-server, Ollama or ossterm serve), e.g.
+    /// http://gpu-box:8000/v1.
+    #[arg(long, value_name = "URL", conflicts_with = "demo")]
+    pub remote: Option<String>,
+    /// With --remote: read the server's API key (sent as a Bearer token) from this
+    /// environment variable.
+    #[arg(long, value_name = "VAR", requires = "remote")]
+    pub api_key_env: Option<String>,
+    /// With --remote: the model to ask for (default: the first the server lists).
+    #[arg(long, value_name = "NAME", requires = "remote")]
+    pub remote_model: Option<String>,
 }

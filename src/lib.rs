@@ -13,6 +13,7 @@ pub mod harmony;
 pub mod hub;
 pub mod memory;
 pub mod model;
+pub mod remote;
 pub mod server;
 pub mod store;
 pub mod structured;

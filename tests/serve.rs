@@ -1,81 +1,15 @@
 //! `ossterm serve --demo` over HTTP on 127.0.0.1: answers, streams, refusals, metrics, keys,
 //! and the official `openai` Python client.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::{Read, Write};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 mod common;
 
-/// A running `ossterm serve`, killed when dropped.
-struct Server {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    base: String,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ossterm"))
-            .args(["serve", "--demo", "--host", "127.0.0.1", "--port", "0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starts ossterm serve");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (line_tx, line_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = line_tx.send(line);
-        });
-        let line = line_rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("the server prints its address within 2 minutes");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-        Self { child, base }
-    }
-
-    fn post(&self, path: &str, body: &str) -> (u16, String) {
-        let result = ureq::post(&format!("{}{path}", self.base))
-            .set("Content-Type", "application/json")
-            .timeout(Duration::from_secs(120))
-            .send_string(body);
-        read(result)
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        read(
-            ureq::get(&format!("{}{path}", self.base))
-                .timeout(Duration::from_secs(30))
-                .call(),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
-    match result {
-        Ok(response) => (response.status(), response.into_string().expect("body")),
-        Err(ureq::Error::Status(code, response)) => (code, response.into_string().expect("body")),
-        Err(other) => panic!("transport error: {other}"),
-    }
-}
+use common::serve::Server;
 
 fn kv_question(extra: Value) -> String {
     let mut body = json!({
@@ -215,6 +149,63 @@ fn a_stream_sends_reasoning_then_content_then_done() {
     );
 }
 
+/// The answer ends before the first stop sequence, whole or streamed, with finish_reason "stop".
+#[test]
+fn a_stop_sequence_cuts_the_answer_before_it() {
+    let server = Server::start(&[]);
+    let (status, body) = server.post("/v1/chat/completions", &kv_question(json!({})));
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    let full = body["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content")
+        .to_string();
+    // A word from the middle of the answer (the demo answers in whole sentences).
+    let words: Vec<&str> = full.split_whitespace().collect();
+    assert!(words.len() >= 3, "a longer answer expected: {full:?}");
+    let stop = words[words.len() / 2];
+    let expected = &full[..full.find(stop).expect("in the answer")];
+
+    let (status, cut) = server.post(
+        "/v1/chat/completions",
+        &kv_question(json!({"stop": [stop, "never appears"]})),
+    );
+    assert_eq!(status, 200, "{cut}");
+    let cut: Value = serde_json::from_str(&cut).expect("JSON");
+    assert_eq!(cut["choices"][0]["message"]["content"], expected, "{cut}");
+    assert_eq!(cut["choices"][0]["finish_reason"], "stop", "{cut}");
+    assert!(
+        cut["usage"]["completion_tokens"].as_u64() < body["usage"]["completion_tokens"].as_u64(),
+        "the generation stopped early: {cut}"
+    );
+
+    let response = ureq::post(&format!("{}/v1/chat/completions", server.base))
+        .timeout(Duration::from_secs(120))
+        .send_string(&kv_question(json!({"stop": stop, "stream": true})))
+        .expect("200");
+    let mut text = String::new();
+    response
+        .into_reader()
+        .read_to_string(&mut text)
+        .expect("stream");
+    let mut streamed = String::new();
+    let mut reasons = Vec::new();
+    for event in text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")) {
+        if event == "[DONE]" {
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(event).expect("chunk JSON");
+        if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
+            streamed.push_str(piece);
+        }
+        if let Some(reason) = chunk["choices"][0]["finish_reason"].as_str() {
+            reasons.push(reason.to_string());
+        }
+    }
+    assert_eq!(streamed, expected, "{text}");
+    assert_eq!(reasons, ["stop"], "{text}");
+}
+
 #[test]
 fn bad_requests_get_400_with_an_openai_error_body() {
     let server = Server::start(&[]);
@@ -340,6 +331,7 @@ fn the_official_openai_python_client_streams_answers_and_sees_a_400() {
         "stream: reasoning then content",
         "whole: content and usage",
         "bad request: 400 top_p",
+        "tools: a call and its result round trip",
     ] {
         assert!(
             stdout.contains(line),

@@ -147,3 +147,38 @@ fn a_schema_the_grammar_cannot_follow_fails_before_any_token() {
     assert!(error.contains("dependentSchemas"), "{error}");
     engine.shutdown();
 }
+
+#[test]
+fn the_remote_front_refuses_a_constraint_rather_than_answering_unconstrained() {
+    // Nothing listens there: the refusal comes before any connection matters.
+    let options =
+        ossterm::remote::RemoteOptions::new("http://127.0.0.1:9/v1", None, None).expect("a URL");
+    let mut engine = ossterm::remote::spawn(options);
+    let constraint =
+        TurnConstraint::from_response_format(ResponseFormat::JsonObject).expect("json_object");
+    let conversation = Conversation::from_messages([Message::user("hi")]);
+    engine
+        .commands
+        .send(Command::Submit {
+            conversation,
+            max_new_tokens: 8,
+            constraint: Some(constraint),
+        })
+        .expect("front alive");
+    // Connection errors may come first (nothing listens); the refusal must come, no token.
+    let deadline = Instant::now() + TIMEOUT;
+    let refusal = "structured outputs (a JSON schema) are not supported with --remote yet";
+    loop {
+        assert!(Instant::now() < deadline, "no refusal");
+        match engine.events.try_recv() {
+            Ok(Event::Error { message, .. }) if message == refusal => break,
+            Ok(Event::Token { .. }) => panic!("a token was generated"),
+            Ok(_) => {}
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(err) => panic!("front channel closed: {err}"),
+        }
+    }
+    engine.shutdown();
+}

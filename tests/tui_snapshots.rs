@@ -103,6 +103,7 @@ fn metrics(app: &mut App, used: usize, generating: bool) {
             turn: stats(),
             decode_tok_s_now: speed,
             generating,
+            remote: None,
         })));
     }
 }

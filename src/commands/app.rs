@@ -30,6 +30,18 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
     let mut settings = Settings::load(args.config.as_deref())?;
     settings.apply_args(args)?;
     let options = app_options(&settings)?;
+    let remote = match &args.remote {
+        Some(url) => Some(
+            crate::remote::RemoteOptions::from_flags(
+                url,
+                args.api_key_env.as_deref(),
+                args.remote_model.clone(),
+            )?
+            .with_effort(settings.effort)
+            .with_sampling(settings.sampling),
+        ),
+        None => None,
+    };
     let engine_options = engine_options(args, &settings)?;
     let store = ChatStore::new(&config::data_dir()?);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -40,7 +52,10 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
     let signals = quit_signals()?;
     let mut guard =
         terminal::setup().context("cannot set up the terminal (is this a terminal?)")?;
-    let engine = engine::spawn(engine_options);
+    let engine = match remote {
+        Some(remote) => crate::remote::spawn(remote),
+        None => engine::spawn(engine_options),
+    };
     let mut app = App::new(options);
     app.shift_enter_works = guard.keyboard_enhanced;
     let result = runtime.block_on(event_loop(

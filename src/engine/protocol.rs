@@ -143,6 +143,19 @@ pub struct MetricsSample {
     pub decode_tok_s_now: f64,
     /// True while a turn is prefilling or decoding.
     pub generating: bool,
+    /// Set when the "engine" is a remote server (`--remote`): its memory is not ours to see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteSample>,
+}
+
+/// What a remote server reports about itself.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteSample {
+    /// The server (`host:port`).
+    pub server: String,
+    /// Fraction of the server's KV cache in use (0 to 1), from its `/metrics`; `None` when it
+    /// has no metrics we can read.
+    pub kv_cache_used_fraction: Option<f64>,
 }
 
 /// What the loaded model is, for the status line.

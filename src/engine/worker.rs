@@ -77,6 +77,20 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// A handle over another thread that speaks the same protocol (the `--remote` front).
+    pub fn from_thread(
+        commands: mpsc::Sender<Command>,
+        events: UnboundedReceiver<Event>,
+        thread: Option<JoinHandle<()>>,
+    ) -> Self {
+        Self {
+            commands,
+            events,
+            thread,
+            cancel_download: crate::hub::Cancel::new(),
+        }
+    }
+
     /// Sends `Shutdown` and waits for the thread to end.
     pub fn shutdown(mut self) {
         // A send error means the thread already ended, which is what we want.
@@ -611,6 +625,7 @@ impl Engine {
             turn,
             decode_tok_s_now,
             generating,
+            remote: None,
         }
     }
 }

@@ -10,6 +10,9 @@ pub mod request;
 pub mod response;
 pub mod routes;
 pub mod scheduler;
+pub mod stop;
+pub mod tools;
+pub mod turn;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -139,10 +142,16 @@ mod tests {
         socket
     }
 
-    /// Over HTTP on 127.0.0.1, against an engine that decodes until stopped: the second
-    /// request waits, the third gets 429, and closing the first stream stops its generation.
-    #[test]
-    fn a_full_queue_gets_429_and_a_closed_stream_stops_its_generation() {
+    type FakeEngine = (
+        std::sync::mpsc::Sender<crate::engine::Command>,
+        tokio::sync::mpsc::UnboundedReceiver<crate::engine::Event>,
+    );
+
+    /// A server on 127.0.0.1 over the engine `make_engine` builds (on the server's runtime).
+    fn start_server<T: Send + 'static>(
+        queue_limit: usize,
+        make_engine: impl FnOnce() -> (FakeEngine, T) + Send + 'static,
+    ) -> (std::net::SocketAddr, Arc<ServerState>, T) {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -150,10 +159,10 @@ mod tests {
                 .build()
                 .expect("a runtime");
             runtime.block_on(async move {
-                let (commands, events, seen) = scheduler::tests::fake_engine();
+                let ((commands, events), extra) = make_engine();
                 let options = ServeOptions {
                     model_name: "fake".into(),
-                    queue_limit: 1,
+                    queue_limit,
                     api_key: None,
                     defaults: RequestDefaults {
                         sampling: crate::engine::SamplingParams::default(),
@@ -166,13 +175,23 @@ mod tests {
                     .await
                     .expect("binds");
                 let address = listener.local_addr().expect("address");
-                let _ = ready_tx.send((address, state.clone(), seen));
+                let _ = ready_tx.send((address, state.clone(), extra));
                 let _ = axum::serve(listener, router(state)).await;
             });
         });
-        let (address, state, mut seen) = ready_rx
+        ready_rx
             .recv_timeout(Duration::from_secs(5))
-            .expect("the server starts");
+            .expect("the server starts")
+    }
+
+    /// Over HTTP on 127.0.0.1, against an engine that decodes until stopped: the second
+    /// request waits, the third gets 429, and closing the first stream stops its generation.
+    #[test]
+    fn a_full_queue_gets_429_and_a_closed_stream_stops_its_generation() {
+        let (address, state, mut seen) = start_server(1, || {
+            let (commands, events, seen) = scheduler::tests::fake_engine();
+            ((commands, events), seen)
+        });
         let body = r#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#;
 
         let mut running = send(address, &chat_request(body));
@@ -232,5 +251,98 @@ mod tests {
         assert!(same_secret(b"abc", b"abc"));
         assert!(!same_secret(b"abd", b"abc"));
         assert!(!same_secret(b"ab", b"abc"));
+    }
+
+    /// An engine whose every turn is a call to `functions.get_weather`.
+    fn calling_engine() -> FakeEngine {
+        use crate::engine::{Command, Event, StopReason, TurnStats};
+        let (command_tx, command_rx) = std::sync::mpsc::channel();
+        let (event_tx, event_rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            while let Ok(command) = command_rx.recv() {
+                if !matches!(command, Command::Submit { .. }) {
+                    continue;
+                }
+                let token = |channel: &str, recipient: Option<&str>, delta: &str| Event::Token {
+                    token_id: 0,
+                    channel: Some(channel.into()),
+                    recipient: recipient.map(Into::into),
+                    delta: delta.into(),
+                };
+                let call = Some("functions.get_weather");
+                for event in [
+                    token("analysis", None, "weather needed"),
+                    token("commentary", call, ""),
+                    token("commentary", call, "{\"city\":"),
+                    token("commentary", call, "\"Oslo\"}"),
+                    Event::MessageDone(
+                        crate::harmony::Message::assistant("commentary", "{\"city\":\"Oslo\"}")
+                            .with_recipient("functions.get_weather"),
+                    ),
+                    Event::TurnDone {
+                        stop: StopReason::Call,
+                        stats: TurnStats::default(),
+                    },
+                ] {
+                    let _ = event_tx.send(event);
+                }
+            }
+        });
+        (command_tx, event_rx)
+    }
+
+    #[test]
+    fn a_model_call_comes_back_as_tool_calls_whole_and_streamed() {
+        let (address, _state, ()) = start_server(4, || (calling_engine(), ()));
+        let tools = r#""tools":[{"type":"function","function":{"name":"get_weather"}}]"#;
+        let whole = format!(r#"{{"messages":[{{"role":"user","content":"Oslo?"}}],{tools}}}"#);
+        let mut answer = String::new();
+        send(address, &chat_request(&whole))
+            .read_to_string(&mut answer)
+            .expect("answers");
+        let body: serde_json::Value =
+            serde_json::from_str(answer.split("\r\n\r\n").nth(1).expect("a body")).expect("JSON");
+        let choice = &body["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls", "{body}");
+        assert_eq!(choice["message"]["content"], serde_json::Value::Null);
+        let call = &choice["message"]["tool_calls"][0];
+        assert!(
+            call["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("call_")),
+            "{call}"
+        );
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "get_weather");
+        assert_eq!(call["function"]["arguments"], "{\"city\":\"Oslo\"}");
+
+        let streamed = format!(
+            r#"{{"messages":[{{"role":"user","content":"Oslo?"}}],{tools},"stream":true}}"#
+        );
+        let mut text = String::new();
+        send(address, &chat_request(&streamed))
+            .read_to_string(&mut text)
+            .expect("streams");
+        let chunks: Vec<serde_json::Value> = text
+            .split("\n\n")
+            .filter_map(|event| event.split("data: ").nth(1))
+            .filter(|data| !data.starts_with("[DONE]"))
+            .map(|data| serde_json::from_str(data).expect("chunk JSON"))
+            .collect();
+        let calls: Vec<&serde_json::Value> = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
+            .collect();
+        assert_eq!(calls.len(), 3, "{text}");
+        assert_eq!(calls[0]["function"]["name"], "get_weather");
+        assert!(calls[0]["id"].is_string());
+        assert!(calls[1].get("id").is_none());
+        let arguments: String = calls
+            .iter()
+            .filter_map(|c| c["function"]["arguments"].as_str())
+            .collect();
+        assert_eq!(arguments, "{\"city\":\"Oslo\"}");
+        let last = chunks.last().expect("a last chunk");
+        assert_eq!(last["choices"][0]["finish_reason"], "tool_calls", "{text}");
     }
 }

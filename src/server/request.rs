@@ -3,12 +3,16 @@
 //!
 //! OpenAI's `system` and `developer` messages both become harmony's developer instructions
 //! (harmony's own system message carries identity, date and effort), as in OpenAI's gpt-oss
-//! chat template. Fields this server does not implement yet (`tools`, `stop`, ...) are refused,
-//! not ignored, so a client never gets a silently different answer.
+//! chat template. Function tools and past tool calls are mapped in `tools`; fields this server
+//! does not implement (`functions`, `function_call`) are refused, not ignored, so a client
+//! never gets a silently different answer.
 
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use super::tools::{
+    FunctionTools, PastCall, call_message, function_tools, past_calls, result_message,
+};
 use crate::engine::SamplingParams;
 use crate::engine::sampler::check_setting;
 use crate::harmony::{Conversation, DeveloperContent, Message, ReasoningEffort, SystemContent};
@@ -35,6 +39,10 @@ pub struct ChatRequest {
     pub generation: Generation,
     /// Answer as server-sent events.
     pub stream: bool,
+    /// The answer ends before the first of these (none: no stop sequences).
+    pub stop: Vec<String>,
+    /// Whether any function tools were offered (a call then ends with `tool_calls`).
+    pub has_tools: bool,
 }
 
 /// The server's settings a request may override.
@@ -47,8 +55,7 @@ pub struct RequestDefaults {
 }
 
 /// Fields a client may send that this server does not implement yet: refused with 400.
-const UNSUPPORTED_FIELDS: [&str; 5] =
-    ["tools", "tool_choice", "functions", "function_call", "stop"];
+const UNSUPPORTED_FIELDS: [&str; 2] = ["functions", "function_call"];
 
 /// Parses and checks a request body; `seed` is used when the request has no `seed`.
 pub fn parse_chat_request(
@@ -102,7 +109,10 @@ pub fn parse_chat_request(
     {
         return Err(wrong_type("model", "a string", model));
     }
-    let conversation = conversation(&fields, defaults)?;
+    let tools = function_tools(&fields)?;
+    let has_tools = !tools.tools.is_empty();
+    let stop = super::stop::parse_stop(&fields)?;
+    let conversation = conversation(&fields, defaults, tools)?;
     let mut sampling = defaults.sampling;
     sampling.seed = seed;
     if let Some(temperature) = optional_f64(&fields, "temperature")? {
@@ -148,6 +158,8 @@ pub fn parse_chat_request(
             constraint,
         },
         stream,
+        stop,
+        has_tools,
     })
 }
 
@@ -161,6 +173,7 @@ impl ApiError {
 fn conversation(
     fields: &Map<String, Value>,
     defaults: &RequestDefaults,
+    tools: FunctionTools,
 ) -> Result<Conversation, ApiError> {
     let messages = match fields.get("messages") {
         None | Some(Value::Null) => {
@@ -183,6 +196,8 @@ fn conversation(
         .with_conversation_start_date(chrono::Local::now().format("%Y-%m-%d").to_string());
     let mut instructions = Vec::new();
     let mut turns = Vec::new();
+    // Calls made so far, so a `role: tool` message can name the function it answers.
+    let mut calls: Vec<PastCall> = Vec::new();
     for (index, message) in messages.iter().enumerate() {
         let at = format!("messages[{index}]");
         let Value::Object(message) = message else {
@@ -203,15 +218,7 @@ fn conversation(
             "system" | "developer" => instructions.push(text),
             "user" => turns.push(Message::user(text)),
             "assistant" => {
-                if message.get("tool_calls").is_some_and(|v| !v.is_null()) {
-                    return Err(ApiError::invalid(
-                        format!("{at}.tool_calls"),
-                        format!(
-                            "{at}.tool_calls: tool calls are not supported by ossterm serve yet"
-                        ),
-                    )
-                    .with_code("unsupported_parameter"));
-                }
+                let made = past_calls(message, &at)?;
                 // Past reasoning goes back as the analysis channel (OpenAI's gpt-oss guidance).
                 for name in ["reasoning_content", "reasoning"] {
                     match message.get(name) {
@@ -225,28 +232,67 @@ fn conversation(
                         }
                     }
                 }
-                turns.push(Message::assistant("final", text));
+                if made.is_empty() {
+                    turns.push(Message::assistant("final", text));
+                } else {
+                    // Text beside calls is a preamble: commentary addressed to nobody.
+                    if !text.is_empty() {
+                        turns.push(Message::assistant("commentary", text));
+                    }
+                    turns.extend(made.iter().map(call_message));
+                    calls.extend(made);
+                }
             }
-            "tool" | "function" => {
+            "tool" => {
+                let id_at = format!("{at}.tool_call_id");
+                let id = match message.get("tool_call_id") {
+                    Some(Value::String(id)) => id,
+                    Some(other) => return Err(wrong_type(&id_at, "a string", other)),
+                    None => {
+                        return Err(ApiError::invalid(
+                            &id_at,
+                            format!("{id_at} is missing: say which tool call this answers"),
+                        ));
+                    }
+                };
+                let call = calls.iter().find(|call| &call.id == id).ok_or_else(|| {
+                    ApiError::invalid(
+                        &id_at,
+                        format!(
+                            "{id_at} is '{id}', which no earlier assistant message's tool_calls has"
+                        ),
+                    )
+                })?;
+                turns.push(result_message(call, text));
+            }
+            "function" => {
                 return Err(ApiError::invalid(
                     format!("{at}.role"),
-                    format!("{at}.role is '{role}': tool messages are not supported by ossterm serve yet"),
+                    format!("{at}.role is 'function' (the old function-call API): use tool_calls and role 'tool'"),
                 )
                 .with_code("unsupported_parameter"));
             }
             other => {
                 return Err(ApiError::invalid(
                     format!("{at}.role"),
-                    format!("{at}.role is '{other}': use system, developer, user or assistant"),
+                    format!(
+                        "{at}.role is '{other}': use system, developer, user, assistant or tool"
+                    ),
                 ));
             }
         }
     }
     let mut all = vec![Message::system(system)];
+    instructions.extend(tools.instruction);
+    let mut developer = DeveloperContent::new();
     if !instructions.is_empty() {
-        all.push(Message::developer(
-            DeveloperContent::new().with_instructions(instructions.join("\n\n")),
-        ));
+        developer = developer.with_instructions(instructions.join("\n\n"));
+    }
+    if !tools.tools.is_empty() {
+        developer = developer.with_function_tools(tools.tools);
+    }
+    if developer != DeveloperContent::new() {
+        all.push(Message::developer(developer));
     }
     all.extend(turns);
     Ok(Conversation::from_messages(all))
@@ -336,7 +382,8 @@ fn optional_bool(fields: &Map<String, Value>, name: &str) -> Result<Option<bool>
     }
 }
 
-fn wrong_type(param: &str, expected: &str, got: &Value) -> ApiError {
+/// A 400 saying `param` should be `expected` and showing (the start of) what came.
+pub(super) fn wrong_type(param: &str, expected: &str, got: &Value) -> ApiError {
     let mut shown = got.to_string();
     if shown.len() > 60 {
         let cut = (0..=60)
@@ -366,7 +413,7 @@ fn kind_of(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harmony::Role;
+    use crate::harmony::{Content, Role};
 
     const DEFAULTS: RequestDefaults = RequestDefaults {
         sampling: SamplingParams {
@@ -461,7 +508,7 @@ mod tests {
         assert_eq!(param.as_deref(), Some("messages[0].role"));
         assert_eq!(
             message,
-            "messages[0].role is 'wizard': use system, developer, user or assistant"
+            "messages[0].role is 'wizard': use system, developer, user, assistant or tool"
         );
         let (param, message) =
             refusal(r#"{"messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#);
@@ -482,14 +529,71 @@ mod tests {
         );
         let (param, _) = refusal(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#);
         assert_eq!(param.as_deref(), Some("max_tokens"));
-        let (param, message) =
-            refusal(r#"{"messages":[{"role":"user","content":"x"}],"stop":["\n"]}"#);
-        assert_eq!(param.as_deref(), Some("stop"));
+        let (param, message) = refusal(
+            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}"#,
+        );
+        assert_eq!(param.as_deref(), Some("response_format.type"));
         assert_eq!(
             message,
-            "stop is not supported by ossterm serve yet; leave it out"
+            "response_format.type is 'yaml': use json_schema, json_object or text"
         );
         let (param, _) = refusal(r#"{"messages":[{"role":"user","content":5}]}"#);
         assert_eq!(param.as_deref(), Some("messages[0].content"));
+    }
+
+    #[test]
+    fn a_tool_round_trip_renders_as_harmony_calls_and_results() {
+        let request = parse(
+            r#"{"messages":[{"role":"user","content":"Weather in Oslo?"},
+                {"role":"assistant","content":null,"reasoning":"need weather","tool_calls":[
+                    {"id":"call_9","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Oslo\"}"}}]},
+                {"role":"tool","tool_call_id":"call_9","content":"sunny"}],
+               "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}],
+               "stop":"END"}"#,
+        )
+        .expect("valid");
+        assert!(request.has_tools);
+        assert_eq!(request.stop, ["END"]);
+        let messages = &request.generation.conversation.messages;
+        let Content::DeveloperContent(developer) = &messages[1].content[0] else {
+            panic!("no developer message: {messages:?}");
+        };
+        let functions = &developer.tools.as_ref().expect("tools")["functions"];
+        assert_eq!(functions.tools[0].name, "get_weather");
+        let shapes: Vec<_> = messages[2..]
+            .iter()
+            .map(|m| (m.role, m.channel.clone(), m.recipient.clone()))
+            .collect();
+        assert_eq!(
+            shapes,
+            vec![
+                (Role::User, None, None),
+                (Role::Assistant, Some("analysis".into()), None),
+                (
+                    Role::Assistant,
+                    Some("commentary".into()),
+                    Some("functions.get_weather".into())
+                ),
+                (
+                    Role::Tool,
+                    Some("commentary".into()),
+                    Some("assistant".into())
+                ),
+            ]
+        );
+        assert_eq!(messages[5].name.as_deref(), Some("functions.get_weather"));
+        assert_eq!(messages[5].text(), "sunny");
+    }
+
+    #[test]
+    fn a_tool_message_must_answer_an_earlier_call() {
+        let (param, message) = refusal(
+            r#"{"messages":[{"role":"user","content":"x"},{"role":"tool","tool_call_id":"call_x","content":"1"}]}"#,
+        );
+        assert_eq!(param.as_deref(), Some("messages[1].tool_call_id"));
+        assert_eq!(
+            message,
+            "messages[1].tool_call_id is 'call_x', which no earlier assistant message's tool_calls has"
+        );
     }
 }

@@ -80,24 +80,25 @@ impl Reply {
         chunk
     }
 
-    /// The chunk carrying one piece of text.
-    pub fn piece_chunk(&self, piece: &Piece) -> Value {
-        let delta = match piece {
-            Piece::Reasoning(text) => json!({"reasoning_content": text, "reasoning": text}),
-            Piece::Content(text) => json!({"content": text}),
-        };
-        self.chunk(delta, None, None)
-    }
-
-    /// A whole `chat.completion`.
+    /// A whole `chat.completion`; `content` is null when the turn is only function calls.
     pub fn completion(
         &self,
         content: &str,
         reasoning: &str,
-        stop: StopReason,
+        calls: &[super::turn::ToolCallOut],
+        finish_reason: &str,
         stats: &TurnStats,
     ) -> Value {
         let mut message = json!({"role": "assistant", "content": content});
+        if !calls.is_empty() {
+            if content.is_empty() {
+                message["content"] = Value::Null;
+            }
+            message["tool_calls"] = calls
+                .iter()
+                .map(super::turn::ToolCallOut::to_json)
+                .collect();
+        }
         if !reasoning.is_empty() {
             message["reasoning_content"] = json!(reasoning);
             message["reasoning"] = json!(reasoning);
@@ -108,7 +109,7 @@ impl Reply {
             "created": self.created,
             "model": self.model,
             "choices": [{"index": 0, "message": message, "logprobs": null,
-                         "finish_reason": finish_reason(stop)}],
+                         "finish_reason": finish_reason}],
             "usage": usage(stats),
         })
     }
@@ -144,18 +145,13 @@ mod tests {
 
     #[test]
     fn reasoning_goes_out_under_both_names_and_answers_as_content() {
-        let reasoning = piece(Some("analysis"), None, "think").expect("text");
-        let chunk = reply().piece_chunk(&reasoning);
+        assert_eq!(
+            piece(Some("analysis"), None, "think"),
+            Some(Piece::Reasoning("think".into()))
+        );
+        let chunk = reply().chunk(json!({"content": "Hi"}), None, None);
         assert_eq!(chunk["object"], "chat.completion.chunk");
-        assert_eq!(
-            chunk["choices"][0]["delta"],
-            json!({"reasoning_content": "think", "reasoning": "think"})
-        );
-        let answer = piece(Some("final"), None, "Hi").expect("text");
-        assert_eq!(
-            reply().piece_chunk(&answer)["choices"][0]["delta"],
-            json!({"content": "Hi"})
-        );
+        assert_eq!(chunk["choices"][0]["delta"], json!({"content": "Hi"}));
         assert_eq!(piece(Some("final"), None, ""), None);
         assert_eq!(piece(Some("commentary"), Some("functions.f"), "{}"), None);
         assert_eq!(sse_data(&json!({"a": 1})), "data: {\"a\":1}\n\n");
@@ -169,7 +165,7 @@ mod tests {
             decode_tokens: 3,
             ..TurnStats::default()
         };
-        let body = reply().completion("Hi", "think", StopReason::Length, &stats);
+        let body = reply().completion("Hi", "think", &[], "length", &stats);
         assert_eq!(body["choices"][0]["finish_reason"], "length");
         assert_eq!(body["choices"][0]["message"]["reasoning"], "think");
         assert_eq!(
@@ -178,5 +174,18 @@ mod tests {
                    "prompt_tokens_details": {"cached_tokens": 6}})
         );
         assert_eq!(finish_reason(StopReason::Return), "stop");
+        let call = super::super::turn::ToolCallOut {
+            id: "call_1".into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        };
+        let body = reply().completion("", "", &[call], "tool_calls", &stats);
+        let message = &body["choices"][0]["message"];
+        assert_eq!(message["content"], Value::Null);
+        assert_eq!(
+            message["tool_calls"],
+            json!([{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}])
+        );
+        assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
     }
 }

@@ -9,13 +9,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::ServerState;
 use super::error::ApiError;
 use super::request::parse_chat_request;
-use super::response::{Piece, Reply, SSE_DONE, json_response, piece, sse_data};
-use super::scheduler::Refusal;
+use super::response::{Reply, SSE_DONE, json_response, sse_data};
+use super::scheduler::{Refusal, Ticket};
+use super::turn::{Output, TurnAssembler, delta_json};
 use crate::engine::Event;
 
 /// `POST /v1/chat/completions`.
@@ -49,7 +49,7 @@ async fn chat(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<Re
         ))
     })?;
     let request = parse_chat_request(&body, &state.options.defaults, rand::random())?;
-    let mut events = state.scheduler.submit(request.generation).map_err(|refusal| {
+    let mut ticket = state.scheduler.submit(request.generation).map_err(|refusal| {
         match refusal {
             Refusal::QueueFull => {
                 state.metrics.rejected();
@@ -76,24 +76,26 @@ async fn chat(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<Re
     };
     // The first event decides the status: a refused prompt is still an HTTP error.
     let first = loop {
-        match events.recv().await {
+        match ticket.events.recv().await {
             Some(Event::Error { message, fatal }) => return Err(engine_error(message, fatal)),
             Some(Event::Metrics(_)) => {}
             Some(event) => break event,
             None => return Err(engine_gone()),
         }
     };
+    let turn = TurnAssembler::new(request.stop);
     if request.stream {
-        Ok(stream_response(reply, first, events))
+        Ok(stream_response(reply, first, ticket, turn))
     } else {
-        whole_response(reply, first, events).await
+        whole_response(reply, first, ticket, turn).await
     }
 }
 
 async fn whole_response(
     reply: Reply,
     first: Event,
-    mut events: UnboundedReceiver<Event>,
+    mut ticket: Ticket,
+    mut turn: TurnAssembler,
 ) -> Result<Response, ApiError> {
     let mut content = String::new();
     let mut reasoning = String::new();
@@ -101,21 +103,31 @@ async fn whole_response(
     loop {
         let event = match next.take() {
             Some(event) => event,
-            None => events.recv().await.ok_or_else(engine_gone)?,
+            None => ticket.events.recv().await.ok_or_else(engine_gone)?,
         };
+        let outputs = match &event {
+            Event::TurnDone { .. } => turn.finish(),
+            other => turn.on_event(other),
+        };
+        for output in outputs {
+            match output {
+                Output::Reasoning(text) => reasoning.push_str(&text),
+                Output::Content(text) => content.push_str(&text),
+                Output::CallStart { .. } | Output::CallArguments { .. } => {}
+            }
+        }
+        if turn.stop_matched() {
+            ticket.stop();
+        }
         match event {
-            Event::Token {
-                channel,
-                recipient,
-                delta,
-                ..
-            } => match piece(channel.as_deref(), recipient.as_deref(), &delta) {
-                Some(Piece::Reasoning(text)) => reasoning.push_str(&text),
-                Some(Piece::Content(text)) => content.push_str(&text),
-                None => {}
-            },
             Event::TurnDone { stop, stats } => {
-                let body = reply.completion(&content, &reasoning, stop, &stats);
+                let body = reply.completion(
+                    &content,
+                    &reasoning,
+                    turn.calls(),
+                    turn.finish_reason(stop),
+                    &stats,
+                );
                 return Ok(json_response(StatusCode::OK, &body));
             }
             Event::Error { message, fatal } => return Err(engine_error(message, fatal)),
@@ -127,21 +139,23 @@ async fn whole_response(
 /// What the stream body still has to send.
 struct StreamState {
     reply: Reply,
-    events: UnboundedReceiver<Event>,
+    ticket: Ticket,
+    turn: TurnAssembler,
     pending: Option<Event>,
     started: bool,
     finished: bool,
 }
 
-fn stream_response(reply: Reply, first: Event, events: UnboundedReceiver<Event>) -> Response {
+fn stream_response(reply: Reply, first: Event, ticket: Ticket, turn: TurnAssembler) -> Response {
     let state = StreamState {
         reply,
-        events,
+        ticket,
+        turn,
         pending: Some(first),
         started: false,
         finished: false,
     };
-    // When the client disconnects the body is dropped with `events`, which the scheduler
+    // When the client disconnects the body is dropped with the ticket, which the scheduler
     // sees as the cancel signal.
     let stream = futures::stream::unfold(state, |mut state| async move {
         let text = next_sse(&mut state).await?;
@@ -169,7 +183,7 @@ async fn next_sse(state: &mut StreamState) -> Option<String> {
     loop {
         let event = match state.pending.take() {
             Some(event) => event,
-            None => match state.events.recv().await {
+            None => match state.ticket.events.recv().await {
                 Some(event) => event,
                 None => Event::Error {
                     message: engine_gone().message,
@@ -177,31 +191,37 @@ async fn next_sse(state: &mut StreamState) -> Option<String> {
                 },
             },
         };
+        let outputs = match &event {
+            Event::TurnDone { .. } => state.turn.finish(),
+            other => state.turn.on_event(other),
+        };
+        if state.turn.stop_matched() {
+            state.ticket.stop();
+        }
+        let mut text: String = outputs
+            .iter()
+            .map(|output| sse_data(&state.reply.chunk(delta_json(output), None, None)))
+            .collect();
         match event {
-            Event::Token {
-                channel,
-                recipient,
-                delta,
-                ..
-            } => {
-                if let Some(piece) = piece(channel.as_deref(), recipient.as_deref(), &delta) {
-                    return Some(sse_data(&state.reply.piece_chunk(&piece)));
-                }
-            }
             Event::TurnDone { stop, stats } => {
                 state.finished = true;
                 let last = state.reply.chunk(
                     json!({}),
-                    Some(super::response::finish_reason(stop)),
+                    Some(state.turn.finish_reason(stop)),
                     Some(super::response::usage(&stats)),
                 );
-                return Some(format!("{}{SSE_DONE}", sse_data(&last)));
+                text.push_str(&sse_data(&last));
+                text.push_str(SSE_DONE);
+                return Some(text);
             }
             Event::Error { message, fatal } => {
                 state.finished = true;
                 let error = engine_error(message, fatal);
-                return Some(format!("{}{SSE_DONE}", sse_data(&error.body())));
+                text.push_str(&sse_data(&error.body()));
+                text.push_str(SSE_DONE);
+                return Some(text);
             }
+            _ if !text.is_empty() => return Some(text),
             _ => {}
         }
     }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
+use tokio::sync::Notify;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender, error::TrySendError};
 
 use super::metrics::ServerMetrics;
@@ -18,6 +19,22 @@ use crate::engine::{Command, Event};
 struct Job {
     generation: Generation,
     events: UnboundedSender<Event>,
+    stop: Arc<Notify>,
+}
+
+/// A queued request's side: its engine events, and a way to end its generation early (a stop
+/// sequence appeared) while still receiving the turn's end and its stats.
+pub struct Ticket {
+    /// The engine events of this request's turn, ending with `TurnDone` or `Error`.
+    pub events: UnboundedReceiver<Event>,
+    stop: Arc<Notify>,
+}
+
+impl Ticket {
+    /// Asks the engine to stop this generation within one decode step; `TurnDone` follows.
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
 }
 
 /// Why a request was not queued.
@@ -50,11 +67,20 @@ impl Scheduler {
     }
 
     /// Queues `generation`; its engine events (ending with `TurnDone` or `Error`) arrive on the
-    /// returned receiver. Dropping the receiver cancels the generation.
-    pub fn submit(&self, generation: Generation) -> Result<UnboundedReceiver<Event>, Refusal> {
+    /// ticket's receiver. Dropping the receiver cancels the generation.
+    pub fn submit(&self, generation: Generation) -> Result<Ticket, Refusal> {
         let (events, receiver) = mpsc::unbounded_channel();
-        match self.jobs.try_send(Job { generation, events }) {
-            Ok(()) => Ok(receiver),
+        let stop = Arc::new(Notify::new());
+        let job = Job {
+            generation,
+            events,
+            stop: stop.clone(),
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(Ticket {
+                events: receiver,
+                stop,
+            }),
             Err(TrySendError::Full(_)) => Err(Refusal::QueueFull),
             Err(TrySendError::Closed(_)) => Err(Refusal::EngineGone),
         }
@@ -149,6 +175,12 @@ async fn run_job(
                     return false;
                 }
             }
+            () = job.stop.notified(), if !stop_sent => {
+                stop_sent = true;
+                if commands.send(Command::Stop).is_err() {
+                    return false;
+                }
+            }
         }
     }
 }
@@ -219,9 +251,9 @@ pub(super) mod tests {
     async fn a_full_queue_refuses_and_a_dropped_client_stops_its_generation() {
         let (commands, events, mut seen) = fake_engine();
         let scheduler = Scheduler::start(1, commands, events, Arc::default());
-        let mut running = scheduler.submit(generation()).expect("runs");
+        let mut running = scheduler.submit(generation()).expect("runs").events;
         assert!(matches!(running.recv().await, Some(Event::Token { .. })));
-        let waiting = scheduler.submit(generation()).expect("waits");
+        let waiting = scheduler.submit(generation()).expect("waits").events;
         assert_eq!(scheduler.queue_length(), 1);
         assert_eq!(
             scheduler.submit(generation()).err(),
@@ -236,5 +268,31 @@ pub(super) mod tests {
         let mut waiting = waiting;
         assert!(matches!(waiting.recv().await, Some(Event::Token { .. })));
         assert_eq!(scheduler.queue_length(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_ticket_stop_ends_the_generation_and_the_turn_still_reports() {
+        let (commands, events, mut seen) = fake_engine();
+        let scheduler = Scheduler::start(1, commands, events, Arc::default());
+        let mut ticket = scheduler.submit(generation()).expect("runs");
+        assert!(matches!(
+            ticket.events.recv().await,
+            Some(Event::Token { .. })
+        ));
+        ticket.stop();
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(event) = ticket.events.recv().await {
+                if let Event::TurnDone { stop, .. } = event {
+                    return Some(stop);
+                }
+            }
+            None
+        })
+        .await;
+        assert_eq!(ended.ok().flatten(), Some(StopReason::Stopped));
+        for expected in ["submit", "stop"] {
+            let got = tokio::time::timeout(Duration::from_secs(5), seen.recv()).await;
+            assert_eq!(got.ok().flatten(), Some(expected));
+        }
     }
 }

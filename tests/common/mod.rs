@@ -6,3 +6,5 @@
 pub mod cli;
 pub mod fake_hub;
 pub mod harmony;
+pub mod serve;
+pub mod tmux;

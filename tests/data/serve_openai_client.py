@@ -40,3 +40,36 @@ except openai.BadRequestError as error:
     assert error.status_code == 400
     assert error.body["param"] == "top_p", error.body
     print("bad request: 400 top_p")
+
+# A tool call round trip: the tools go in, and a past call and its result come back as harmony.
+weather = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city now",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}]
+offered = client.chat.completions.create(
+    model="ossterm-demo", messages=[{"role": "user", "content": "Weather in Oslo?"}],
+    tools=weather, temperature=0, max_tokens=40,
+)
+choice = offered.choices[0]
+assert choice.finish_reason in ("stop", "length", "tool_calls"), choice
+if choice.finish_reason == "tool_calls":
+    assert choice.message.tool_calls[0].function.name == "get_weather", choice
+history = [
+    {"role": "user", "content": "Weather in Oslo?"},
+    {"role": "assistant", "content": None, "tool_calls": [{
+        "id": "call_1", "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "sunny"}'},
+]
+answered = client.chat.completions.create(
+    model="ossterm-demo", messages=history, tools=weather, temperature=0, max_tokens=40,
+)
+assert answered.choices[0].finish_reason in ("stop", "length", "tool_calls"), answered
+assert answered.usage.prompt_tokens > offered.usage.prompt_tokens, (answered.usage, offered.usage)
+try:
+    client.chat.completions.create(
+        model="ossterm-demo", messages=history[:1] + history[2:], tools=weather)
+    raise SystemExit("a tool result without its call was accepted")
+except openai.BadRequestError as error:
+    assert error.body["param"] == "messages[1].tool_call_id", error.body
+print("tools: a call and its result round trip")

@@ -371,6 +371,7 @@ fn metrics_math() {
             turn: s,
             decode_tok_s_now: i as f64,
             generating: true,
+            remote: None,
         })));
     }
     assert_eq!(app.metrics.decode_history.len(), SPEED_HISTORY_LEN);
@@ -842,6 +843,7 @@ fn at_80x24_every_metrics_row_fits() {
         },
         decode_tok_s_now: 20.5,
         generating: false,
+        remote: None,
     })));
     let screen = drawn(&app, 80, 24).join("\n");
     for row in [

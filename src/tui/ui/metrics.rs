@@ -38,30 +38,42 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     // (priority, line): when the pane is short, the most useful lines stay. Values are short
     // (one figure a row) so that each row fits the 30 columns the pane has at 80x24.
     let ram = if on_cpu { "RAM" } else { "GPU" };
-    let mut rows = vec![
-        (5, row(app, "device", memory.device_name.clone())),
-        (6, row(app, "model", format_bytes(memory.model_bytes))),
-        (
-            4,
-            row(
-                app,
-                &format!("{ram} free"),
-                format_bytes(memory.device_free_bytes),
+    let mut rows = Vec::new();
+    if let Some(remote) = &sample.remote {
+        // A remote server's memory is not ours to see; its KV use comes from its /metrics.
+        let kv = remote.kv_cache_used_fraction.map_or_else(
+            || "server: n/a".into(),
+            |f| format!("server {:.1}%", f * 100.0),
+        );
+        rows.push((5, row(app, "server", remote.server.clone())));
+        rows.push((6, row(app, "memory", "remote".into())));
+        rows.push((7, row(app, "KV cache", kv)));
+    } else {
+        rows.extend([
+            (5, row(app, "device", memory.device_name.clone())),
+            (6, row(app, "model", format_bytes(memory.model_bytes))),
+            (
+                4,
+                row(
+                    app,
+                    &format!("{ram} free"),
+                    format_bytes(memory.device_free_bytes),
+                ),
             ),
-        ),
-        (
-            9,
-            row(
-                app,
-                &format!("{ram} used"),
-                format_bytes(memory.device_used_bytes),
+            (
+                9,
+                row(
+                    app,
+                    &format!("{ram} used"),
+                    format_bytes(memory.device_used_bytes),
+                ),
             ),
-        ),
-    ];
-    if on_cpu {
-        rows.push((10, row(app, "RSS", format_bytes(memory.process_rss_bytes))));
+        ]);
+        if on_cpu {
+            rows.push((10, row(app, "RSS", format_bytes(memory.process_rss_bytes))));
+        }
+        rows.push((7, row(app, "KV cache", format_bytes(memory.kv_cache_bytes))));
     }
-    rows.push((7, row(app, "KV cache", format_bytes(memory.kv_cache_bytes))));
     rows.push((
         1,
         row(app, "prefill", format!("{:.1} tok/s", turn.prefill_tok_s())),
