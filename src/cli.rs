@@ -151,6 +151,10 @@ pub struct GenerateArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Hold the final channel's answer to this JSON schema (reasoning stays free); the
+    /// answer is printed as text too. The ids must be a harmony prompt.
+    #[arg(long, value_name = "FILE")]
+    pub json_schema: Option<PathBuf>,
 }
 
 /// A model of the real shape with seeded random weights, or a local/hub model.
@@ -344,6 +348,17 @@ pub struct AskArgs {
     /// Use this config file instead of the default one.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Ask a model on an OpenAI-compatible server instead of the local engine: its API base
+    /// URL (vLLM, SGLang, llama-server, Ollama or ossterm serve).
+    #[arg(long, value_name = "URL", conflicts_with = "demo")]
+    pub remote: Option<String>,
+    /// With --remote: read the server's API key (sent as a Bearer token) from this
+    /// environment variable.
+    #[arg(long, value_name = "VAR", requires = "remote")]
+    pub api_key_env: Option<String>,
+    /// With --remote: the model to ask for (default: the first the server lists).
+    #[arg(long, value_name = "NAME", requires = "remote")]
+    pub remote_model: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
 }

@@ -16,5 +16,6 @@ pub mod model;
 pub mod remote;
 pub mod server;
 pub mod store;
+pub mod structured;
 pub mod tools;
 pub mod tui;

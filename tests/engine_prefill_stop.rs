@@ -69,6 +69,7 @@ fn submit(engine: &EngineHandle) {
         .send(Command::Submit {
             conversation,
             max_new_tokens: 40,
+            constraint: None,
         })
         .expect("the engine is alive");
 }

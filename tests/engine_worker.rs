@@ -125,6 +125,7 @@ fn a_turn_streams_reasoning_then_an_answer_and_the_next_turn_reuses_the_cache() 
         .send(Command::Submit {
             conversation: chat.clone(),
             max_new_tokens: 400,
+            constraint: None,
         })
         .expect("engine alive");
     let first = run_turn(&mut engine, None);
@@ -155,6 +156,7 @@ fn a_turn_streams_reasoning_then_an_answer_and_the_next_turn_reuses_the_cache() 
         .send(Command::Submit {
             conversation: chat,
             max_new_tokens: 400,
+            constraint: None,
         })
         .expect("engine alive");
     let second = run_turn(&mut engine, None);
@@ -170,6 +172,7 @@ fn stop_interrupts_generation_and_keeps_what_arrived() {
     let ask = || Command::Submit {
         conversation: conversation("Write a Rust function that adds two numbers."),
         max_new_tokens: 100_000,
+        constraint: None,
     };
     // Mid-answer: the turn ends as stopped long before its budget, and the messages it
     // reports hold exactly the text that streamed.

@@ -208,6 +208,7 @@ fn ask(handle: &EngineHandle) {
         .send(Command::Submit {
             conversation,
             max_new_tokens: 256,
+            constraint: None,
         })
         .expect("sends");
 }

@@ -36,6 +36,9 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
         theme: None,
         config: args.config.clone(),
         sampling: args.sampling.clone(),
+        remote: args.remote.clone(),
+        api_key_env: args.api_key_env.clone(),
+        remote_model: args.remote_model.clone(),
     };
     settings.apply_args(&app_args)?;
     let max_new_tokens =
@@ -69,7 +72,19 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     let chat_id = format!("ask-{}", std::process::id());
     let mut agent = AgentLoop::new(conversation, policy, chat_id, max_new_tokens);
 
-    let mut engine = engine::spawn(super::app::engine_options(&app_args, &settings)?);
+    let mut engine = match &args.remote {
+        // The same Command/Event protocol: the tool loop below does not know the difference.
+        Some(url) => crate::remote::spawn(
+            crate::remote::RemoteOptions::from_flags(
+                url,
+                args.api_key_env.as_deref(),
+                args.remote_model.clone(),
+            )?
+            .with_effort(settings.effort)
+            .with_sampling(settings.sampling),
+        ),
+        None => engine::spawn(super::app::engine_options(&app_args, &settings)?),
+    };
     let model_name = wait_ready(&mut engine)?;
     let mut observer = AskOutput::new(args);
     let first = agent.start_turn(prompt);

@@ -41,6 +41,9 @@ pub enum Command {
         conversation: Conversation,
         /// Stop after this many generated tokens even without a stop token.
         max_new_tokens: usize,
+        /// Structured output: the final answer's JSON schema and tool argument schemas
+        /// (`None`: unconstrained). Reasoning stays free either way.
+        constraint: Option<crate::structured::TurnConstraint>,
     },
     /// Stop the generation in progress within one decode step; what arrived is kept.
     Stop,

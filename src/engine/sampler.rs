@@ -15,6 +15,9 @@ pub enum SamplerError {
     /// The logits were empty or all NaN.
     #[error("the logits hold no finite value to sample from")]
     NoCandidates,
+    /// The token mask (structured outputs) failed.
+    #[error(transparent)]
+    Mask(#[from] crate::structured::StructuredError),
 }
 
 /// A sampling setting outside the range the sampler supports.
@@ -102,6 +105,31 @@ impl Sampler {
         self.sample_slice(&row)
     }
 
+    /// Picks the next token from `logits` after `mask` has set the logits of the tokens it
+    /// forbids to -inf, in place on the row read from the tensor (no second copy of the
+    /// vocabulary per token); forbidden tokens are never drawn.
+    pub fn sample_masked(
+        &mut self,
+        logits: &Tensor,
+        mask: impl FnOnce(&mut [f32]) -> Result<(), crate::structured::StructuredError>,
+    ) -> Result<u32, SamplerError> {
+        let mut row = logits
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        self.sample_masked_slice(&mut row, mask)
+    }
+
+    /// [`Sampler::sample_masked`] on a row of logits already on the host.
+    pub fn sample_masked_slice(
+        &mut self,
+        row: &mut [f32],
+        mask: impl FnOnce(&mut [f32]) -> Result<(), crate::structured::StructuredError>,
+    ) -> Result<u32, SamplerError> {
+        mask(row)?;
+        self.sample_slice(row)
+    }
+
     /// Picks the next token from a slice of logits. On gpt-oss's 201k-token vocabulary this
     /// is host work on every decode step, so it makes at most three passes and ranks only
     /// the few tokens a filter keeps (`cargo bench --bench sampler`).
@@ -122,7 +150,12 @@ impl Sampler {
         weights.clear();
         weights.extend(logits.iter().map(|&l| {
             let w = exp_nonpositive((l - max) * scale);
-            if l.is_nan() { 0.0 } else { w }
+            // -inf is a masked token: weight exactly 0 (the fast exp floors at e^-87).
+            if l.is_nan() || l == f32::NEG_INFINITY {
+                0.0
+            } else {
+                w
+            }
         }));
         let token = if p.top_k == 0 && p.top_p >= 1.0 && p.min_p <= 0.0 {
             // No filter: a draw straight from the softmax, in vocabulary order.
@@ -469,5 +502,31 @@ mod tests {
         let mut t = Sampler::new(params(1.0, 0, 1.0, 0.0));
         let masked = [f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY, 0.0];
         assert!((0..200).all(|_| [1, 3].contains(&t.sample_slice(&masked).expect("sample"))));
+    }
+
+    #[test]
+    fn masked_tokens_weigh_exactly_nothing() {
+        // The fast exp floors at e^-87: a masked (-inf) token used to keep that sliver of
+        // weight, so "forbidden" was only "very unlikely".
+        let row = Tensor::new(
+            &[f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY, 0.5],
+            &candle_core::Device::Cpu,
+        )
+        .expect("tensor");
+        let mut s = Sampler::new(params(1.0, 0, 1.0, 0.0));
+        let token = s
+            .sample_masked(&row, |r| {
+                r[3] = f32::NEG_INFINITY;
+                Ok(())
+            })
+            .expect("sample");
+        assert_eq!(token, 1);
+        assert_eq!(s.weights, vec![0.0, 1.0, 0.0, 0.0]);
+        let error = s
+            .sample_masked(&row, |_| {
+                Err(crate::structured::StructuredError::Vocabulary("x".into()))
+            })
+            .unwrap_err();
+        assert_eq!(error.to_string(), "cannot build the grammar vocabulary: x");
     }
 }

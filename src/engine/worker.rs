@@ -27,6 +27,7 @@ use crate::memory::planner::{DEFAULT_CHUNK_TOKENS, Plan};
 use crate::memory::probe::{MemoryProbe, device_kind, probe_for};
 use crate::model::device::DeviceChoice;
 use crate::model::{Config, DtypeChoice, GptOss, Kernels, ModelError, Precision, ShardProgress};
+use crate::structured::{GrammarVocab, HarmonyConstraint, TurnConstraint};
 
 /// Where the engine gets its model.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,6 +167,8 @@ pub enum EngineError {
     Sampler(#[from] super::sampler::SamplerError),
     #[error(transparent)]
     Inventory(#[from] crate::memory::inventory::InventoryError),
+    #[error(transparent)]
+    Structured(#[from] crate::structured::StructuredError),
     /// The planner's refusal, with the numbers and the options.
     #[error("{0}")]
     ContextTooLarge(String),
@@ -230,6 +233,8 @@ struct Engine {
     last_turn: TurnStats,
     /// Tests only: how long each prefill layer is made to take (see [`TEST_LAYER_DELAY_ENV`]).
     test_layer_delay: Option<Duration>,
+    /// The vocabulary as llguidance sees it, built on the first constrained turn.
+    grammar_vocab: Option<Arc<GrammarVocab>>,
 }
 
 /// What interrupted a turn, if anything.
@@ -331,6 +336,7 @@ impl Engine {
             pending: VecDeque::new(),
             last_turn: TurnStats::default(),
             test_layer_delay: test_layer_delay(),
+            grammar_vocab: None,
         };
         out.send(Event::Metrics(engine.metrics(false, 0.0)));
         Ok(engine)
@@ -355,7 +361,8 @@ impl Engine {
                 Command::Submit {
                     conversation,
                     max_new_tokens,
-                } => match self.turn(conversation, max_new_tokens, commands, out) {
+                    constraint,
+                } => match self.turn(conversation, max_new_tokens, constraint, commands, out) {
                     Ok(Interrupt::Shutdown) => return,
                     Ok(_) => {}
                     Err(err) => out.send(Event::Error {
@@ -416,6 +423,7 @@ impl Engine {
         &mut self,
         mut conversation: Conversation,
         max_new_tokens: usize,
+        constraint: Option<TurnConstraint>,
         commands: &mpsc::Receiver<Command>,
         out: &Outbox,
     ) -> Result<Interrupt, EngineError> {
@@ -433,6 +441,19 @@ impl Engine {
                 limit,
             });
         }
+        // Built before the prefill: a constraint that cannot work fails the turn up front.
+        let mut gate = match constraint.filter(|c| !c.is_empty()) {
+            Some(constraint) => {
+                let mut gate = HarmonyConstraint::new(
+                    self.grammar_vocab()?,
+                    Arc::clone(&self.tokenizer),
+                    &constraint,
+                )?;
+                gate.observe_prompt(&prompt)?;
+                Some(gate)
+            }
+            None => None,
+        };
         let mut stats = TurnStats::default();
         let plan = self.session.plan_prefill(&prompt);
         stats.cached_tokens = plan.cached_tokens;
@@ -484,7 +505,16 @@ impl Engine {
         let mut stop = StopReason::Length;
         let mut interrupt = Interrupt::None;
         for _ in 0..max_new_tokens {
-            let token = self.sampler.sample(&logits)?;
+            let token = match &mut gate {
+                Some(gate) => {
+                    let token = self
+                        .sampler
+                        .sample_masked(&logits, |row| gate.mask_logits(row))?;
+                    gate.accept(token)?;
+                    token
+                }
+                None => self.sampler.sample(&logits)?,
+            };
             if stats.decode_tokens == 0 {
                 stats.time_to_first_token_ms = ms_since(submitted);
             }
@@ -553,6 +583,17 @@ impl Engine {
             out.send(Event::MessageDone(message.clone()));
         }
         self.end_turn(interrupt, stop, stats, out)
+    }
+
+    /// The grammar vocabulary over the model's logits row, built once (a trie of ~200k
+    /// tokens takes a moment).
+    fn grammar_vocab(&mut self) -> Result<Arc<GrammarVocab>, EngineError> {
+        if let Some(vocab) = &self.grammar_vocab {
+            return Ok(Arc::clone(vocab));
+        }
+        let vocab = GrammarVocab::new(&self.tokenizer, self.model.config().vocab_size)?;
+        self.grammar_vocab = Some(Arc::clone(&vocab));
+        Ok(vocab)
     }
 
     fn end_turn(

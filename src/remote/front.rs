@@ -264,8 +264,20 @@ impl Front {
             Command::Submit {
                 conversation,
                 max_new_tokens,
+                constraint,
             } => {
                 self.cancel_running();
+                // Never a silently unconstrained answer: the remote front does not pass
+                // schemas on (yet).
+                if constraint.is_some_and(|c| !c.is_empty()) {
+                    self.send(Event::Error {
+                        message:
+                            "structured outputs (a JSON schema) are not supported with --remote yet"
+                                .to_owned(),
+                        fatal: false,
+                    });
+                    return;
+                }
                 let Some(model) = self.model.clone() else {
                     self.send(Event::Error {
                         message: format!(

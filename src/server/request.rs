@@ -4,7 +4,7 @@
 //! OpenAI's `system` and `developer` messages both become harmony's developer instructions
 //! (harmony's own system message carries identity, date and effort), as in OpenAI's gpt-oss
 //! chat template. Function tools and past tool calls are mapped in `tools`; fields this server
-//! does not implement (`response_format`, `functions`, ...) are refused, not ignored, so a client
+//! does not implement (`functions`, `function_call`) are refused, not ignored, so a client
 //! never gets a silently different answer.
 
 use serde_json::{Map, Value};
@@ -28,6 +28,8 @@ pub struct Generation {
     pub effort: ReasoningEffort,
     /// Generated tokens at most, reasoning included.
     pub max_new_tokens: usize,
+    /// `response_format`: the final answer's JSON schema, if any.
+    pub constraint: Option<crate::structured::TurnConstraint>,
 }
 
 /// A checked chat-completions request.
@@ -53,7 +55,7 @@ pub struct RequestDefaults {
 }
 
 /// Fields a client may send that this server does not implement yet: refused with 400.
-const UNSUPPORTED_FIELDS: [&str; 3] = ["functions", "function_call", "response_format"];
+const UNSUPPORTED_FIELDS: [&str; 2] = ["functions", "function_call"];
 
 /// Parses and checks a request body; `seed` is used when the request has no `seed`.
 pub fn parse_chat_request(
@@ -145,12 +147,15 @@ pub fn parse_chat_request(
         },
     };
     let stream = optional_bool(&fields, "stream")?.unwrap_or(false);
+    let constraint = crate::structured::parse_response_format(fields.get("response_format"))
+        .map_err(|bad| ApiError::invalid(bad.param, bad.message))?;
     Ok(ChatRequest {
         generation: Generation {
             conversation,
             sampling,
             effort,
             max_new_tokens,
+            constraint,
         },
         stream,
         stop,
@@ -525,12 +530,12 @@ mod tests {
         let (param, _) = refusal(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#);
         assert_eq!(param.as_deref(), Some("max_tokens"));
         let (param, message) = refusal(
-            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}"#,
         );
-        assert_eq!(param.as_deref(), Some("response_format"));
+        assert_eq!(param.as_deref(), Some("response_format.type"));
         assert_eq!(
             message,
-            "response_format is not supported by ossterm serve yet; leave it out"
+            "response_format.type is 'yaml': use json_schema, json_object or text"
         );
         let (param, _) = refusal(r#"{"messages":[{"role":"user","content":5}]}"#);
         assert_eq!(param.as_deref(), Some("messages[0].content"));

@@ -140,6 +140,7 @@ async fn run_job(
         Command::Submit {
             conversation: generation.conversation.clone(),
             max_new_tokens: generation.max_new_tokens,
+            constraint: generation.constraint.clone(),
         },
     ]
     .into_iter()
@@ -204,6 +205,7 @@ pub(super) mod tests {
             sampling: SamplingParams::default(),
             effort: ReasoningEffort::Low,
             max_new_tokens: 1_000_000,
+            constraint: None,
         }
     }
 

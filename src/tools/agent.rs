@@ -292,6 +292,7 @@ impl AgentLoop {
         AgentStep::Engine(Command::Submit {
             conversation: self.conversation.clone(),
             max_new_tokens: self.max_new_tokens,
+            constraint: None,
         })
     }
 }

@@ -84,6 +84,7 @@ impl CommandKind {
             CommandKind::Submit(conversation) => Command::Submit {
                 conversation,
                 max_new_tokens: MAX_NEW_TOKENS,
+                constraint: None,
             },
             CommandKind::Stop => Command::Stop,
             CommandKind::SetEffort(e) => Command::SetEffort(e),
