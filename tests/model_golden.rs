@@ -65,8 +65,9 @@ fn int4_fixture_is_close_with_the_fused_kernels() {
     );
     let candle = check("tiny-a-int4", Precision::Default, Kernels::Candle);
     for (a, b) in fused.prompts.iter().zip(&candle.prompts) {
+        // Both round the cache to 16 bits, differently (bf16 fused, f16 candle's default).
         assert!(
-            (a.nll_mean - b.nll_mean).abs() < 1e-3 * b.nll_mean,
+            (a.nll_mean - b.nll_mean).abs() < 2e-3 * b.nll_mean,
             "{}: fused nll {} vs candle {}",
             a.prompt,
             a.nll_mean,
@@ -88,7 +89,7 @@ fn int4_fixture_with_8_bit_activations_keeps_likelihood_and_greedy_tokens() {
         .expect("the fixture loads and runs with --kernels q8");
     let exact = check("tiny-a-int4", Precision::Default, Kernels::Auto);
     assert_eq!(q8.prompts.len(), 3);
-    for (q8, exact) in q8.prompts.iter().zip(&exact.prompts) {
+    for q8 in &q8.prompts {
         let rel = (q8.nll_mean - q8.reference_nll_mean).abs() / q8.reference_nll_mean;
         assert!(
             rel < 0.015,
@@ -98,14 +99,17 @@ fn int4_fixture_with_8_bit_activations_keeps_likelihood_and_greedy_tokens() {
             q8.reference_nll_mean
         );
         assert!(q8.greedy_match, "{}: greedy tokens differ", q8.prompt);
-        assert!(
-            q8.max_diff > 100.0 * exact.max_diff.max(1e-4),
-            "{}: max |diff| {} with 8-bit activations vs {} exact",
-            q8.prompt,
-            q8.max_diff,
-            exact.max_diff
-        );
     }
+    // The 8-bit path ran: a prompt's logits move far more than the default's. Not every
+    // prompt: the default's 16-bit KV cache puts its max |diff| near 0.01, and on `long` a
+    // router near-tie flips (max |diff| 4.35).
+    assert!(
+        q8.prompts
+            .iter()
+            .zip(&exact.prompts)
+            .any(|(q8, exact)| q8.max_diff > 10.0 * exact.max_diff.max(1e-4)),
+        "8-bit activations left every prompt as close as the default: {q8:#?} vs {exact:#?}"
+    );
 }
 
 /// What `ossterm verify --dtype f32` checks on a GPU: the fused path (stacked Q4_0 experts,

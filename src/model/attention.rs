@@ -59,7 +59,9 @@ impl Attention {
         let q = rope::apply(&q.unsqueeze(0)?, &tables.q_cos, &tables.q_sin)?.squeeze(0)?;
         let k = rope::apply(&k.unsqueeze(0)?, &tables.cos, &tables.sin)?.squeeze(0)?;
         let (k_all, v_all, first) = cache.append(layer, &k, &v)?;
-        if n == 1 && self.fused_decode {
+        // A cache narrower than the activations (bf16 under f32) is read where it sits and
+        // summed in f32 by the one-op decode, rather than widened whole every token.
+        if n == 1 && (self.fused_decode || k_all.dtype() != x.dtype()) {
             // Keys before the window's start (a sliding layer's oldest cached one) are skipped.
             let keys = k_all.dim(1)?;
             let hidden = (0..keys)
@@ -73,7 +75,8 @@ impl Attention {
                 .reshape((1, h * d))?;
             return Ok(self.o_weight.forward(&out)?.broadcast_add(&self.o_bias)?);
         }
-        // The cache may be narrower than the activations (bf16 under f32 on CUDA).
+        // The cache may be narrower than the activations (bf16 under f32): prefill widens the
+        // chunk's view (the planner's `kv_copy` scratch).
         let (k_all, v_all) = (k_all.to_dtype(x.dtype())?, v_all.to_dtype(x.dtype())?);
         let (k_all, v_all) = if k_all.device().is_cpu() {
             (k_all, v_all)
