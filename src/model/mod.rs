@@ -61,7 +61,7 @@ pub enum Precision {
 /// Numeric precision of the forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum DtypeChoice {
-    /// Q4_0 experts and f32 activations, bf16 KV cache; on a GPU, bf16 projection weights.
+    /// Q4_0 experts and f32 activations, 16-bit KV cache; on a GPU, bf16 projection weights.
     #[default]
     Auto,
     /// f32 activations, every weight f32 (int4 experts stay Q4_0, losslessly, where the fused
