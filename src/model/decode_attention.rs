@@ -207,27 +207,47 @@ const ATTENTION_THREADS: usize = 256;
 #[cfg(any(feature = "cuda", test))]
 const MAX_HEAD_DIM: usize = 256;
 
-/// Cache elements the CPU op reads, widened to f32 one at a time (no f64 detour).
+/// Cache elements the CPU op reads, widened to f32 a row at a time (SIMD conversions).
 trait CacheElement: Copy + Send + Sync {
-    fn widen(self) -> f32;
+    fn widen_row(row: &[Self], dst: &mut [f32]);
 }
 
 impl CacheElement for f32 {
-    fn widen(self) -> f32 {
-        self
+    fn widen_row(row: &[Self], dst: &mut [f32]) {
+        dst.copy_from_slice(row);
     }
 }
 
 impl CacheElement for half::f16 {
-    fn widen(self) -> f32 {
-        self.to_f32()
+    fn widen_row(row: &[Self], dst: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        row.convert_to_f32_slice(dst);
     }
 }
 
 impl CacheElement for half::bf16 {
-    fn widen(self) -> f32 {
-        self.to_f32()
+    fn widen_row(row: &[Self], dst: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        row.convert_to_f32_slice(dst);
     }
+}
+
+/// `a . b` in eight independent lanes, so the compiler vectorizes it.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..8 {
+            lanes[lane] += x[lane] * y[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// The CPU implementation (and the CUDA kernels' reference): heads in parallel, each reading
@@ -246,20 +266,21 @@ fn attend_cpu<T: CacheElement>(
     out.par_chunks_mut(d).enumerate().for_each(|(head, dst)| {
         let group = head / (heads / kv);
         let q = &q[head * d..][..d];
+        let mut row = vec![0f32; d];
         let scores: Vec<f32> = (0..keys)
             .map(|j| {
-                let row = &k[group * k_stride + j * d..][..d];
-                q.iter().zip(row).map(|(a, b)| a * b.widen()).sum()
+                T::widen_row(&k[group * k_stride + j * d..][..d], &mut row);
+                dot(q, &row)
             })
             .collect();
         let top = scores.iter().copied().fold(sinks[head], f32::max);
         let weights: Vec<f32> = scores.iter().map(|s| (s - top).exp()).collect();
         let total: f32 = weights.iter().sum::<f32>() + (sinks[head] - top).exp();
         for (j, w) in weights.iter().enumerate() {
-            let row = &v[group * v_stride + j * d..][..d];
+            T::widen_row(&v[group * v_stride + j * d..][..d], &mut row);
             let p = w / total;
-            for (o, x) in dst.iter_mut().zip(row) {
-                *o += p * x.widen();
+            for (o, x) in dst.iter_mut().zip(&row) {
+                *o += p * x;
             }
         }
     });
