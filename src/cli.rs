@@ -37,6 +37,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Check the engine on this device against golden logits (reference fixtures).
     Verify(VerifyArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (chat completions, SSE streaming).
+    Serve(ServeArgs),
     /// Write a full-size, sparse replica of the Intel int4 checkpoint (for load tests).
     #[command(hide = true)]
     Replica(ReplicaArgs),
@@ -271,6 +273,37 @@ pub struct ReplicaArgs {
     /// The tokenizer.json to copy (default: the checkout's o200k_harmony fixture).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+}
+
+/// `ossterm serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Serve the small demo model that ships with ossterm (no download).
+    #[arg(long, conflicts_with = "model")]
+    pub demo: bool,
+    /// Address to listen on; anything but a loopback address needs an API key.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one; the address is printed on stdout).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Requests that may wait while one generates; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub queue: u64,
+    /// The key clients must send as `Authorization: Bearer KEY`.
+    #[arg(long, conflicts_with = "api_key_env")]
+    pub api_key: Option<String>,
+    /// Read the API key from this environment variable (keeps it out of `ps`).
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// Context length in tokens (default: the largest that fits in memory).
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// Reasoning effort when a request gives none: low, medium or high.
+    #[arg(long, default_value = "medium")]
+    pub effort: String,
 }
 
 /// `ossterm config`.

@@ -97,6 +97,8 @@ pub struct Settings {
     /// Theme name from `themes/`.
     pub theme: String,
     pub sampling: SamplingParams,
+    /// True when the file or a flag set the temperature (the demo is greedy otherwise).
+    pub temperature_set: bool,
     /// Action name -> key, as written; the TUI validates both.
     pub keybindings: BTreeMap<String, String>,
     /// Developer message text sent with every chat.
@@ -117,6 +119,7 @@ impl Settings {
             effort: ReasoningEffort::Medium,
             theme: "dark".to_string(),
             sampling: SamplingParams::default(),
+            temperature_set: false,
             keybindings: BTreeMap::new(),
             developer_instructions: None,
         }
@@ -173,7 +176,10 @@ impl Settings {
                 "developer_instructions" => {
                     settings.developer_instructions = Some(reader.string(key, value)?)
                 }
-                "sampling" => reader.sampling(value, &mut settings.sampling)?,
+                "sampling" => {
+                    reader.sampling(value, &mut settings.sampling)?;
+                    settings.temperature_set |= value.get("temperature").is_some();
+                }
                 "keybindings" => settings.keybindings = reader.keybindings(value)?,
                 other => return Err(reader.unknown(other, TOP_LEVEL_KEYS)),
             }
@@ -230,11 +236,16 @@ impl Settings {
                 *slot = value;
             }
         }
+        self.temperature_set |= s.temperature.is_some();
         if let Some(top_k) = s.top_k {
             sampling.top_k = top_k;
         }
         if let Some(seed) = s.seed {
             sampling.seed = seed;
+        }
+        // The demo model is tiny: sampled at temperature 1 it answers nonsense ("6 × 7 = 24").
+        if args.demo && !self.temperature_set {
+            self.sampling.temperature = 0.0;
         }
         Ok(())
     }
@@ -532,7 +543,10 @@ submit = "ctrl-enter"
         let mut settings = parse("effort = \"low\"\ncontext = 4096\n[sampling]\ntop_k = 3\n")
             .expect("valid config");
         settings.keybindings.insert("quit".into(), "ctrl-q".into());
-        let again = parse(&settings.to_toml()).expect("rendered config parses");
+        let mut again = parse(&settings.to_toml()).expect("rendered config parses");
+        // The rendered file writes every setting, the temperature too.
+        assert!(again.temperature_set);
+        again.temperature_set = settings.temperature_set;
         assert_eq!(again, settings);
     }
 
@@ -586,5 +600,35 @@ submit = "ctrl-enter"
             let err = settings.apply_args(&cli.app).expect_err("bad flag refused");
             assert!(err.to_string().starts_with(flag), "{err}");
         }
+    }
+
+    #[test]
+    fn the_demo_is_greedy_unless_a_temperature_is_set() {
+        use clap::Parser;
+        let flags = |extra: &[&str]| {
+            let mut argv = vec!["ossterm", "--demo"];
+            argv.extend_from_slice(extra);
+            crate::cli::Cli::try_parse_from(argv)
+                .expect("flags parse")
+                .app
+        };
+        let mut settings = parse("").expect("valid config");
+        assert_eq!(settings.sampling.temperature, 1.0);
+        settings.apply_args(&flags(&[])).expect("valid flags");
+        assert_eq!(settings.sampling.temperature, 0.0);
+        let mut settings = parse("[sampling]\ntemperature = 0.7\n").expect("valid config");
+        settings.apply_args(&flags(&[])).expect("valid flags");
+        assert_eq!(
+            settings.sampling.temperature, 0.7,
+            "the file's choice stays"
+        );
+        let mut settings = parse("").expect("valid config");
+        settings
+            .apply_args(&flags(&["--temperature", "1"]))
+            .expect("valid flags");
+        assert_eq!(
+            settings.sampling.temperature, 1.0,
+            "the flag's choice stays"
+        );
     }
 }

@@ -13,5 +13,7 @@ pub mod harmony;
 pub mod hub;
 pub mod memory;
 pub mod model;
+pub mod server;
 pub mod store;
+pub mod tools;
 pub mod tui;

@@ -38,6 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Config(args)) => commands::config::run(&args),
         Some(Command::Verify(args)) => commands::verify::run(&args),
         Some(Command::Replica(args)) => commands::replica::run(&args),
+        Some(Command::Serve(args)) => commands::serve::run(&args),
     }
 }
 

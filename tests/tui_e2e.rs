@@ -472,3 +472,31 @@ fn a_second_copy_on_the_same_data_dir_leaves_the_first_copys_chat_alone() {
     assert_eq!(seconds.len(), 1);
     assert_eq!(users(&seconds[0]), vec!["Second copy question?"]);
 }
+
+/// Times the app's main thread (the event loop) gave up the CPU to wait.
+fn main_thread_wakeups(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the app runs");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Linux reports context switches")
+}
+
+#[test]
+fn an_idle_app_sleeps_until_something_happens() {
+    assert_demo_present();
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start("idle", data.path(), config.path());
+    start_app(&tmux);
+    let pid = tmux.app_pid().expect("the app is running");
+    std::thread::sleep(Duration::from_secs(1));
+    let before = main_thread_wakeups(pid);
+    std::thread::sleep(Duration::from_secs(4));
+    let wakeups = main_thread_wakeups(pid) - before;
+    // A frame tick would wake it ~30 times a second (120 here); the engine's idle memory
+    // report every 2 s wakes it twice.
+    assert!(wakeups < 20, "{wakeups} wakeups in 4 s idle");
+    tmux.keys(&["C-q"]);
+}

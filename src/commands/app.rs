@@ -1,6 +1,7 @@
 //! `ossterm` (no subcommand): the chat app. A tokio current-thread loop selects over terminal
 //! events, engine events and a frame tick; the screen is redrawn at most ~30 times a second
-//! and only when something changed. The engine runs in its own thread, so the UI never waits.
+//! and only when something changed. The tick runs only while a redraw is due, so an idle app
+//! sleeps until the next event. The engine runs in its own thread, so the UI never waits.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,9 +41,11 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
     let mut guard =
         terminal::setup().context("cannot set up the terminal (is this a terminal?)")?;
     let engine = engine::spawn(engine_options);
+    let mut app = App::new(options);
+    app.shift_enter_works = guard.keyboard_enhanced;
     let result = runtime.block_on(event_loop(
         &mut guard.terminal,
-        App::new(options),
+        app,
         engine,
         &store,
         signals,
@@ -191,7 +194,9 @@ async fn event_loop(
                     })
                 }
             },
-            _ = frame_tick.tick() => {
+            // Only polled while a redraw is due: an idle app does not wake up 30 times a second.
+            // After a quiet spell the first tick is immediate, so a key shows at once.
+            _ = frame_tick.tick(), if dirty => {
                 if dirty {
                     terminal.draw(|frame| ui::draw(frame, &app)).context("drawing the screen")?;
                     dirty = false;
@@ -263,6 +268,23 @@ fn exit_status(app: &App) -> anyhow::Result<()> {
     }
 }
 
+/// Where `/export` writes: `~` or `~/…` in the home folder, a relative path in the working
+/// folder, and no path `ossterm-ID.md` in the working folder; always absolute, so the notice
+/// says exactly where the file went.
+fn export_path(asked: Option<&Path>, home: Option<&Path>, cwd: &Path, chat_id: &str) -> PathBuf {
+    let Some(asked) = asked else {
+        return cwd.join(format!("ossterm-{chat_id}.md"));
+    };
+    let mut parts = asked.components();
+    let expanded = match (parts.next(), home) {
+        (Some(std::path::Component::Normal(first)), Some(home)) if first == "~" => {
+            home.join(parts.as_path())
+        }
+        _ => asked.to_path_buf(),
+    };
+    cwd.join(expanded)
+}
+
 /// Does one effect; true means quit.
 fn perform(
     effect: Effect,
@@ -284,11 +306,10 @@ fn perform(
         }
         Effect::Copy(text) => terminal::copy_osc52(&text).context("copying")?,
         Effect::Export(chat, path) => {
-            let path = path.unwrap_or_else(|| {
-                std::env::current_dir()
-                    .unwrap_or_default()
-                    .join(format!("ossterm-{}.md", chat.id))
-            });
+            let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+            let cwd =
+                std::env::current_dir().context("exporting: cannot read the working folder")?;
+            let path = export_path(path.as_deref(), home.as_deref(), &cwd, &chat.id);
             store.export_markdown(&chat, &path)?;
             app.notice = Some(format!("exported to {}", path.display()));
         }
@@ -316,4 +337,23 @@ fn perform(
         Effect::Quit => return Ok(true),
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_paths_expand_the_home_folder_and_are_absolute() {
+        let home = Path::new("/home/ann");
+        let cwd = Path::new("/work/here");
+        let path = |asked: Option<&str>| export_path(asked.map(Path::new), Some(home), cwd, "c1");
+        assert_eq!(path(Some("~/x.md")), Path::new("/home/ann/x.md"));
+        assert_eq!(path(Some("~")), Path::new("/home/ann"));
+        assert_eq!(path(Some("notes/x.md")), Path::new("/work/here/notes/x.md"));
+        assert_eq!(path(Some("/tmp/x.md")), Path::new("/tmp/x.md"));
+        // "~user" is not this user's home: kept as a name.
+        assert_eq!(path(Some("~bob/x.md")), Path::new("/work/here/~bob/x.md"));
+        assert_eq!(path(None), Path::new("/work/here/ossterm-c1.md"));
+    }
 }

@@ -12,4 +12,5 @@ pub mod parse;
 pub mod render;
 pub mod replica;
 pub mod score;
+pub mod serve;
 pub mod verify;

@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 
+use self::scroll::{PaneScroll, PaneView};
 use super::doc::{DocKind, StreamDoc};
 use super::input::InputBox;
-use super::keys::{Action, KeyMap};
+use super::keys::{Action, KeyBinding, KeyMap};
 use super::markdown;
 use super::theme::Theme;
 use crate::engine::protocol::{MetricsSample, ModelInfo, SamplingParams};
@@ -220,17 +221,23 @@ pub struct App {
     pub focus: Pane,
     pub overlay: Overlay,
     pub show_reasoning: bool,
+    /// True when the terminal tells Shift+Enter from Enter (keyboard enhancement); otherwise
+    /// the hints name another new-line key.
+    pub shift_enter_works: bool,
     pub expand_earlier_reasoning: bool,
     /// Lines the help overlay is scrolled down.
     pub help_scroll: u16,
-    /// Lines scrolled up from the bottom (0 follows new text).
-    pub chat_scroll: usize,
-    pub reasoning_scroll: usize,
+    /// Where the chat pane is scrolled (it follows new text until the user scrolls up).
+    pub chat_scroll: PaneScroll,
+    pub reasoning_scroll: PaneScroll,
     /// Width of the chat pane in percent of the screen.
     pub chat_width_percent: u16,
     /// Rows added to (or taken from) the metrics pane's default height.
     pub metrics_rows_offset: i16,
     pub metrics: Metrics,
+    /// A reopened chat's context in tokens (as its last turn left it), shown until the
+    /// engine reports on this chat's next turn.
+    pub saved_context_tokens: Option<usize>,
     /// A one-line message under the input (copied, saved, usage hints).
     pub notice: Option<String>,
     /// "2026-11-27", for the system message.
@@ -238,6 +245,16 @@ pub struct App {
     pub quit: bool,
     /// Set by drawing; read by mouse and paging.
     pub rects: Cell<PaneRects>,
+    /// What the chat and reasoning panes held when last drawn; set by drawing, read by
+    /// scrolling.
+    pub views: Cell<ScrollViews>,
+}
+
+/// The chat and reasoning panes as last drawn.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScrollViews {
+    pub chat: PaneView,
+    pub reasoning: PaneView,
 }
 
 /// The parts of `App` that come from settings.
@@ -387,17 +404,20 @@ impl App {
             focus: Pane::Input,
             overlay: Overlay::None,
             show_reasoning: true,
+            shift_enter_works: false,
             expand_earlier_reasoning: false,
             help_scroll: 0,
-            chat_scroll: 0,
-            reasoning_scroll: 0,
+            chat_scroll: PaneScroll::default(),
+            reasoning_scroll: PaneScroll::default(),
             chat_width_percent: 60,
             metrics_rows_offset: 0,
             metrics: Metrics::default(),
+            saved_context_tokens: None,
             notice: None,
             today: options.today,
             quit: false,
             rects: Cell::new(PaneRects::default()),
+            views: Cell::new(ScrollViews::default()),
         }
     }
 
@@ -613,10 +633,15 @@ impl App {
                 {
                     return self.quit();
                 }
-                if !fatal {
-                    self.overlay = Overlay::None;
+                if fatal {
+                    return Vec::new();
                 }
-                return Vec::new();
+                self.overlay = Overlay::None;
+                // Esc and Enter only close the popup; any other key closes it and does its
+                // own job too, so typing on ("/chats") does not lose its first key.
+                if matches!(action, Some(Action::Stop | Action::Send)) {
+                    return Vec::new();
+                }
             }
             Overlay::Chats { .. } => return self.chat_list_key(key, action),
             Overlay::None => {}
@@ -753,17 +778,23 @@ impl App {
             }
             Action::Quit => return self.quit(),
             Action::GrowChat => self.chat_width_percent = (self.chat_width_percent + 5).min(85),
-            Action::GrowMetrics => {
-                self.metrics_rows_offset = (self.metrics_rows_offset + 2).min(40)
-            }
-            Action::ShrinkMetrics => {
-                self.metrics_rows_offset = (self.metrics_rows_offset - 2).max(-40)
-            }
+            Action::GrowMetrics => self.resize_metrics(2),
+            Action::ShrinkMetrics => self.resize_metrics(-2),
             Action::ShrinkChat => {
                 self.chat_width_percent = self.chat_width_percent.saturating_sub(5).max(30)
             }
         }
         Vec::new()
+    }
+
+    /// The key to show for `action`: its first binding this terminal can deliver.
+    pub fn key_label(&self, action: Action) -> String {
+        let shift_enter = KeyBinding::with(KeyCode::Enter, KeyModifiers::SHIFT);
+        self.keymap
+            .keys_for(action)
+            .into_iter()
+            .find(|key| self.shift_enter_works || *key != shift_enter)
+            .map_or_else(|| self.keymap.label(action), |key| key.to_string())
     }
 
     fn quit(&mut self) -> Vec<Effect> {
@@ -780,11 +811,16 @@ impl App {
     }
 
     fn cycle_focus(&mut self, forward: bool) {
+        // Panes a narrow screen hides are skipped (before the first draw, all count).
+        let rects = self.rects.get();
+        let drawn = rects.chat.width > 0;
         let mut order = vec![Pane::Input, Pane::Chat];
-        if self.show_reasoning {
+        if self.show_reasoning && (!drawn || rects.reasoning.is_some()) {
             order.push(Pane::Reasoning);
         }
-        order.push(Pane::Metrics);
+        if !drawn || rects.metrics.width > 0 {
+            order.push(Pane::Metrics);
+        }
         let i = order.iter().position(|p| *p == self.focus).unwrap_or(0);
         let n = order.len();
         self.focus = order[if forward {
@@ -811,15 +847,25 @@ impl App {
     }
 
     fn scroll(&mut self, pane: Pane, lines: usize, up: bool) {
-        let offset = match pane {
-            Pane::Reasoning => &mut self.reasoning_scroll,
-            _ => &mut self.chat_scroll,
+        let views = self.views.get();
+        let (scroll, view) = match pane {
+            Pane::Reasoning => (&mut self.reasoning_scroll, views.reasoning),
+            _ => (&mut self.chat_scroll, views.chat),
         };
-        *offset = if up {
-            offset.saturating_add(lines)
+        if up {
+            scroll.up(lines, view);
         } else {
-            offset.saturating_sub(lines)
-        };
+            scroll.down(lines, view);
+        }
+    }
+
+    /// Moves the border between the reasoning and metrics panes `delta` rows (positive grows
+    /// the metrics pane), from where it is drawn now.
+    fn resize_metrics(&mut self, delta: i16) {
+        let rects = self.rects.get();
+        let side_rows = rects.metrics.height + rects.reasoning.map_or(0, |r| r.height);
+        self.metrics_rows_offset =
+            pane_sizes::resized_offset(side_rows, self.metrics_rows_offset, delta);
     }
 
     fn mouse(&mut self, mouse: MouseEvent) {
@@ -875,11 +921,12 @@ impl App {
     }
 
     fn submit(&mut self) -> Vec<Effect> {
+        self.saved_context_tokens = None;
         self.entries.push(self.new_turn());
         self.generating = true;
         self.pending = PendingMessage::default();
-        self.chat_scroll = 0;
-        self.reasoning_scroll = 0;
+        self.chat_scroll = PaneScroll::default();
+        self.reasoning_scroll = PaneScroll::default();
         self.meta.updated = chrono::Utc::now().to_rfc3339();
         vec![
             self.save(),
@@ -996,5 +1043,7 @@ fn title_from(text: &str) -> String {
 }
 
 mod chats;
+pub mod pane_sizes;
+pub mod scroll;
 #[cfg(test)]
 mod tests;

@@ -1,15 +1,186 @@
-//! The multi-line input box: text plus a cursor, edited by keys and paste.
+//! The multi-line input box: text plus a cursor, edited by keys and paste. Where its rows
+//! start is kept between frames and only re-wrapped from an edit on, so typing at the end of
+//! a long input costs the same per key as at the start of a short one.
+
+use std::cell::RefCell;
 
 use super::safe_text::{char_cells, tab_cells};
 
 /// Text being typed; `cursor` is a byte offset on a char boundary.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct InputBox {
     text: String,
     cursor: usize,
+    rows: RefCell<RowStarts>,
+}
+
+impl PartialEq for InputBox {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.cursor == other.cursor
+    }
+}
+
+/// Where the rows of the wrapped text start, for one width.
+#[derive(Debug, Clone, Default)]
+struct RowStarts {
+    width: usize,
+    /// Byte offsets where rows start; the first is 0 once computed.
+    starts: Vec<usize>,
+    /// Cells used on the last row.
+    last_row_cells: usize,
+    /// True when `starts` covers the whole text.
+    complete: bool,
+    /// Characters wrapped so far: the work layout did (tests bound it).
+    chars_wrapped: usize,
+}
+
+/// The rows of the input box to draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputWindow {
+    /// At most the asked height of rows, the cursor's among them.
+    pub rows: Vec<String>,
+    /// The cursor's (row, column) within `rows`.
+    pub cursor: (u16, u16),
+    /// Rows of the whole text.
+    pub total_rows: usize,
+}
+
+/// Cells `c` takes at `used` cells into a row (a tab runs to the next stop, at most a row).
+fn cells_at(c: char, used: usize, width: usize) -> usize {
+    match c {
+        '\t' if used == 0 => tab_cells(0).min(width),
+        '\t' => tab_cells(used),
+        _ => char_cells(c),
+    }
+}
+
+/// Cells `c` takes after `used` cells of a row, or `None` when it does not fit there and
+/// starts the next row (a tab is measured to its stop first, then cut to the row).
+fn fits(c: char, used: usize, width: usize) -> Option<usize> {
+    let w = if c == '\t' {
+        tab_cells(used)
+    } else {
+        char_cells(c)
+    };
+    (used + w <= width).then_some(w)
 }
 
 impl InputBox {
+    /// Forgets the row starts an edit at byte `offset` may have moved.
+    fn edited_at(&mut self, offset: usize) {
+        let rows = self.rows.get_mut();
+        // A row starting at or after the edit may start elsewhere now; the one holding it is
+        // re-wrapped from its start.
+        let keep = rows.starts.partition_point(|&s| s < offset).max(1);
+        rows.starts.truncate(keep);
+        rows.complete = false;
+    }
+
+    /// Brings the row starts up to date for `width` cells, wrapping only what changed.
+    fn wrap(&self, width: usize) {
+        let mut rows = self.rows.borrow_mut();
+        if rows.width != width || rows.starts.is_empty() {
+            rows.width = width;
+            rows.starts = vec![0];
+            rows.complete = false;
+        }
+        if rows.complete {
+            return;
+        }
+        let start = rows.starts.last().copied().unwrap_or(0);
+        let n = rows.starts.len();
+        // A row that began because its first character did not fit the row before: that
+        // character is already placed (measuring it again would start yet another row).
+        let mut placed_first = (start != 0 && !self.text[..start].ends_with('\n'))
+            || (n >= 2 && rows.starts[n - 2] == start);
+        let mut used = 0;
+        for (i, c) in self.text[start..].char_indices() {
+            let offset = start + i;
+            rows.chars_wrapped += 1;
+            if std::mem::take(&mut placed_first) {
+                used = cells_at(c, 0, width);
+                continue;
+            }
+            if c == '\n' {
+                rows.starts.push(offset + 1);
+                used = 0;
+                continue;
+            }
+            used = match fits(c, used, width) {
+                Some(w) => used + w,
+                None => {
+                    rows.starts.push(offset);
+                    cells_at(c, 0, width)
+                }
+            };
+        }
+        rows.last_row_cells = used;
+        rows.complete = true;
+    }
+
+    /// Rows the text takes at `width` cells (an empty row after a full last one holds the
+    /// cursor when it is at the end).
+    pub fn row_count(&self, width: u16) -> usize {
+        let width = usize::from(width.max(1));
+        self.wrap(width);
+        let rows = self.rows.borrow();
+        rows.starts.len() + usize::from(self.cursor_past_full_row(&rows))
+    }
+
+    fn cursor_past_full_row(&self, rows: &RowStarts) -> bool {
+        self.cursor == self.text.len() && rows.last_row_cells >= rows.width
+    }
+
+    /// The `height` rows around the cursor (the cursor on the last of them when the text is
+    /// longer) at `width` cells; only those rows are built.
+    pub fn window(&self, width: u16, height: u16) -> InputWindow {
+        let width_cells = usize::from(width.max(1));
+        self.wrap(width_cells);
+        let rows = self.rows.borrow();
+        let total_rows = rows.starts.len() + usize::from(self.cursor_past_full_row(&rows));
+        let (cursor_row, cursor_col) = if self.cursor_past_full_row(&rows) {
+            (rows.starts.len(), 0)
+        } else {
+            let row = rows.starts.partition_point(|&s| s <= self.cursor) - 1;
+            let mut used = 0;
+            for c in self.text[rows.starts[row]..self.cursor].chars() {
+                used += cells_at(c, used, width_cells);
+            }
+            (row, used)
+        };
+        let first = cursor_row.saturating_sub(usize::from(height.max(1)) - 1);
+        let last = (first + usize::from(height.max(1))).min(total_rows);
+        let built = (first..last)
+            .map(|row| {
+                let Some(&start) = rows.starts.get(row) else {
+                    return String::new();
+                };
+                let end = rows.starts.get(row + 1).copied().unwrap_or(self.text.len());
+                let mut out = String::new();
+                let mut used = 0;
+                for c in self.text[start..end].chars() {
+                    if c == '\n' {
+                        break;
+                    }
+                    let w = cells_at(c, used, width_cells);
+                    if c == '\t' {
+                        out.extend(std::iter::repeat_n(' ', w));
+                    } else {
+                        out.push(c);
+                    }
+                    used += w;
+                }
+                out
+            })
+            .collect();
+        // Within u16: a row is at most `width` cells and the window at most `height` rows.
+        InputWindow {
+            rows: built,
+            cursor: ((cursor_row - first) as u16, cursor_col as u16),
+            total_rows,
+        }
+    }
+
     /// The text.
     pub fn text(&self) -> &str {
         &self.text
@@ -27,12 +198,14 @@ impl InputBox {
 
     /// Replaces the text, cursor at the end.
     pub fn set(&mut self, text: &str) {
+        self.edited_at(0);
         self.text = text.to_string();
         self.cursor = self.text.len();
     }
 
     /// Takes the text out, leaving the box empty.
     pub fn take(&mut self) -> String {
+        self.edited_at(0);
         self.cursor = 0;
         std::mem::take(&mut self.text)
     }
@@ -40,6 +213,7 @@ impl InputBox {
     /// Inserts text at the cursor (typing or paste; `\r\n` becomes `\n`).
     pub fn insert(&mut self, text: &str) {
         let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        self.edited_at(self.cursor);
         self.text.insert_str(self.cursor, &text);
         self.cursor += text.len();
     }
@@ -48,6 +222,7 @@ impl InputBox {
     pub fn backspace(&mut self) {
         if let Some(c) = self.text[..self.cursor].chars().next_back() {
             self.cursor -= c.len_utf8();
+            self.edited_at(self.cursor);
             self.text.remove(self.cursor);
         }
     }
@@ -55,6 +230,7 @@ impl InputBox {
     /// Deletes the char at the cursor.
     pub fn delete(&mut self) {
         if self.cursor < self.text.len() {
+            self.edited_at(self.cursor);
             self.text.remove(self.cursor);
         }
     }
@@ -121,7 +297,8 @@ impl InputBox {
     }
 
     /// The text split into rows of at most `width` cells (hard wrap), and the cursor's
-    /// (row, column) in them.
+    /// (row, column) in them: all of it at once, the reference `window` is checked against.
+    #[cfg(test)]
     pub fn layout(&self, width: u16) -> (Vec<String>, (u16, u16)) {
         let width = usize::from(width.max(1));
         let mut rows = vec![String::new()];
@@ -137,21 +314,17 @@ impl InputBox {
                 continue;
             }
             // A tab runs to the next tab stop of its row, drawn as spaces.
-            let mut w = if c == '\t' {
-                tab_cells(used)
-            } else {
-                char_cells(c)
+            let w = match fits(c, used, width) {
+                Some(w) => w,
+                None => {
+                    rows.push(String::new());
+                    used = 0;
+                    if offset == self.cursor {
+                        cursor = (rows.len() as u16 - 1, 0);
+                    }
+                    cells_at(c, 0, width)
+                }
             };
-            if used + w > width {
-                rows.push(String::new());
-                used = 0;
-                if offset == self.cursor {
-                    cursor = (rows.len() as u16 - 1, 0);
-                }
-                if c == '\t' {
-                    w = tab_cells(0).min(width);
-                }
-            }
             if let Some(row) = rows.last_mut() {
                 if c == '\t' {
                     row.extend(std::iter::repeat_n(' ', w));
@@ -229,5 +402,53 @@ mod tests {
         assert_eq!(input.layout(20).1, (0, 4));
         input.set("abc\td");
         assert_eq!(input.layout(4).0, vec!["abc ", "d"]);
+    }
+
+    #[test]
+    fn the_window_matches_the_whole_layout_through_edits() {
+        let texts = [
+            "",
+            "abcd",
+            "abcdef\nxy",
+            "a\tb\tcdefgh\n\n\tx",
+            "日本語のテキスト\nabc",
+            "\x1b[7m red",
+        ];
+        for width in [1u16, 3, 4, 7] {
+            for text in texts {
+                let mut input = InputBox::default();
+                input.insert(text);
+                for step in 0..=text.chars().count() {
+                    let (rows, cursor) = input.layout(width);
+                    let window = input.window(width, u16::MAX);
+                    assert_eq!(window.rows, rows, "{text:?} at width {width}, step {step}");
+                    assert_eq!(
+                        window.cursor, cursor,
+                        "{text:?} at width {width}, step {step}"
+                    );
+                    assert_eq!(input.row_count(width), rows.len());
+                    // Edit mid-text and back, so the kept row starts are re-checked.
+                    input.insert("é");
+                    input.window(width, 2);
+                    input.backspace();
+                    input.left();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn typing_at_the_end_rewraps_only_the_last_row() {
+        let mut input = InputBox::default();
+        for _ in 0..20_000 {
+            input.insert("a");
+            let window = input.window(78, 6);
+            assert!(window.rows.len() <= 6);
+        }
+        assert_eq!(input.row_count(78), 20_000 / 78 + 1);
+        // Each key re-wraps at most one row of 78 characters (whole-text wrapping per key
+        // would be 200 million).
+        let wrapped = input.rows.borrow().chars_wrapped;
+        assert!(wrapped <= 20_000 * 79, "{wrapped} characters wrapped");
     }
 }

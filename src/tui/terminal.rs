@@ -4,9 +4,11 @@
 
 use std::io::{self, Stdout, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+    KeyboardEnhancementFlags, PopKeyboardEnhancementFlags, PushKeyboardEnhancementFlags,
 };
 use crossterm::execute;
 use crossterm::terminal::{
@@ -21,11 +23,20 @@ pub type Tui = Terminal<CrosstermBackend<Stdout>>;
 /// Restores the terminal when dropped (normal exit or an early `?` return).
 pub struct TerminalGuard {
     pub terminal: Tui,
+    /// True when the terminal reports modified keys (kitty keyboard protocol), so Shift+Enter
+    /// arrives as itself instead of as Enter.
+    pub keyboard_enhanced: bool,
 }
+
+/// Set while the keyboard enhancement flags are pushed, so restoring pops them exactly once.
+static KEYBOARD_ENHANCED: AtomicBool = AtomicBool::new(false);
 
 /// Puts the terminal back: leaves the alternate screen, raw mode, mouse capture and paste
 /// mode, and shows the cursor. Safe to call more than once.
 pub fn restore() {
+    if KEYBOARD_ENHANCED.swap(false, Ordering::SeqCst) {
+        let _ = execute!(io::stdout(), PopKeyboardEnhancementFlags);
+    }
     let _ = disable_raw_mode();
     let _ = execute!(
         io::stdout(),
@@ -51,8 +62,22 @@ pub fn setup() -> io::Result<TerminalGuard> {
         restore();
         return Err(e);
     }
+    // Only where the terminal says it understands them (it answers the query; others would
+    // print the sequence or ignore it).
+    let keyboard_enhanced = matches!(
+        crossterm::terminal::supports_keyboard_enhancement(),
+        Ok(true)
+    ) && execute!(
+        stdout,
+        PushKeyboardEnhancementFlags(KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES)
+    )
+    .is_ok();
+    KEYBOARD_ENHANCED.store(keyboard_enhanced, Ordering::SeqCst);
     match Terminal::new(CrosstermBackend::new(stdout)) {
-        Ok(terminal) => Ok(TerminalGuard { terminal }),
+        Ok(terminal) => Ok(TerminalGuard {
+            terminal,
+            keyboard_enhanced,
+        }),
         Err(e) => {
             restore();
             Err(e)

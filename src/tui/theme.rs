@@ -80,6 +80,9 @@ struct ColorsFile {
     error: String,
     warning: String,
     good: String,
+    /// The screen's background; without it the terminal's own shows through.
+    #[serde(default)]
+    background: Option<String>,
 }
 
 /// Named styles for every region of the screen.
@@ -103,6 +106,10 @@ pub struct Theme {
     pub error: Style,
     pub warning: Style,
     pub good: Style,
+    /// The screen's background and default text colour, for themes that need their own
+    /// background (dark text on a dark terminal would be unreadable); `None` uses the
+    /// terminal's.
+    pub background: Option<Style>,
 }
 
 impl Default for Theme {
@@ -134,6 +141,7 @@ impl Theme {
             error: s.add_modifier(Modifier::BOLD),
             warning: s,
             good: s,
+            background: None,
         }
     }
 
@@ -178,6 +186,10 @@ impl Theme {
             error: fg("error", &c.error)?.add_modifier(Modifier::BOLD),
             warning: fg("warning", &c.warning)?,
             good: fg("good", &c.good)?,
+            background: match &c.background {
+                Some(value) => Some(fg("text", &c.text)?.bg(color("background", value)?)),
+                None => None,
+            },
         })
     }
 

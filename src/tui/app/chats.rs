@@ -3,6 +3,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 
+use super::scroll::PaneScroll;
 use super::{
     App, CommandKind, Effect, Entry, Overlay, PendingMessage, developer_message, message_text,
     system_message,
@@ -117,8 +118,9 @@ impl App {
         self.entries.clear();
         self.generating = false;
         self.pending = PendingMessage::default();
-        self.chat_scroll = 0;
-        self.reasoning_scroll = 0;
+        self.chat_scroll = PaneScroll::default();
+        self.reasoning_scroll = PaneScroll::default();
+        self.saved_context_tokens = None;
     }
 
     /// Shows the saved chats (the driver's answer to `Effect::ListChats`).
@@ -242,6 +244,12 @@ impl App {
                 }
             }
         }
+        // Until the next turn the engine's figure is of the chat shown before: show what
+        // this chat held when its last turn ended.
+        self.saved_context_tokens = Some(self.meta.turns.last().map_or(0, |record| {
+            let stats = record.stats;
+            stats.cached_tokens + stats.prefill_tokens + stats.decode_tokens
+        }));
         self.notice = Some(format!("opened '{}'", self.meta.title));
     }
 }

@@ -410,8 +410,16 @@ fn focus_cycles_and_skips_a_hidden_reasoning_pane() {
     assert_eq!(app.focus, Pane::Chat);
     app.update(key(KeyCode::Tab));
     assert_eq!(app.focus, Pane::Metrics);
+    // A chat taller than its pane, as the last draw saw it.
+    app.views.set(ScrollViews {
+        chat: PaneView {
+            total_lines: 100,
+            height: 10,
+        },
+        ..ScrollViews::default()
+    });
     app.update(key(KeyCode::PageUp));
-    assert!(app.chat_scroll > 0);
+    assert!(!app.chat_scroll.follows());
 }
 
 #[test]
@@ -610,4 +618,259 @@ fn a_reopened_chat_keeps_what_it_had_when_saved_again() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+// ─── Scrolling ───
+
+/// The screen as drawn at `width` x `height`, one string per row.
+fn drawn(app: &App, width: u16, height: u16) -> Vec<String> {
+    let backend = ratatui::backend::TestBackend::new(width, height);
+    let mut terminal = ratatui::Terminal::new(backend).expect("a test backend never fails");
+    terminal
+        .draw(|frame| crate::tui::ui::draw(frame, app))
+        .expect("a test backend never fails");
+    let buffer = terminal.backend().buffer();
+    (0..height)
+        .map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect())
+        .collect()
+}
+
+/// The chat pane's text rows (inside its border) of an 80x24 screen.
+fn chat_rows(screen: &[String]) -> Vec<String> {
+    screen[2..19]
+        .iter()
+        .map(|row| row.chars().skip(1).take(46).collect())
+        .collect()
+}
+
+fn stream_lines(app: &mut App, lines: std::ops::Range<usize>) {
+    for i in lines {
+        app.update(token("final", &format!("line {i}\n\n")));
+    }
+}
+
+/// An app answering with `lines` paragraphs so far, drawn once at 80x24.
+fn answering(lines: std::ops::Range<usize>) -> App {
+    let mut app = app();
+    type_text(&mut app, "count");
+    app.update(key(KeyCode::Enter));
+    stream_lines(&mut app, lines);
+    drawn(&app, 80, 24);
+    app
+}
+
+#[test]
+fn scrolled_up_the_chat_stays_put_while_the_answer_streams() {
+    let mut app = answering(0..40);
+    app.update(key(KeyCode::PageUp));
+    let before = drawn(&app, 80, 24);
+    assert!(!before[19].contains("new text"), "{}", before[19]);
+    stream_lines(&mut app, 40..60);
+    let after = drawn(&app, 80, 24);
+    assert_eq!(chat_rows(&after), chat_rows(&before), "the view moved");
+    assert!(after[19].contains("↓ new text"), "{}", after[19]);
+    // Back at the bottom it follows again.
+    for _ in 0..20 {
+        app.update(key(KeyCode::PageDown));
+    }
+    stream_lines(&mut app, 60..61);
+    let bottom = drawn(&app, 80, 24);
+    assert!(app.chat_scroll.follows());
+    assert!(
+        chat_rows(&bottom).iter().any(|row| row.contains("line 60")),
+        "{bottom:#?}"
+    );
+    assert!(!bottom[19].contains("new text"));
+}
+
+#[test]
+fn one_page_down_after_paging_past_the_top_moves_down() {
+    let mut app = answering(0..60);
+    for _ in 0..10 {
+        app.update(key(KeyCode::PageUp));
+    }
+    let top = drawn(&app, 80, 24);
+    assert!(chat_rows(&top)[0].contains("You"), "{top:#?}");
+    app.update(key(KeyCode::PageDown));
+    let next = drawn(&app, 80, 24);
+    assert_ne!(chat_rows(&next), chat_rows(&top));
+}
+
+#[test]
+fn one_resize_key_moves_the_border_after_many_past_the_limit() {
+    let mut app = app();
+    let ctrl_key = |code| Input::Key(KeyEvent::new(code, KeyModifiers::CONTROL));
+    drawn(&app, 100, 30);
+    for _ in 0..30 {
+        app.update(ctrl_key(KeyCode::Down));
+    }
+    drawn(&app, 100, 30);
+    let smallest = app.rects.get().metrics.height;
+    app.update(ctrl_key(KeyCode::Up));
+    drawn(&app, 100, 30);
+    assert_eq!(app.rects.get().metrics.height, smallest + 2);
+}
+
+#[test]
+fn the_key_that_closes_an_error_popup_is_not_lost() {
+    let mut app = app();
+    let error = || {
+        Input::Engine(Event::Error {
+            message: "the prompt is over the context limit".into(),
+            fatal: false,
+        })
+    };
+    app.update(error());
+    type_text(&mut app, "/new");
+    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(app.input.text(), "/new");
+    let effects = app.update(key(KeyCode::Enter));
+    assert!(
+        effects.contains(&Effect::Engine(CommandKind::NewChat)),
+        "{effects:?}"
+    );
+    // Esc and Enter only close it.
+    app.update(error());
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.overlay, Overlay::None);
+    assert!(app.messages.is_empty(), "nothing was sent");
+    app.update(error());
+    assert!(app.update(key(KeyCode::Esc)).is_empty());
+    assert_eq!(app.overlay, Overlay::None);
+}
+
+/// The engine's report of `used` tokens in a 4096-token context.
+fn context_report(used: usize) -> Input {
+    Input::Engine(Event::Metrics(MetricsSample {
+        context_used: used,
+        context_limit: 4096,
+        ..MetricsSample::default()
+    }))
+}
+
+#[test]
+fn the_status_line_shows_the_context_of_a_reopened_chat() {
+    let mut saved = app();
+    full_turn(&mut saved);
+    let snapshot = saved.snapshot();
+    let mut app = app();
+    // The engine last reported on another, longer chat.
+    app.update(context_report(3000));
+    assert!(drawn(&app, 120, 24)[0].contains("ctx 3.0k/4.1k"));
+    app.open_chat(snapshot);
+    // 20 cached + 100 prefilled + 12 generated tokens when the reopened chat was saved.
+    let status = &drawn(&app, 120, 24)[0];
+    assert!(status.contains("ctx 132/4.1k"), "{status}");
+    // The next report on this chat's turn takes over.
+    type_text(&mut app, "more");
+    app.update(key(KeyCode::Enter));
+    app.update(context_report(200));
+    assert!(drawn(&app, 120, 24)[0].contains("ctx 200/4.1k"));
+}
+
+#[test]
+fn the_light_theme_paints_its_own_background() {
+    let mut app = app();
+    app.theme = Theme::load("light", None).expect("built in");
+    full_turn(&mut app);
+    app.overlay = Overlay::Help;
+    let backend = ratatui::backend::TestBackend::new(80, 24);
+    let mut terminal = ratatui::Terminal::new(backend).expect("a test backend never fails");
+    terminal
+        .draw(|frame| crate::tui::ui::draw(frame, &app))
+        .expect("a test backend never fails");
+    let buffer = terminal.backend().buffer();
+    let unpainted = buffer
+        .content
+        .iter()
+        .filter(|cell| {
+            cell.bg == ratatui::style::Color::Reset || cell.fg == ratatui::style::Color::Reset
+        })
+        .count();
+    assert_eq!(unpainted, 0, "cells left in the terminal's own colours");
+}
+
+#[test]
+fn narrow_screens_hide_reasoning_then_metrics_before_the_chat_shrinks() {
+    let mut app = app();
+    full_turn(&mut app);
+    let screen = drawn(&app, 62, 24);
+    let rects = app.rects.get();
+    assert_eq!(rects.reasoning, None);
+    assert!(rects.metrics.width >= 20, "{rects:?}");
+    assert!(rects.chat.width >= 40, "{rects:?}");
+    assert!(
+        screen
+            .iter()
+            .any(|row| row.contains("reasoned 4 words (screen too narrow)")),
+        "{screen:#?}"
+    );
+    drawn(&app, 50, 24);
+    let rects = app.rects.get();
+    assert_eq!(rects.metrics.width, 0);
+    assert_eq!(rects.chat.width, 50);
+    // Focus skips the hidden panes.
+    app.update(key(KeyCode::Tab));
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Input);
+}
+
+#[test]
+fn at_80x24_every_metrics_row_fits() {
+    let mut app = app();
+    app.model = ModelState::Ready(ModelInfo {
+        name: "demo".into(),
+        device: "cpu (16 threads)".into(),
+        context_limit: 4096,
+        max_context: 131_072,
+    });
+    app.update(Input::Engine(Event::Metrics(MetricsSample {
+        memory: MemorySample {
+            device_name: "CPU (16 threads)".into(),
+            device_used_bytes: 20_000_000_000,
+            device_free_bytes: 12_000_000_000,
+            process_rss_bytes: 13_000_000_000,
+            kv_cache_bytes: 1_100_000_000,
+            model_bytes: 13_700_000_000,
+        },
+        context_used: 412,
+        context_limit: 4096,
+        turn: TurnStats {
+            prefill_tokens: 8400,
+            cached_tokens: 1200,
+            ..stats(41, 2000.0)
+        },
+        decode_tok_s_now: 20.5,
+        generating: false,
+    })));
+    let screen = drawn(&app, 80, 24).join("\n");
+    for row in [
+        "CPU (16 threads)",
+        "model    12.8 GiB",
+        "RAM free 11.2 GiB",
+        "RAM used 18.6 GiB",
+        "RSS      12.1 GiB",
+        "KV cache 1.0 GiB",
+        "prefill  ",
+        "prompt   8.4k + 1.2k cached",
+        "decode   20.5 tok/s · avg 20.5",
+        "TTFT     75 ms · 41 tok",
+        "ctx 412/4.1k",
+    ] {
+        assert!(screen.contains(row), "{row:?} missing:\n{screen}");
+    }
+}
+
+#[test]
+fn the_new_line_hint_names_a_key_the_terminal_delivers() {
+    let mut app = app();
+    let hints = |app: &App| drawn(app, 120, 24)[23].clone();
+    // Without keyboard enhancement Shift+Enter arrives as Enter (it would send).
+    assert!(hints(&app).contains("Ctrl+J newline"), "{}", hints(&app));
+    app.shift_enter_works = true;
+    assert!(
+        hints(&app).contains("Shift+Enter newline"),
+        "{}",
+        hints(&app)
+    );
 }

@@ -7,6 +7,7 @@ use ratatui::widgets::{Gauge, Paragraph};
 
 use super::{format_bytes, pane_block};
 use crate::engine::StopReason;
+use crate::tui::app::scroll::{PaneScroll, PaneView};
 use crate::tui::app::{App, Entry, ModelState, Pane};
 use crate::tui::doc::StreamDoc;
 use crate::tui::theme::Theme;
@@ -52,9 +53,55 @@ pub(super) fn tail_lines(
     reversed
 }
 
-/// The visible window of `segments` in a pane of `height` rows scrolled `scroll` lines up
-/// from the bottom; returns the lines and the scroll actually applied.
+/// How many wrapped lines `segments` make at `width` (documents answer from their caches).
+fn total_lines(segments: &[Segment<'_>], width: u16, theme: &Theme) -> usize {
+    segments
+        .iter()
+        .map(|segment| match segment {
+            Segment::Lines(lines) => wrap_lines(lines, width).len(),
+            Segment::Doc(doc) => {
+                doc.with_wrapped(width, theme, |settled, tail| settled.len() + tail.len())
+            }
+        })
+        .sum()
+}
+
+/// The visible part of a scrollable pane.
+pub(super) struct Window {
+    pub lines: Vec<Line<'static>>,
+    /// Lines between the last visible one and the end of the content.
+    pub lines_below: usize,
+    /// True when text arrived below since the user scrolled up.
+    pub new_text_below: bool,
+    /// What the pane held, for scrolling.
+    pub view: PaneView,
+}
+
+/// The visible window of `segments` in a pane of `height` rows scrolled to `scroll`.
 pub(super) fn window(
+    segments: &[Segment<'_>],
+    width: u16,
+    theme: &Theme,
+    height: usize,
+    scroll: &PaneScroll,
+) -> Window {
+    let total = total_lines(segments, width, theme);
+    let from_bottom = scroll.lines_from_bottom(total, height);
+    let (lines, lines_below) = tail_window(segments, width, theme, height, from_bottom);
+    Window {
+        lines,
+        lines_below,
+        new_text_below: scroll.new_text_below(total),
+        view: PaneView {
+            total_lines: total,
+            height,
+        },
+    }
+}
+
+/// The window of `height` lines ending `scroll` lines above the bottom; returns the lines
+/// and the scroll actually applied.
+fn tail_window(
     segments: &[Segment<'_>],
     width: u16,
     theme: &Theme,
@@ -102,13 +149,18 @@ fn segments(app: &App) -> Vec<Segment<'_>> {
                 ))]));
                 let streaming = app.generating && i == last;
                 let mut head = Vec::new();
-                if !turn.reasoning.is_empty() && !app.show_reasoning {
+                if !turn.reasoning.is_empty() && app.rects.get().reasoning.is_none() {
                     let words = turn.reasoning.text().split_whitespace().count();
-                    head.push(Line::from(Span::styled(
+                    let how = if app.show_reasoning {
+                        "screen too narrow".to_string()
+                    } else {
                         format!(
-                            "▸ reasoned {words} words ({} to show)",
+                            "{} to show",
                             app.keymap.label(crate::tui::keys::Action::ToggleReasoning)
-                        ),
+                        )
+                    };
+                    head.push(Line::from(Span::styled(
+                        format!("▸ reasoned {words} words ({how})"),
                         theme.dim,
                     )));
                 }
@@ -189,23 +241,32 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let inner_height = usize::from(area.height.saturating_sub(2));
     let inner_width = area.width.saturating_sub(2);
     let segments = segments(app);
-    let (lines, applied) = if app.entries.is_empty() {
-        (welcome(app), 0)
+    let shown = window(
+        &segments,
+        inner_width,
+        &app.theme,
+        inner_height,
+        &app.chat_scroll,
+    );
+    let mut views = app.views.get();
+    views.chat = shown.view;
+    app.views.set(views);
+    let lines = if app.entries.is_empty() {
+        welcome(app)
     } else {
-        window(
-            &segments,
-            inner_width,
-            &app.theme,
-            inner_height,
-            app.chat_scroll,
-        )
+        shown.lines
     };
-    let title = if applied > 0 {
-        format!(" {title_base} ↑{applied} ")
+    let title = if shown.lines_below > 0 {
+        format!(" {title_base} ↑{} ", shown.lines_below)
     } else {
         format!(" {title_base} ")
     };
-    let block = pane_block(app, Pane::Chat, title);
+    let mut block = pane_block(app, Pane::Chat, title);
+    if shown.new_text_below {
+        block = block.title_bottom(
+            Line::from(Span::styled(" ↓ new text ", app.theme.accent)).right_aligned(),
+        );
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     frame.render_widget(Paragraph::new(lines), inner);

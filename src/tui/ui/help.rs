@@ -24,7 +24,10 @@ const SLASH_COMMANDS: [(&str, &str); 10] = [
     ("/new", "new chat"),
     ("/chats", "saved chats"),
     ("/rename TITLE", "rename this chat"),
-    ("/export [PATH]", "write this chat as Markdown"),
+    (
+        "/export [PATH]",
+        "Markdown to PATH (~ = home) or ./ossterm-ID.md",
+    ),
     ("/quit", "quit"),
 ];
 

@@ -13,8 +13,9 @@ const MAX_TEXT_ROWS: u16 = 6;
 
 /// Rows the box needs at this screen width (borders included).
 pub(super) fn height(app: &App, width: u16) -> u16 {
-    let (rows, _) = app.input.layout(width.saturating_sub(2));
-    (rows.len() as u16).clamp(1, MAX_TEXT_ROWS) + 2
+    let rows = app.input.row_count(width.saturating_sub(2));
+    // Within u16: clamped to a few rows.
+    rows.clamp(1, usize::from(MAX_TEXT_ROWS)) as u16 + 2
 }
 
 pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
@@ -26,16 +27,17 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let block = pane_block(app, Pane::Input, title.into());
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let (rows, (cursor_row, cursor_col)) = app.input.layout(inner.width);
-    let first = usize::from(cursor_row.saturating_sub(inner.height.saturating_sub(1)));
+    let window = app.input.window(inner.width, inner.height);
+    let (cursor_row, cursor_col) = window.cursor;
     let lines: Vec<Line<'static>> = if app.input.is_empty() {
         vec![Line::from(Span::styled(
             "Ask anything · /help for commands",
             app.theme.dim,
         ))]
     } else {
-        rows.into_iter()
-            .skip(first)
+        window
+            .rows
+            .into_iter()
             .map(|r| Line::from(Span::styled(r, app.theme.text)))
             .collect()
     };
@@ -43,7 +45,7 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     if app.overlay == Overlay::None && inner.width > 0 && inner.height > 0 {
         frame.set_cursor_position(Position::new(
             inner.x + cursor_col.min(inner.width - 1),
-            inner.y + cursor_row - first as u16,
+            inner.y + cursor_row.min(inner.height - 1),
         ));
     }
 }

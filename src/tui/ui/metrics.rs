@@ -10,12 +10,12 @@ use super::status::context;
 use super::{format_bytes, format_tokens, pane_block};
 use crate::tui::app::{App, ModelState, Pane, context_percent};
 
-/// Rows the pane wants (borders included).
-pub(super) const HEIGHT: u16 = 15;
+/// Cells of the label column ("KV cache" and a space).
+const LABEL_CELLS: usize = 9;
 
 fn row(app: &App, label: &str, value: String) -> Line<'static> {
     Line::from(vec![
-        Span::styled(format!("{label:<9}"), app.theme.dim),
+        Span::styled(format!("{label:<LABEL_CELLS$}"), app.theme.dim),
         Span::styled(value, app.theme.text),
     ])
 }
@@ -35,37 +35,46 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let memory = &sample.memory;
     let on_cpu = matches!(&app.model, ModelState::Ready(info) if info.device.starts_with("cpu"));
     let turn = sample.turn;
-    // (priority, line): when the pane is short, the most useful lines stay.
+    // (priority, line): when the pane is short, the most useful lines stay. Values are short
+    // (one figure a row) so that each row fits the 30 columns the pane has at 80x24.
+    let ram = if on_cpu { "RAM" } else { "GPU" };
     let mut rows = vec![
-        (4, row(app, "device", memory.device_name.clone())),
-        (5, row(app, "model", format_bytes(memory.model_bytes))),
+        (5, row(app, "device", memory.device_name.clone())),
+        (6, row(app, "model", format_bytes(memory.model_bytes))),
         (
-            3,
+            4,
             row(
                 app,
-                if on_cpu { "RAM" } else { "VRAM" },
-                format!(
-                    "{} used · {} free",
-                    format_bytes(memory.device_used_bytes),
-                    format_bytes(memory.device_free_bytes)
-                ),
+                &format!("{ram} free"),
+                format_bytes(memory.device_free_bytes),
+            ),
+        ),
+        (
+            9,
+            row(
+                app,
+                &format!("{ram} used"),
+                format_bytes(memory.device_used_bytes),
             ),
         ),
     ];
     if on_cpu {
-        rows.push((7, row(app, "RSS", format_bytes(memory.process_rss_bytes))));
+        rows.push((10, row(app, "RSS", format_bytes(memory.process_rss_bytes))));
     }
-    rows.push((6, row(app, "KV cache", format_bytes(memory.kv_cache_bytes))));
+    rows.push((7, row(app, "KV cache", format_bytes(memory.kv_cache_bytes))));
     rows.push((
         1,
+        row(app, "prefill", format!("{:.1} tok/s", turn.prefill_tok_s())),
+    ));
+    rows.push((
+        8,
         row(
             app,
-            "prefill",
+            "prompt",
             format!(
-                "{:.1} tok/s · {} new · {} cached",
-                turn.prefill_tok_s(),
-                turn.prefill_tokens,
-                turn.cached_tokens
+                "{} + {} cached",
+                format_tokens(turn.prefill_tokens),
+                format_tokens(turn.cached_tokens)
             ),
         ),
     ));
@@ -75,10 +84,9 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
             app,
             "decode",
             format!(
-                "{:.1} tok/s · avg {:.1} · {} tok",
+                "{:.1} tok/s · avg {:.1}",
                 sample.decode_tok_s_now,
-                turn.decode_tok_s(),
-                turn.decode_tokens
+                turn.decode_tok_s()
             ),
         ),
     ));
@@ -87,7 +95,10 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
         row(
             app,
             "TTFT",
-            format!("{:.0} ms", turn.time_to_first_token_ms),
+            format!(
+                "{:.0} ms · {} tok",
+                turn.time_to_first_token_ms, turn.decode_tokens
+            ),
         ),
     ));
     // One row for the context gauge; the sparkline gets what is left (at least 2 rows when

@@ -10,11 +10,12 @@ mod reasoning;
 mod status;
 
 use ratatui::Frame;
+use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::Style;
+use ratatui::style::{Color, Style};
 use ratatui::widgets::{Block, BorderType, Borders};
 
-use super::app::{App, Overlay, Pane, PaneRects};
+use super::app::{App, Overlay, Pane, PaneRects, pane_sizes};
 use super::safe_text;
 
 /// Draws the whole screen.
@@ -28,23 +29,19 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         Constraint::Length(1),
     ])
     .areas(area);
-    let [chat_area, side] = Layout::horizontal([
-        Constraint::Percentage(app.chat_width_percent),
-        Constraint::Min(20),
-    ])
-    .areas(body);
-    let (reasoning_area, metrics_area) = if app.show_reasoning {
-        let default_rows = metrics::HEIGHT.min(side.height / 2).max(side.height.min(7));
-        // Resized from the keyboard, but each pane keeps at least 3 rows.
-        let metrics_rows = (default_rows as i32 + app.metrics_rows_offset as i32)
-            .clamp(3.min(side.height as i32), (side.height as i32 - 3).max(3))
-            as u16;
-        let [r, m] =
-            Layout::vertical([Constraint::Min(3), Constraint::Length(metrics_rows)]).areas(side);
-        (Some(r), m)
-    } else {
-        (None, side)
-    };
+    let side_cols = pane_sizes::side_columns(body.width, app.chat_width_percent);
+    let [chat_area, side] =
+        Layout::horizontal([Constraint::Min(0), Constraint::Length(side_cols)]).areas(body);
+    let (reasoning_area, metrics_area) =
+        if app.show_reasoning && pane_sizes::reasoning_fits(side_cols) {
+            // Resized from the keyboard, but each pane keeps at least 3 rows.
+            let metrics_rows = pane_sizes::metrics_rows(side.height, app.metrics_rows_offset);
+            let [r, m] = Layout::vertical([Constraint::Min(3), Constraint::Length(metrics_rows)])
+                .areas(side);
+            (Some(r), m)
+        } else {
+            (None, side)
+        };
     app.rects.set(PaneRects {
         chat: chat_area,
         reasoning: reasoning_area,
@@ -57,7 +54,9 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     if let Some(r) = reasoning_area {
         reasoning::draw(frame, r, app);
     }
-    metrics::draw(frame, metrics_area, app);
+    if metrics_area.width > 0 {
+        metrics::draw(frame, metrics_area, app);
+    }
     input::draw(frame, input_area, app);
     status::draw_hints(frame, hints_area, app);
 
@@ -67,9 +66,29 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         Overlay::Error { message, fatal } => popup::draw_error(frame, area, app, message, *fatal),
         Overlay::Chats { chats, selected } => popup::draw_chats(frame, area, app, chats, *selected),
     }
+    if let Some(background) = app.theme.background {
+        fill_background(frame.buffer_mut(), background);
+    }
     // Last, over everything drawn: no control character from untrusted text reaches the
     // terminal.
     safe_text::neutralize_buffer(frame.buffer_mut());
+}
+
+/// Gives every cell left in the terminal's default colours the theme's background and text
+/// colour (done last, so popups drawn over cleared cells get it too).
+fn fill_background(buffer: &mut Buffer, background: Style) {
+    for cell in &mut buffer.content {
+        if cell.bg == Color::Reset
+            && let Some(bg) = background.bg
+        {
+            cell.set_bg(bg);
+        }
+        if cell.fg == Color::Reset
+            && let Some(fg) = background.fg
+        {
+            cell.set_fg(fg);
+        }
+    }
 }
 
 /// A pane's frame: rounded border, title, highlighted when focused.

@@ -63,20 +63,28 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
         }
     }
     let inner_height = usize::from(area.height.saturating_sub(2));
-    let (lines, applied) = window(
+    let shown = window(
         &segments,
         area.width.saturating_sub(2),
         theme,
         inner_height,
-        app.reasoning_scroll,
+        &app.reasoning_scroll,
     );
+    let mut views = app.views.get();
+    views.reasoning = shown.view;
+    app.views.set(views);
+    let lines = shown.lines;
     let live = if app.generating { " ● live" } else { "" };
-    let title = if applied > 0 {
-        format!(" Reasoning{live} ↑{applied} ")
+    let title = if shown.lines_below > 0 {
+        format!(" Reasoning{live} ↑{} ", shown.lines_below)
     } else {
         format!(" Reasoning{live} ")
     };
-    let block = pane_block(app, Pane::Reasoning, title);
+    let mut block = pane_block(app, Pane::Reasoning, title);
+    if shown.new_text_below {
+        block = block
+            .title_bottom(Line::from(Span::styled(" ↓ new text ", theme.accent)).right_aligned());
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let lines = if turns.is_empty() {

@@ -58,8 +58,17 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(Line::from(spans)).style(style), area);
 }
 
-/// Context used and limit: the latest metrics sample, else the loaded model's limit.
+/// Context used and limit: a reopened chat's saved figure, else the latest metrics sample,
+/// else the loaded model's limit.
 pub(super) fn context(app: &App) -> (usize, usize) {
+    let limit = match (&app.metrics.latest, &app.model) {
+        (Some(sample), _) if sample.context_limit > 0 => sample.context_limit,
+        (_, ModelState::Ready(info)) => info.context_limit,
+        _ => 0,
+    };
+    if let Some(used) = app.saved_context_tokens {
+        return (used, limit);
+    }
     match (&app.metrics.latest, &app.model) {
         (Some(sample), _) if sample.context_limit > 0 => {
             (sample.context_used, sample.context_limit)
@@ -73,7 +82,7 @@ pub(super) fn draw_hints(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let line = if let Some(notice) = &app.notice {
         Line::from(Span::styled(format!(" {notice}"), app.theme.warning))
     } else {
-        let k = |a: Action| app.keymap.label(a);
+        let k = |a: Action| app.key_label(a);
         let mut hints = vec![(k(Action::Send), "send"), (k(Action::Newline), "newline")];
         if app.generating {
             hints.push((k(Action::Stop), "stop"));
