@@ -5,6 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
+use super::attend_cpu::{AttendDims, attend};
 #[cfg(feature = "cuda")]
 use super::kernels::cuda;
 #[cfg(any(feature = "cuda", test))]
@@ -207,86 +208,6 @@ const ATTENTION_THREADS: usize = 256;
 #[cfg(any(feature = "cuda", test))]
 const MAX_HEAD_DIM: usize = 256;
 
-/// Cache elements the CPU op reads, widened to f32 a row at a time (SIMD conversions).
-trait CacheElement: Copy + Send + Sync {
-    fn widen_row(row: &[Self], dst: &mut [f32]);
-}
-
-impl CacheElement for f32 {
-    fn widen_row(row: &[Self], dst: &mut [f32]) {
-        dst.copy_from_slice(row);
-    }
-}
-
-impl CacheElement for half::f16 {
-    fn widen_row(row: &[Self], dst: &mut [f32]) {
-        use half::slice::HalfFloatSliceExt;
-        row.convert_to_f32_slice(dst);
-    }
-}
-
-impl CacheElement for half::bf16 {
-    fn widen_row(row: &[Self], dst: &mut [f32]) {
-        use half::slice::HalfFloatSliceExt;
-        row.convert_to_f32_slice(dst);
-    }
-}
-
-/// `a . b` in eight independent lanes, so the compiler vectorizes it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for lane in 0..8 {
-            lanes[lane] += x[lane] * y[lane];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// The CPU implementation (and the CUDA kernels' reference): heads in parallel, each reading
-/// its kv head's rows where the cache keeps them and summing in f32.
-fn attend_cpu<T: CacheElement>(
-    q: &[f32],
-    k: &[T],
-    v: &[T],
-    sinks: &[f32],
-    (heads, kv, keys, d): (usize, usize, usize, usize),
-    (k_stride, v_stride): (usize, usize),
-) -> Vec<f32> {
-    use rayon::prelude::*;
-
-    let mut out = vec![0f32; heads * d];
-    out.par_chunks_mut(d).enumerate().for_each(|(head, dst)| {
-        let group = head / (heads / kv);
-        let q = &q[head * d..][..d];
-        let mut row = vec![0f32; d];
-        let scores: Vec<f32> = (0..keys)
-            .map(|j| {
-                T::widen_row(&k[group * k_stride + j * d..][..d], &mut row);
-                dot(q, &row)
-            })
-            .collect();
-        let top = scores.iter().copied().fold(sinks[head], f32::max);
-        let weights: Vec<f32> = scores.iter().map(|s| (s - top).exp()).collect();
-        let total: f32 = weights.iter().sum::<f32>() + (sinks[head] - top).exp();
-        for (j, w) in weights.iter().enumerate() {
-            T::widen_row(&v[group * v_stride + j * d..][..d], &mut row);
-            let p = w / total;
-            for (o, x) in dst.iter_mut().zip(&row) {
-                *o += p * x;
-            }
-        }
-    });
-    out
-}
-
 impl CustomOp3 for DecodeAttention {
     fn name(&self) -> &'static str {
         "decode-attention"
@@ -301,24 +222,30 @@ impl CustomOp3 for DecodeAttention {
         v: &CpuStorage,
         v_l: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = self.dims(q_l, k_l, v_l)?;
-        let (heads, kv, keys, d) = dims;
+        let (heads, kv, keys, d) = self.dims(q_l, k_l, v_l)?;
         let (k_start, k_stride) = cache_view(k_l, kv, keys, d)?;
         let (v_start, v_stride) = cache_view(v_l, kv, keys, d)?;
         let (sinks_storage, sinks_l) = self.sinks.storage_and_layout();
         let sinks_storage = own_cpu(&sinks_storage, "decode attention: the sinks")?;
         let sinks = cpu_slice::<f32>(sinks_storage, sinks_l, "sinks")?;
-        let strides = (k_stride, v_stride);
+        let dims = AttendDims {
+            heads,
+            kv_heads: kv,
+            keys,
+            head_dim: d,
+            k_stride,
+            v_stride,
+        };
         let q_f32 = cpu_f32(q, q_l, "q")?;
         let out = match (k, v) {
             (CpuStorage::F32(k), CpuStorage::F32(v)) => {
-                attend_cpu(&q_f32, &k[k_start..], &v[v_start..], sinks, dims, strides)
+                attend(&q_f32, &k[k_start..], &v[v_start..], sinks, dims)
             }
             (CpuStorage::BF16(k), CpuStorage::BF16(v)) => {
-                attend_cpu(&q_f32, &k[k_start..], &v[v_start..], sinks, dims, strides)
+                attend(&q_f32, &k[k_start..], &v[v_start..], sinks, dims)
             }
             (CpuStorage::F16(k), CpuStorage::F16(v)) => {
-                attend_cpu(&q_f32, &k[k_start..], &v[v_start..], sinks, dims, strides)
+                attend(&q_f32, &k[k_start..], &v[v_start..], sinks, dims)
             }
             _ => candle_core::bail!(
                 "decode attention: k and v must both be f32, both bf16 or both f16"

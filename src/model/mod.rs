@@ -5,6 +5,7 @@
 //! dense in the activation dtype, experts as [`moe::ExpertLinear`] (Q4_0 for int4 builds in
 //! the default mode, dense otherwise), the embedding table kept as stored on the host.
 
+pub mod attend_cpu;
 pub mod attention;
 pub mod cache;
 pub mod config;
