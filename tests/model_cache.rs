@@ -76,9 +76,8 @@ fn the_default_mode_keeps_a_16_bit_cache_and_decodes_from_it_as_prefill_does() {
     let model = GptOss::load(&dir, &Device::Cpu, Precision::Default).expect("fixture loads");
     let c = model.config().clone();
     let n = 45;
-    // Token-by-token decode reads the 16-bit cache where it sits; one-shot prefill widens
-    // it. Chunking changes a key's last f32 bits before its rounding to 16 bits, which moves
-    // logits by ~0.007 here (0 with the f32 cache).
+    // Token-by-token decode reads the f16 cache where it sits; one-shot prefill attends to
+    // the keys and values before their rounding, so the difference is the cache's rounding.
     let prompt = ids(n, c.vocab_size, 1);
     let want = one_shot(&model, &prompt);
     let mut cache = model.new_cache(n).expect("cache");

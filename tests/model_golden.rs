@@ -48,7 +48,14 @@ fn bf16_fixture_is_close_in_default_mode() {
 
 #[test]
 fn int4_fixture_is_close_in_default_mode() {
-    check("tiny-a-int4", Precision::Default, Kernels::Auto);
+    let report = check("tiny-a-int4", Precision::Default, Kernels::Auto);
+    // As close as with an f32 cache: a prompt prefilled in one chunk attends to its own keys
+    // and values before the f16 cache rounds them (rounded, prompt `long` moved by 4.35 where
+    // a router near-tie flipped).
+    assert!(
+        report.prompts.iter().all(|p| p.max_diff < 1e-3),
+        "{report:#?}"
+    );
 }
 
 /// The form CUDA uses by default (stacked Q4_0 experts, routing on the device, indexed
@@ -65,9 +72,8 @@ fn int4_fixture_is_close_with_the_fused_kernels() {
     );
     let candle = check("tiny-a-int4", Precision::Default, Kernels::Candle);
     for (a, b) in fused.prompts.iter().zip(&candle.prompts) {
-        // Both round the cache to 16 bits, differently (bf16 fused, f16 candle's default).
         assert!(
-            (a.nll_mean - b.nll_mean).abs() < 2e-3 * b.nll_mean,
+            (a.nll_mean - b.nll_mean).abs() < 1e-3 * b.nll_mean,
             "{}: fused nll {} vs candle {}",
             a.prompt,
             a.nll_mean,
@@ -89,7 +95,7 @@ fn int4_fixture_with_8_bit_activations_keeps_likelihood_and_greedy_tokens() {
         .expect("the fixture loads and runs with --kernels q8");
     let exact = check("tiny-a-int4", Precision::Default, Kernels::Auto);
     assert_eq!(q8.prompts.len(), 3);
-    for q8 in &q8.prompts {
+    for (q8, exact) in q8.prompts.iter().zip(&exact.prompts) {
         let rel = (q8.nll_mean - q8.reference_nll_mean).abs() / q8.reference_nll_mean;
         assert!(
             rel < 0.015,
@@ -99,17 +105,14 @@ fn int4_fixture_with_8_bit_activations_keeps_likelihood_and_greedy_tokens() {
             q8.reference_nll_mean
         );
         assert!(q8.greedy_match, "{}: greedy tokens differ", q8.prompt);
+        assert!(
+            q8.max_diff > 100.0 * exact.max_diff.max(1e-4),
+            "{}: max |diff| {} with 8-bit activations vs {} exact",
+            q8.prompt,
+            q8.max_diff,
+            exact.max_diff
+        );
     }
-    // The 8-bit path ran: a prompt's logits move far more than the default's. Not every
-    // prompt: the default's 16-bit KV cache puts its max |diff| near 0.01, and on `long` a
-    // router near-tie flips (max |diff| 4.35).
-    assert!(
-        q8.prompts
-            .iter()
-            .zip(&exact.prompts)
-            .any(|(q8, exact)| q8.max_diff > 10.0 * exact.max_diff.max(1e-4)),
-        "8-bit activations left every prompt as close as the default: {q8:#?} vs {exact:#?}"
-    );
 }
 
 /// What `ossterm verify --dtype f32` checks on a GPU: the fused path (stacked Q4_0 experts,
