@@ -69,7 +69,7 @@ fn download_then_use_the_cache_offline() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(json["kv_bytes_per_token"], 2 * 2 * 2 * 32 * 4);
+    assert_eq!(json["kv_bytes_per_token"], 2 * 2 * 2 * 32 * 2);
 
     // The headless model commands take the downloaded hub id too, offline.
     let out = ossterm(
@@ -170,7 +170,7 @@ fn fit_on_a_hub_id_fetches_only_config_json() {
             .is_some_and(|m| m.contains("weights not downloaded")),
         "{json}"
     );
-    assert_eq!(json["kv_bytes_per_token"], 2 * 2 * 2 * 32 * 4);
+    assert_eq!(json["kv_bytes_per_token"], 2 * 2 * 2 * 32 * 2);
     assert!(server.requests_for("model.safetensors").is_empty());
     assert!(!server.requests_for("config.json").is_empty());
 

@@ -38,6 +38,22 @@ fn repacked_sum(elt: u64, projection_elt: u64) -> u64 {
 }
 
 #[test]
+fn gpt_oss_20b_on_the_cpu_keeps_a_16_bit_kv_cache() {
+    let json = fit_json(&["--synthetic", "gpt-oss-20b", "--device", "cpu"]);
+    assert_eq!(json["kv_bytes_per_element"], 2);
+    assert_eq!(u64_of(&json["kv_bytes_per_token"]), 24_576);
+    let exact = fit_json(&[
+        "--synthetic",
+        "gpt-oss-20b",
+        "--device",
+        "cpu",
+        "--dtype",
+        "f32",
+    ]);
+    assert_eq!(u64_of(&exact["kv_bytes_per_token"]), 49_152);
+}
+
+#[test]
 fn gpt_oss_20b_on_cuda_bf16() {
     let json = fit_json(&[
         "--synthetic",
@@ -63,7 +79,8 @@ fn gpt_oss_20b_on_cuda_bf16() {
 fn gpt_oss_20b_on_cpu_f32_activations() {
     let json = fit_json(&["--synthetic", "gpt-oss-20b", "--memory", "68719476736"]);
     assert_eq!(json["device"], "cpu");
-    assert_eq!(u64_of(&json["kv_bytes_per_token"]), 12 * 2 * 8 * 64 * 4);
+    // f32 activations over a bf16 cache.
+    assert_eq!(u64_of(&json["kv_bytes_per_token"]), 12 * 2 * 8 * 64 * 2);
     // On the CPU the host embedding is in the same pool.
     let expected = repacked_sum(4, 2);
     let weights = u64_of(&json["weight_bytes"]);
@@ -109,8 +126,8 @@ fn check_table(json: &serde_json::Value) {
 fn local_fixture_folder_and_layer_override() {
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-a-int4");
     let json = fit_json(&["--model", fixture, "--memory", "1073741824"]);
-    // tiny-a: 2 full layers, 2 kv heads, head_dim 32, f32 on CPU.
-    assert_eq!(u64_of(&json["kv_bytes_per_token"]), 2 * 2 * 2 * 32 * 4);
+    // tiny-a: 2 full layers, 2 kv heads, head_dim 32, bf16 cache on CPU.
+    assert_eq!(u64_of(&json["kv_bytes_per_token"]), 2 * 2 * 2 * 32 * 2);
     assert!(u64_of(&json["max_context"]) > 0);
 
     let two = fit_json(&[
@@ -121,6 +138,6 @@ fn local_fixture_folder_and_layer_override() {
         "--memory",
         "1",
     ]);
-    assert_eq!(u64_of(&two["kv_bytes_per_token"]), 2 * 8 * 64 * 4);
+    assert_eq!(u64_of(&two["kv_bytes_per_token"]), 2 * 8 * 64 * 2);
     assert_eq!(two["max_context"], 0);
 }

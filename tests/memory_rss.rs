@@ -67,7 +67,8 @@ fn resident_memory_matches_the_plan() {
     other.head_dim = 32;
     other.sliding_window = 64;
     other.vocab_size = 16_384;
-    check(&other, &LENGTHS[..3]);
+    // From 1024 tokens: its 16-bit cache grows 0.75 MiB per 512 tokens, within the RSS noise.
+    check(&other, &LENGTHS[1..]);
 }
 
 /// Loads `config`'s synthetic model, fills one cache to each length in turn and compares

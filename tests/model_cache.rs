@@ -71,6 +71,33 @@ fn incremental_decoding_equals_one_shot_past_several_windows() {
 }
 
 #[test]
+fn the_default_mode_keeps_a_16_bit_cache_and_decodes_from_it_as_prefill_does() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-a-bf16");
+    let model = GptOss::load(&dir, &Device::Cpu, Precision::Default).expect("fixture loads");
+    let c = model.config().clone();
+    let n = 45;
+    // Token-by-token decode reads the f16 cache where it sits; one-shot prefill attends to
+    // the keys and values before their rounding, so the difference is the cache's rounding.
+    let prompt = ids(n, c.vocab_size, 1);
+    let want = one_shot(&model, &prompt);
+    let mut cache = model.new_cache(n).expect("cache");
+    let got = incremental(&model, &mut cache, &prompt, &[5]);
+    let diff = max_diff(&got, &want);
+    assert!(diff <= 0.02, "incremental vs one-shot: {diff}");
+    // 2 bytes an element: full layers hold every position, sliding ones their window.
+    let per_position = (2 * c.num_key_value_heads * c.head_dim * 2) as u64;
+    let positions: u64 = c
+        .layer_types
+        .iter()
+        .map(|kind| match kind {
+            LayerKind::FullAttention => n as u64,
+            LayerKind::SlidingAttention => n.min(c.sliding_window) as u64,
+        })
+        .sum();
+    assert_eq!(cache.bytes(), positions * per_position);
+}
+
+#[test]
 fn last_logits_equal_the_last_row_of_all() {
     let model = tiny();
     let prompt = ids(20, model.config().vocab_size, 2);

@@ -48,7 +48,14 @@ fn bf16_fixture_is_close_in_default_mode() {
 
 #[test]
 fn int4_fixture_is_close_in_default_mode() {
-    check("tiny-a-int4", Precision::Default, Kernels::Auto);
+    let report = check("tiny-a-int4", Precision::Default, Kernels::Auto);
+    // As close as with an f32 cache: a prompt prefilled in one chunk attends to its own keys
+    // and values before the f16 cache rounds them (rounded, prompt `long` moved by 4.35 where
+    // a router near-tie flipped).
+    assert!(
+        report.prompts.iter().all(|p| p.max_diff < 1e-3),
+        "{report:#?}"
+    );
 }
 
 /// The form CUDA uses by default (stacked Q4_0 experts, routing on the device, indexed

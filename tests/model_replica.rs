@@ -94,8 +94,8 @@ fn two_layer_replica_fits_scores_and_loads_shard_by_shard() {
         root.path(),
     ));
     let fit: serde_json::Value = serde_json::from_str(&fit).expect("fit JSON");
-    // One full layer: 2 x 8 kv heads x 64 x 4 B per token on the CPU.
-    assert_eq!(fit["kv_bytes_per_token"], 2 * 8 * 64 * 4);
+    // One full layer: 2 x 8 kv heads x 64 x 2 B per token on the CPU.
+    assert_eq!(fit["kv_bytes_per_token"], 2 * 8 * 64 * 2);
     assert_eq!(fit["max_context"], 131072);
 
     let score = succeeded(&ossterm(

@@ -66,12 +66,21 @@ pub enum DeviceKind {
 }
 
 impl DeviceKind {
-    /// Bytes per KV and 16-bit weight element in `precision` (the model's storage dtype;
+    /// Bytes per 16-bit weight element in `precision` (the model's storage dtype;
     /// activations are f32 but in `bf16` mode).
     pub fn storage_bytes(self, precision: DtypeChoice) -> u64 {
         match (self, precision) {
             (Self::Cuda, DtypeChoice::Auto) | (_, DtypeChoice::Bf16) => 2,
             _ => 4,
+        }
+    }
+
+    /// Bytes per KV cache element in `precision`: bf16 but in `f32` mode, except Metal's
+    /// default mode (f32; see `Precision::kv_cache_dtype`).
+    pub fn kv_cache_bytes(self, precision: DtypeChoice) -> u64 {
+        match (self, precision) {
+            (Self::Cpu, DtypeChoice::Auto) => 2,
+            _ => self.storage_bytes(precision),
         }
     }
 
@@ -121,8 +130,10 @@ pub struct Plan {
     pub precision: &'static str,
     /// Prefill chunk size in tokens.
     pub chunk_tokens: usize,
-    /// Bytes per KV (and 16-bit weight) element.
+    /// Bytes per KV cache element.
     pub kv_bytes_per_element: u64,
+    /// Bytes per 16-bit weight element where weights are device tensors.
+    pub weight_bytes_per_element: u64,
     /// Bytes per activation element (4 but in `bf16` mode).
     pub activation_bytes_per_element: u64,
     /// Weights in device memory (all weights except the host-side embedding).
@@ -202,8 +213,9 @@ impl Plan {
             }
         }
         let (full, sliding) = layer_counts(config);
+        let kv_elt = device.kv_cache_bytes(precision);
         let kv_per_layer_token =
-            2 * config.num_key_value_heads as u64 * config.head_dim as u64 * elt;
+            2 * config.num_key_value_heads as u64 * config.head_dim as u64 * kv_elt;
         let window = config.sliding_window.min(config.max_position_embeddings) as u64;
         let ring = sliding * kv_per_layer_token * window;
         Ok(Self {
@@ -214,7 +226,8 @@ impl Plan {
                 DtypeChoice::Bf16 => "bf16",
             },
             chunk_tokens: chunk_tokens.max(1),
-            kv_bytes_per_element: elt,
+            kv_bytes_per_element: kv_elt,
+            weight_bytes_per_element: elt,
             activation_bytes_per_element: if precision == DtypeChoice::Bf16 { 2 } else { 4 },
             device_weight_bytes,
             host_weight_bytes,
@@ -283,7 +296,7 @@ impl Plan {
         let activations = c * per_token * elt;
         // Weights narrower than the activations (bf16 under f32 on CUDA) are widened for a
         // prefill chunk's matmul: the qkv projection, or a dequantized expert's two matrices.
-        let widened = if self.kv_bytes_per_element < elt {
+        let widened = if self.weight_bytes_per_element < elt {
             let qkv = (s.heads + 2 * s.kv_heads) * s.head_dim * s.hidden;
             4 * qkv.max(3 * s.intermediate * s.hidden)
         } else {
@@ -556,7 +569,7 @@ mod tests {
         );
         assert_eq!(
             plan_20b(DeviceKind::Cpu, DtypeChoice::Auto).kv_bytes_per_token,
-            12 * 2 * 8 * 64 * 4
+            12 * 2 * 8 * 64 * 2
         );
     }
 
@@ -618,6 +631,24 @@ mod tests {
     }
 
     #[test]
+    fn the_cpu_default_mode_keeps_a_16_bit_kv_cache_and_no_widened_weights() {
+        let cpu = plan_20b(DeviceKind::Cpu, DtypeChoice::Auto);
+        assert_eq!(cpu.kv_bytes_per_element, 2);
+        assert_eq!(cpu.kv_bytes_per_token, 12 * 2 * 8 * 64 * 2);
+        assert_eq!(cpu.kv_bytes_per_token, 24_576);
+        assert_eq!(cpu.sliding_ring_bytes, 12 * 2 * 8 * 64 * 2 * 128);
+        // The CPU's f32 mode stays the exact one: an f32 cache.
+        let exact = plan_20b(DeviceKind::Cpu, DtypeChoice::F32);
+        assert_eq!(exact.kv_bytes_per_token, 49_152);
+        // No weights are widened for prefill on the CPU (bf16 projections have their own
+        // kernel), so the narrower cache adds no scratch besides the chunk's f32 K/V copy.
+        assert_eq!(cpu.weight_bytes_per_element, 4);
+        let mut f32_cache = cpu.clone();
+        f32_cache.kv_bytes_per_element = 4;
+        assert_eq!(cpu.scratch_bytes(4096), f32_cache.scratch_bytes(4096));
+    }
+
+    #[test]
     fn max_context_is_the_largest_that_fits() {
         let plan = plan_20b(DeviceKind::Cuda, DtypeChoice::Auto);
         let available = 18 * 1024 * MIB;
@@ -673,8 +704,8 @@ mod tests {
         let dir =
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-a-int4");
         let plan = Plan::for_dir(&dir, DeviceKind::Cpu, DtypeChoice::Auto).expect("plan");
-        // tiny-a: 2 full layers x 2 x 2 kv heads x 32 x 4 B.
-        assert_eq!(plan.kv_bytes_per_token, 2 * 2 * 2 * 32 * 4);
+        // tiny-a: 2 full layers x 2 x 2 kv heads x 32 x 2 B.
+        assert_eq!(plan.kv_bytes_per_token, 2 * 2 * 2 * 32 * 2);
         assert!(plan.weight_bytes() > 0);
         let err = Plan::for_dir(&dir.join("missing"), DeviceKind::Cpu, DtypeChoice::Auto)
             .expect_err("no folder");

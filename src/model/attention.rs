@@ -59,7 +59,9 @@ impl Attention {
         let q = rope::apply(&q.unsqueeze(0)?, &tables.q_cos, &tables.q_sin)?.squeeze(0)?;
         let k = rope::apply(&k.unsqueeze(0)?, &tables.cos, &tables.sin)?.squeeze(0)?;
         let (k_all, v_all, first) = cache.append(layer, &k, &v)?;
-        if n == 1 && self.fused_decode {
+        // A cache narrower than the activations (bf16 under f32) is read where it sits and
+        // summed in f32 by the one-op decode, rather than widened whole every token.
+        if n == 1 && (self.fused_decode || k_all.dtype() != x.dtype()) {
             // Keys before the window's start (a sliding layer's oldest cached one) are skipped.
             let keys = k_all.dim(1)?;
             let hidden = (0..keys)
@@ -73,8 +75,18 @@ impl Attention {
                 .reshape((1, h * d))?;
             return Ok(self.o_weight.forward(&out)?.broadcast_add(&self.o_bias)?);
         }
-        // The cache may be narrower than the activations (bf16 under f32 on CUDA).
-        let (k_all, v_all) = (k_all.to_dtype(x.dtype())?, v_all.to_dtype(x.dtype())?);
+        // The cache may be narrower than the activations (16-bit under f32): prefill widens it
+        // (the planner's `kv_copy` scratch). Over the CPU's f16 cache the chunk attends to its
+        // own keys and values as computed, only earlier chunks' rounded: a prompt prefilled in
+        // one chunk is exact (the bf16 cache of the fused kernels keeps CUDA's behaviour).
+        let (k_all, v_all) = if k_all.dtype() == DType::F16 && x.dtype() == DType::F32 {
+            (
+                with_chunk(&k_all, &k, x.dtype())?,
+                with_chunk(&v_all, &v, x.dtype())?,
+            )
+        } else {
+            (k_all.to_dtype(x.dtype())?, v_all.to_dtype(x.dtype())?)
+        };
         let (k_all, v_all) = if k_all.device().is_cpu() {
             (k_all, v_all)
         } else {
@@ -158,4 +170,18 @@ impl Attention {
         }
         Some(mask)
     }
+}
+
+/// The cached `all` [kv, keys, d], narrower than `dtype`, widened to `dtype` with its last
+/// `chunk.dim(1)` positions overwritten by `chunk` (the same positions before the cache
+/// rounded them): one widened copy, as plain widening makes.
+fn with_chunk(all: &Tensor, chunk: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+    let (keys, n) = (all.dim(1)?, chunk.dim(1)?);
+    if all.dtype() == dtype {
+        // Widening would share the cache's storage, and the overwrite below would change it.
+        candle_core::bail!("attention: the cache is already {dtype:?}");
+    }
+    let widened = all.to_dtype(dtype)?;
+    widened.slice_set(&chunk.to_dtype(dtype)?.contiguous()?, 1, keys - n)?;
+    Ok(widened)
 }

@@ -11,6 +11,9 @@ use super::error::ModelError;
 /// rewind up to 8 turns back stays exact; the planner budgets the same number.
 pub const MAX_SNAPSHOTS: usize = 8;
 
+/// The largest finite f16: keys and values beyond it would be cached as infinities.
+const F16_MAX: f32 = 65504.0;
+
 /// One layer's keys and values.
 #[derive(Clone)]
 enum LayerCache {
@@ -40,6 +43,32 @@ pub struct KvCache {
     snapshots: Vec<Snapshot>,
 }
 
+/// Zeros that on the CPU stay unbacked until written: candle fills a 16-bit buffer value by
+/// value (every page resident at once), so 16-bit caches start as zeroed `u16` bits (calloc)
+/// reinterpreted in place.
+fn zeros(
+    shape: (usize, usize, usize),
+    dtype: DType,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    use half::vec::HalfBitsVecExt;
+
+    let elements = shape.0 * shape.1 * shape.2;
+    match (dtype, device) {
+        (DType::BF16, Device::Cpu) => Tensor::from_vec(
+            vec![0u16; elements].reinterpret_into::<half::bf16>(),
+            shape,
+            device,
+        ),
+        (DType::F16, Device::Cpu) => Tensor::from_vec(
+            vec![0u16; elements].reinterpret_into::<half::f16>(),
+            shape,
+            device,
+        ),
+        _ => Tensor::zeros(shape, dtype, device),
+    }
+}
+
 impl KvCache {
     /// A cache for up to `capacity` tokens.
     pub fn new(
@@ -62,8 +91,8 @@ impl KvCache {
                     // On the CPU zeroed pages are only backed once written; a GPU allocates
                     // (and clears) the whole capacity at once.
                     LayerKind::FullAttention => LayerCache::Full {
-                        k: Tensor::zeros(shape, dtype, device)?,
-                        v: Tensor::zeros(shape, dtype, device)?,
+                        k: zeros(shape, dtype, device)?,
+                        v: zeros(shape, dtype, device)?,
                     },
                     LayerKind::SlidingAttention => LayerCache::Sliding { kv: None },
                 })
@@ -141,6 +170,22 @@ impl KvCache {
     ) -> Result<(Tensor, Tensor, usize), ModelError> {
         let n = k.dim(1)?;
         let start = self.len;
+        if self.dtype == DType::F16 {
+            for (what, t) in [("key", k), ("value", v)] {
+                let largest = t
+                    .abs()?
+                    .max_all()?
+                    .to_dtype(DType::F32)?
+                    .to_scalar::<f32>()?;
+                // A cached NaN would poison every later token too.
+                if largest.is_nan() || largest > F16_MAX {
+                    return Err(ModelError::Invalid(format!(
+                        "layer {layer}: a {what} of magnitude {largest} at positions {start}..{} does not fit the f16 KV cache (largest {F16_MAX}); run with --dtype f32",
+                        start + n
+                    )));
+                }
+            }
+        }
         match &mut self.layers[layer] {
             LayerCache::Full { k: kb, v: vb } => {
                 kb.slice_set(&k.to_dtype(self.dtype)?.contiguous()?, 1, start)?;
@@ -293,5 +338,49 @@ impl KvCache {
         }
         self.len = 0;
         self.snapshots.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f16_cache() -> KvCache {
+        let config = Config::gpt_oss_20b().with_layers(2);
+        KvCache::new(&config, 8, DType::F16, &Device::Cpu).expect("cache")
+    }
+
+    #[test]
+    fn an_f16_cache_refuses_values_beyond_its_range_naming_layer_and_positions() {
+        let mut cache = f16_cache();
+        let shape = (8, 1, 64);
+        let fine = Tensor::full(60000f32, shape, &Device::Cpu).expect("tensor");
+        let huge = Tensor::full(-70000f32, shape, &Device::Cpu).expect("tensor");
+        cache.append(0, &fine, &fine).expect("60000 fits f16");
+        let err = cache
+            .append(1, &fine, &huge)
+            .expect_err("70000 does not fit");
+        let text = err.to_string();
+        assert!(
+            text.contains("layer 1: a value of magnitude 70000 at positions 0..1")
+                && text.contains("does not fit the f16 KV cache")
+                && text.contains("--dtype f32"),
+            "{text}"
+        );
+        let nan = Tensor::full(f32::NAN, shape, &Device::Cpu).expect("tensor");
+        let err = cache.append(0, &nan, &fine).expect_err("NaN");
+        assert!(err.to_string().contains("a key of magnitude NaN"), "{err}");
+    }
+
+    #[test]
+    fn a_16_bit_cache_holds_two_bytes_an_element() {
+        let mut cache = f16_cache();
+        let k = Tensor::ones((8, 3, 64), DType::F32, &Device::Cpu).expect("tensor");
+        for layer in 0..2 {
+            cache.append(layer, &k, &k).expect("append");
+        }
+        cache.advance(3);
+        // One full and one sliding layer, 3 positions each, K and V, 8 kv heads x 64.
+        assert_eq!(cache.bytes(), 2 * 3 * 2 * 8 * 64 * 2);
     }
 }

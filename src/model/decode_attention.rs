@@ -5,6 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
+use super::attend_cpu::{AttendDims, attend};
 #[cfg(feature = "cuda")]
 use super::kernels::cuda;
 #[cfg(any(feature = "cuda", test))]
@@ -207,39 +208,6 @@ const ATTENTION_THREADS: usize = 256;
 #[cfg(any(feature = "cuda", test))]
 const MAX_HEAD_DIM: usize = 256;
 
-/// The reference: one head at a time, in f32.
-fn attend_cpu<T: candle_core::WithDType>(
-    q: &[f32],
-    k: &[T],
-    v: &[T],
-    sinks: &[f32],
-    (heads, kv, keys, d): (usize, usize, usize, usize),
-    (k_stride, v_stride): (usize, usize),
-) -> Vec<f32> {
-    let mut out = vec![0f32; heads * d];
-    for head in 0..heads {
-        let group = head / (heads / kv);
-        let q = &q[head * d..][..d];
-        let scores: Vec<f32> = (0..keys)
-            .map(|j| {
-                let row = &k[group * k_stride + j * d..][..d];
-                q.iter().zip(row).map(|(a, b)| a * b.to_f64() as f32).sum()
-            })
-            .collect();
-        let top = scores.iter().copied().fold(sinks[head], f32::max);
-        let weights: Vec<f32> = scores.iter().map(|s| (s - top).exp()).collect();
-        let total: f32 = weights.iter().sum::<f32>() + (sinks[head] - top).exp();
-        let dst = &mut out[head * d..][..d];
-        for (j, w) in weights.iter().enumerate() {
-            let row = &v[group * v_stride + j * d..][..d];
-            for (o, x) in dst.iter_mut().zip(row) {
-                *o += w / total * x.to_f64() as f32;
-            }
-        }
-    }
-    out
-}
-
 impl CustomOp3 for DecodeAttention {
     fn name(&self) -> &'static str {
         "decode-attention"
@@ -254,23 +222,34 @@ impl CustomOp3 for DecodeAttention {
         v: &CpuStorage,
         v_l: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = self.dims(q_l, k_l, v_l)?;
-        let (heads, kv, keys, d) = dims;
+        let (heads, kv, keys, d) = self.dims(q_l, k_l, v_l)?;
         let (k_start, k_stride) = cache_view(k_l, kv, keys, d)?;
         let (v_start, v_stride) = cache_view(v_l, kv, keys, d)?;
         let (sinks_storage, sinks_l) = self.sinks.storage_and_layout();
         let sinks_storage = own_cpu(&sinks_storage, "decode attention: the sinks")?;
         let sinks = cpu_slice::<f32>(sinks_storage, sinks_l, "sinks")?;
-        let strides = (k_stride, v_stride);
+        let dims = AttendDims {
+            heads,
+            kv_heads: kv,
+            keys,
+            head_dim: d,
+            k_stride,
+            v_stride,
+        };
         let q_f32 = cpu_f32(q, q_l, "q")?;
         let out = match (k, v) {
             (CpuStorage::F32(k), CpuStorage::F32(v)) => {
-                attend_cpu(&q_f32, &k[k_start..], &v[v_start..], sinks, dims, strides)
+                attend(&q_f32, &k[k_start..], &v[v_start..], sinks, dims)
             }
             (CpuStorage::BF16(k), CpuStorage::BF16(v)) => {
-                attend_cpu(&q_f32, &k[k_start..], &v[v_start..], sinks, dims, strides)
+                attend(&q_f32, &k[k_start..], &v[v_start..], sinks, dims)
             }
-            _ => candle_core::bail!("decode attention: k and v must both be f32 or both bf16"),
+            (CpuStorage::F16(k), CpuStorage::F16(v)) => {
+                attend(&q_f32, &k[k_start..], &v[v_start..], sinks, dims)
+            }
+            _ => candle_core::bail!(
+                "decode attention: k and v must both be f32, both bf16 or both f16"
+            ),
         };
         // The output in q's dtype.
         let storage = match q {
@@ -340,6 +319,26 @@ mod tests {
         let theirs = reference(&q, &k, &v, &sinks)?;
         let diff = (ours - theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-5, "max |diff| {diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn f32_queries_over_a_16_bit_cache_equal_candle_ops_on_its_values() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let (heads, kv, d, capacity, keys) = (8, 2, 64, 40, 29);
+        let q = Tensor::randn(0f32, 1.0, (heads, d), &dev)?;
+        let sinks = Tensor::randn(0f32, 1.0, heads, &dev)?;
+        for dtype in [DType::F16, DType::BF16] {
+            let cache = Tensor::randn(0f32, 1.0, (2, kv, capacity, d), &dev)?.to_dtype(dtype)?;
+            let k = cache.get(0)?.narrow(1, 3, keys)?;
+            let v = cache.get(1)?.narrow(1, 3, keys)?;
+            let ours = attention_decode(&q, &k, &v, &sinks)?;
+            assert_eq!(ours.dtype(), DType::F32);
+            let widen = |t: &Tensor| t.to_dtype(DType::F32);
+            let theirs = reference(&q, &widen(&k)?, &widen(&v)?, &sinks)?;
+            let diff = (ours - theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "{dtype:?}: max |diff| {diff}");
+        }
         Ok(())
     }
 

@@ -297,7 +297,7 @@ impl<'a> Builder<'a> {
             config: c.clone(),
             device: self.device.clone(),
             dtype: self.dtype,
-            kv_dtype: self.precision.storage_dtype(self.device, self.kernels),
+            kv_dtype: self.precision.kv_cache_dtype(self.device, self.kernels),
             layout,
             weight_bytes: self.bytes + embedding.bytes.bytes().len() as u64,
             embedding,
