@@ -39,6 +39,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Serve the model over an OpenAI-compatible HTTP API (chat completions, SSE streaming).
     Serve(ServeArgs),
+    /// Ask one question: the answer streams to stdout (tools run only when allowed).
+    Ask(AskArgs),
     /// Write a full-size, sparse replica of the Intel int4 checkpoint (for load tests).
     #[command(hide = true)]
     Replica(ReplicaArgs),
@@ -304,6 +306,46 @@ pub struct ServeArgs {
     /// Reasoning effort when a request gives none: low, medium or high.
     #[arg(long, default_value = "medium")]
     pub effort: String,
+}
+
+/// `ossterm ask`.
+#[derive(Debug, Clone, Args)]
+pub struct AskArgs {
+    /// The question; read from stdin when left out.
+    pub prompt: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Ask the small demo model that ships with ossterm (no download).
+    #[arg(long, conflicts_with = "model")]
+    pub demo: bool,
+    /// Reasoning effort: low, medium or high.
+    #[arg(long)]
+    pub effort: Option<String>,
+    /// Offer the tools the config file sets up ([python], [mcp.NAME], [browser]).
+    #[arg(long)]
+    pub tools: bool,
+    /// Run calls to this tool without asking (python, browser, functions.NAME, NAME, or a
+    /// prefix ending in *); repeatable. Without a terminal, nothing else runs.
+    #[arg(long, requires = "tools", value_name = "TOOL")]
+    pub allow: Vec<String>,
+    /// Print the whole transcript (every message, tool calls and results) and the stats as
+    /// JSON instead of streaming the answer.
+    #[arg(long)]
+    pub json: bool,
+    /// Stream the model's reasoning to stderr.
+    #[arg(long)]
+    pub show_reasoning: bool,
+    /// Most tokens one generation may write (each tool round trip is a new generation).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_new_tokens: u64,
+    /// Context length in tokens (default: the largest that fits in memory).
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// Use this config file instead of the default one.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
 }
 
 /// `ossterm config`.

@@ -39,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Verify(args)) => commands::verify::run(&args),
         Some(Command::Replica(args)) => commands::replica::run(&args),
         Some(Command::Serve(args)) => commands::serve::run(&args),
+        Some(Command::Ask(args)) => commands::ask::run(&args),
     }
 }
 

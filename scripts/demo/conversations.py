@@ -25,12 +25,46 @@ class Special(str):
     """A piece that is one special token."""
 
 
-def system_text(effort: str, date: str | None) -> str:
-    """openai-harmony's system message text (model identity, cutoff, optional date, effort, channels)."""
+# openai-harmony's `ToolNamespaceConfig::python()` text, as ossterm's `SystemContent::with_python_tool()`
+# renders it (src/harmony/builtin_tools.rs, PYTHON_TOOL_DESCRIPTION).
+PYTHON_TOOL_DESCRIPTION = (
+    "Use this tool to execute Python code in your chain of thought. The code will not be shown to the user. "
+    "This tool should be used for internal reasoning, but not for code that is intended to be visible to the "
+    "user (e.g. when creating plots, tables, or files).\n\nWhen you send a message containing Python code to "
+    "python, it will be executed in a stateful Jupyter notebook environment. python will respond with the output "
+    "of the execution or time out after 120.0 seconds. The drive at '/mnt/data' can be used to save and persist "
+    "user files. Internet access for this session is UNKNOWN. Depends on the cluster.")
+
+
+# What ossterm's own python runner says instead (src/tools/python/mod.rs `namespace()`): its
+# time limit and whether it could cut the network, and the working folder for '/mnt/data'.
+RUNNER_PYTHON_TOOL_DESCRIPTION = (
+    "Use this tool to execute Python code in your chain of thought. The code will not be shown to the user. "
+    "This tool should be used for internal reasoning, but not for code that is intended to be visible to the "
+    "user (e.g. when creating plots, tables, or files).\n\nWhen you send a message containing Python code to "
+    "python, it will be executed in a stateful Jupyter notebook environment. python will respond with the output "
+    "of the execution or time out after {seconds:.1f} seconds. The current working directory can be used to save "
+    "and persist user files. Internet access for this session is {internet}.")
+
+
+def python_tool_description(rng: random.Random) -> str:
+    """The python namespace text: mostly as ossterm's runner words it (default 120 s, network cut),
+    sometimes other limits or openai-harmony's own text."""
+    if rng.random() < 0.15:
+        return PYTHON_TOOL_DESCRIPTION
+    seconds = 120.0 if rng.random() < 0.6 else rng.choice([5.0, 10.0, 30.0, 60.0, 300.0])
+    internet = "disabled" if rng.random() < 0.8 else "enabled"
+    return RUNNER_PYTHON_TOOL_DESCRIPTION.format(seconds=seconds, internet=internet)
+
+
+def system_text(effort: str, date: str | None, python: str | None = None) -> str:
+    """openai-harmony's system message text (model identity, cutoff, optional date, effort, channels), with
+    the python namespace when `python` (its description) is given."""
     lines = [IDENTITY, f"Knowledge cutoff: {CUTOFF}"]
     if date is not None:
         lines.append(f"Current date: {date}")
-    return "\n".join(lines) + f"\n\nReasoning: {effort}\n\n" + CHANNELS
+    tools = f"# Tools\n\n## python\n\n{python}\n\n" if python else ""
+    return "\n".join(lines) + f"\n\nReasoning: {effort}\n\n" + tools + CHANNELS
 
 
 def message(role: str, text: str, channel: str | None = None, end: str = "<|end|>") -> list:
@@ -48,7 +82,7 @@ def render_prompt(conv: dict) -> list:
     the analysis before the conversation's first `final`). Training on both makes the model robust
     to either renderer.
     """
-    pieces = message("system", system_text(conv["effort"], conv["date"]))
+    pieces = message("system", system_text(conv["effort"], conv["date"], conv.get("python")))
     if conv["developer"] is not None:
         pieces += message("developer", "# Instructions\n\n" + conv["developer"])
     for i, (question, analysis, answer) in enumerate(conv["turns"][:-1]):
@@ -57,11 +91,26 @@ def render_prompt(conv: dict) -> list:
             pieces += message("assistant", analysis, channel="analysis")
         pieces += message("assistant", answer, channel="final")
     pieces += message("user", conv["turns"][-1][0])
+    if conv.get("tool_result") is not None:
+        # The turn so far, as ossterm re-renders it after a call: the kept analysis, the call
+        # (recipient before the channel, content type after it) and the tool's answer.
+        call = conv["call"]
+        pieces += message("assistant", call["analysis"], channel="analysis")
+        pieces += [Special("<|start|>"), "assistant", " to=python", Special("<|channel|>"), "analysis", " code",
+                   Special("<|message|>"), call["code"], Special("<|call|>")]
+        pieces += [Special("<|start|>"), "python", " to=assistant", Special("<|channel|>"), "analysis",
+                   Special("<|message|>"), conv["tool_result"], Special("<|end|>")]
     return pieces + [Special("<|start|>"), "assistant"]
 
 
 def render_target(conv: dict) -> list:
-    """Pieces of the assistant's continuation: analysis, then final, stopping on `<|return|>`."""
+    """Pieces of the assistant's continuation: analysis, then final, stopping on `<|return|>`;
+    or, for a call, analysis, then the call written as gpt-oss writes it, stopping on `<|call|>`."""
+    if conv.get("call") is not None and conv.get("tool_result") is None:
+        call = conv["call"]
+        return ([Special("<|channel|>"), "analysis", Special("<|message|>"), call["analysis"], Special("<|end|>"),
+                 Special("<|start|>"), "assistant", Special("<|channel|>"), "analysis to=python code",
+                 Special("<|message|>"), call["code"], Special("<|call|>")])
     _, analysis, answer = conv["turns"][-1]
     return ([Special("<|channel|>"), "analysis", Special("<|message|>"), analysis, Special("<|end|>")]
             + message("assistant", answer, channel="final", end="<|return|>"))
@@ -341,6 +390,77 @@ def conversation(rng: random.Random) -> dict:
     }
 
 
+# --------------------------------------------------------------------------------------------
+# The python tool: with it in the system message, arithmetic goes through a call.
+
+DENIALS = ["[ERROR] the call to python was denied: it is not on the allowlist and nobody is at a terminal "
+           "to approve it", "[ERROR] the user denied this call to python"]
+
+
+# Share of tool arithmetic with operands up to 99 (products) or 999 (sums, differences); the
+# rest stays in the base mix's small range, whose numbers are single tokens.
+BIG_NUMBER_SHARE = 0.0
+
+
+def tool_arithmetic(rng) -> tuple:
+    """(question, call analysis, code, result, answer) for a sum, difference or product."""
+    op = rng.choice(["+", "-", "*", "*"])
+    big = rng.random() < BIG_NUMBER_SHARE
+    if op == "*":
+        hi = 99 if big else 12
+        x, y = rng.randint(2, hi), rng.randint(2, hi)
+        r, said = x * y, rng.choice(["*", "x", "×", "times"])
+    elif op == "+":
+        hi = 999 if big else 20
+        x, y = rng.randint(0, hi), rng.randint(0, hi)
+        r, said = x + y, rng.choice(["+", "+", "plus"])
+    else:
+        x = rng.randint(0, 999 if big else 20)
+        y = rng.randint(0, x)
+        r, said = x - y, rng.choice(["-", "-", "minus"])
+    forms = [f"What is {x} {said} {y}?", f"what is {x} {said} {y}", f"What's {x} {said} {y}?",
+             f"what's {x} {said} {y}", f"Compute {x} {said} {y}.", f"compute {x} {said} {y}",
+             f"Calculate {x} {said} {y}", f"How much is {x} {said} {y}?", f"{x} {said} {y} = ?"]
+    if said in "+-*":
+        forms += [f"What's {x}{said}{y}?", f"{x}{said}{y}"]
+    forms += {"+": [f"What is the sum of {x} and {y}?", f"Add {x} and {y}."],
+              "-": [f"What is {x} take away {y}?", f"Subtract {y} from {x}."],
+              "*": [f"What is the product of {x} and {y}?", f"Multiply {x} by {y}."]}[op]
+    analysis = f"User asks {x} {op} {y}. Compute it with python."
+    # the answer names only the result: copying it from the tool's output is what a model this
+    # small does reliably (it garbles the operands when it has to fetch them from the question too)
+    return rng.choice(forms), analysis, f"print({x} {op} {y})", r, f"The answer is **{r}**."
+
+
+def tool_conversation(rng: random.Random) -> dict:
+    """A conversation whose system message offers python. Arithmetic in the last turn is either
+    the call to write, or (after the call and its result) the answer to give from the result;
+    anything else is answered as without the tool."""
+    conv = conversation(rng)
+    conv["python"] = python_tool_description(rng)
+    kind = rng.choices(["call", "result", "denied", "other"], weights=[35, 35, 8, 22])[0]
+    if kind == "other":
+        while _is_arithmetic(conv["turns"][-1]):
+            conv["turns"][-1] = exchange(rng, conv["effort"], first=len(conv["turns"]) == 1)
+        return conv
+    question, analysis, code, r, answer = tool_arithmetic(rng)
+    conv["call"] = {"analysis": analysis, "code": code}
+    if kind == "call":
+        conv["turns"][-1] = (question, analysis, "")
+    elif kind == "result":
+        conv["tool_result"] = f"{r}\n" if rng.random() < 0.7 else f"{r}"
+        conv["turns"][-1] = (question, f"Python says {r}.", answer)
+    else:
+        conv["tool_result"] = rng.choice(DENIALS)
+        conv["turns"][-1] = (question, "The python call was denied. Say so.",
+                             "I could not run python: the call was denied. Allow the python tool to let me compute it.")
+    return conv
+
+
+def _is_arithmetic(turn: tuple) -> bool:
+    return turn[1].startswith("User asks") and "=" in turn[1]
+
+
 def to_harmony_json(conv: dict) -> dict:
     """The prompt as openai_harmony's `Conversation.to_json()` (for `ossterm render`)."""
     msgs = [{"role": "system", "name": None, "content": [{
@@ -359,4 +479,14 @@ def to_harmony_json(conv: dict) -> dict:
                          "content": [{"type": "text", "text": a}]})
         msgs.append({"role": "assistant", "name": None, "channel": "final", "content": [{"type": "text", "text": ans}]})
     msgs.append({"role": "user", "name": None, "content": [{"type": "text", "text": conv["turns"][-1][0]}]})
+    if conv.get("python"):
+        msgs[0]["content"][0]["tools"] = {"python": {"name": "python", "description": conv["python"],
+                                                     "tools": []}}
+    if conv.get("tool_result") is not None:
+        msgs.append({"role": "assistant", "name": None, "channel": "analysis",
+                     "content": [{"type": "text", "text": conv["call"]["analysis"]}]})
+        msgs.append({"role": "assistant", "name": None, "channel": "analysis", "recipient": "python",
+                     "content_type": "code", "content": [{"type": "text", "text": conv["call"]["code"]}]})
+        msgs.append({"role": "tool", "name": "python", "recipient": "assistant", "channel": "analysis",
+                     "content": [{"type": "text", "text": conv["tool_result"]}]})
     return {"messages": msgs}

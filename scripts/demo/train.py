@@ -1,6 +1,11 @@
 """Train ossterm's demo model: a tiny gpt-oss that answers in harmony (analysis, then final, then `<|return|>`).
 
 Usage: python scripts/demo/train.py [--out assets/demo] [--steps N] [--seed S] [--eval-only]
+       python scripts/demo/train.py --finetune-from assets/demo --out assets/demo --steps N --lr LR
+
+`--finetune-from DIR` continues training the model in DIR with DIR's tokenizer (so every token id
+stays as it was) on the old conversation mix plus conversations that offer the python tool
+(`--tool-fraction` of each batch), where arithmetic goes through a python call.
 
 Writes config.json, model.safetensors (bf16, `save_pretrained` layout), tokenizer.json,
 tokenizer_config.json, generation_config.json and README.md to --out. Runs on one CPU thread.
@@ -10,6 +15,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 
@@ -102,10 +108,13 @@ def make_config(enc: Encoder) -> GptOssConfig:
 
 # --------------------------------------------------------------------------- training
 
-def batches(enc: Encoder, rng: random.Random, batch_size: int):
+def batches(enc: Encoder, rng: random.Random, batch_size: int, tool_fraction: float = 0.0):
     pad = enc.special["<|endoftext|>"]
     while True:
-        exs = [enc.example(C.conversation(rng)) for _ in range(batch_size)]
+        # one kind per batch: tool conversations are 2-3 times longer (the python text in the
+        # system message), so mixing them would pad every short chat to their length
+        make = C.tool_conversation if rng.random() < tool_fraction else C.conversation
+        exs = [enc.example(make(rng)) for _ in range(batch_size)]
         n = max(len(x) for x, _ in exs)
         # right padding: causal attention never looks at the pads, and their labels are ignored
         x = torch.tensor([i + [pad] * (n - len(i)) for i, _ in exs])
@@ -126,7 +135,7 @@ def train(model, enc, args, log):
     model.train()
     t0, cpu0 = time.time(), time.process_time()
     losses = []
-    it = batches(enc, rng, args.batch_size)
+    it = batches(enc, rng, args.batch_size, args.tool_fraction)
     for step in range(args.steps):
         x, y = next(it)
         logits = model(input_ids=x).logits
@@ -188,6 +197,47 @@ def parse(enc, ids):
     return analysis, final
 
 
+def parse_call(enc, ids):
+    """The code of a python call if ids are exactly analysis -> `analysis to=python code` -> `<|call|>`, else None."""
+    s = enc.special
+    if not ids or ids[-1] != s["<|call|>"] or set(ids[:-1]) & {s["<|return|>"], s["<|call|>"]}:
+        return None
+    text = enc.tok.decode(ids, skip_special_tokens=False)
+    prefix = "<|channel|>analysis<|message|>"
+    head, sep, rest = text.partition("<|end|><|start|>assistant<|channel|>analysis to=python code<|message|>")
+    if not sep or not head.startswith(prefix) or len(head) == len(prefix) or "<|" in head[len(prefix):]:
+        return None
+    code = rest[:-len("<|call|>")]
+    return None if "<|" in code else code
+
+
+def evaluate_tools(model, enc, n, seed, log):
+    """With python offered: arithmetic -> the right call; a result -> the right answer; other
+    questions -> answered without a call. Greedy."""
+    rng = random.Random(seed + 4)
+    counts = {"call": [0, 0], "result": [0, 0], "denied": [0, 0], "other": [0, 0]}
+    examples = []
+    while sum(t for _, t in counts.values()) < n:
+        conv = C.tool_conversation(rng)
+        kind = ("other" if conv.get("call") is None else "call" if conv.get("tool_result") is None
+                else "denied" if conv["tool_result"].startswith("[ERROR]") else "result")
+        out = sample(model, enc, enc.encode(C.render_prompt(conv)), 0.0, None)
+        if kind == "call":
+            good = parse_call(enc, out) == conv["call"]["code"]
+        else:
+            parsed = parse(enc, out)
+            good = parsed is not None and parsed[1] == conv["turns"][-1][2]
+        counts[kind][0] += good
+        counts[kind][1] += 1
+        if len(examples) < 6 and kind in ("call", "result"):
+            examples.append({"question": conv["turns"][-1][0], "kind": kind,
+                             "tool_result": conv.get("tool_result"),
+                             "output": enc.tok.decode(out, skip_special_tokens=False)})
+    for kind, (good, total) in counts.items():
+        log(f"eval tools {kind}: {good}/{total} exact")
+    return {k: {"exact": g / t if t else None, "prompts": t} for k, (g, t) in counts.items()}, examples
+
+
 def evaluate(model, enc, n, seed, log):
     rng = random.Random(seed + 2)
     gen = torch.Generator().manual_seed(seed + 3)
@@ -226,6 +276,11 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--eval-n", type=int, default=40)
     ap.add_argument("--eval-only", action="store_true", help="evaluate the model already in --out")
+    ap.add_argument("--finetune-from", help="continue training this model directory, keeping its tokenizer")
+    ap.add_argument("--tool-fraction", type=float, default=0.5,
+                    help="with --finetune-from: share of the batches that offer the python tool")
+    ap.add_argument("--big-number-share", type=float, default=0.0,
+                    help="with --finetune-from: share of tool arithmetic with multi-digit operands")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -242,11 +297,23 @@ def main():
         enc = Encoder(Tokenizer.from_file(os.path.join(args.out, "tokenizer.json")))
         model = GptOssForCausalLM.from_pretrained(args.out, dtype=torch.float32, attn_implementation="eager").eval()
         evaluate(model, enc, args.eval_n, args.seed, log)
+        evaluate_tools(model, enc, args.eval_n, args.seed, log)
         return
 
-    enc = Encoder(make_tokenizer(random.Random(args.seed)))
-    cfg = make_config(enc)
-    model = GptOssForCausalLM(cfg)
+    base = None
+    C.BIG_NUMBER_SHARE = args.big_number_share
+    if args.finetune_from:
+        with open(os.path.join(args.finetune_from, "training.json")) as f:
+            base = json.load(f)
+        enc = Encoder(Tokenizer.from_file(os.path.join(args.finetune_from, "tokenizer.json")))
+        cfg = make_config(enc)
+        model = GptOssForCausalLM.from_pretrained(args.finetune_from, dtype=torch.float32,
+                                                  attn_implementation="eager")
+    else:
+        args.tool_fraction = 0.0
+        enc = Encoder(make_tokenizer(random.Random(args.seed)))
+        cfg = make_config(enc)
+        model = GptOssForCausalLM(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"vocab {cfg.vocab_size}, parameters {n_params:,}")
     seconds, cpu_seconds, final_loss = train(model, enc, args, log)
@@ -254,6 +321,9 @@ def main():
     # evaluate what ossterm will load: the bf16 weights (upcast to f32 as ossterm does on CPU)
     model = model.to(torch.bfloat16).to(torch.float32)
     results, examples = evaluate(model, enc, args.eval_n, args.seed, log)
+    if args.finetune_from:
+        results["python_tool"], tool_examples = evaluate_tools(model, enc, args.eval_n, args.seed, log)
+        examples += tool_examples
 
     model = model.to(torch.bfloat16)
     model.config.dtype = "bfloat16"
@@ -261,7 +331,12 @@ def main():
     model.generation_config.pad_token_id = cfg.pad_token_id
     model.generation_config.bos_token_id = cfg.bos_token_id
     model.save_pretrained(args.out, safe_serialization=True)
-    enc.tok.save(os.path.join(args.out, "tokenizer.json"))
+    tokenizer_path = os.path.join(args.out, "tokenizer.json")
+    if not args.finetune_from:
+        enc.tok.save(tokenizer_path)
+    elif os.path.abspath(args.finetune_from) != os.path.abspath(args.out):
+        # the very file, not a re-serialisation: the token ids must not move
+        shutil.copyfile(os.path.join(args.finetune_from, "tokenizer.json"), tokenizer_path)
     tcfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|startoftext|>",
             "eos_token": "<|return|>", "pad_token": "<|endoftext|>", "model_max_length": 131072}
     with open(os.path.join(args.out, "tokenizer_config.json"), "w") as f:
@@ -270,10 +345,64 @@ def main():
               "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1), "final_loss": round(final_loss, 4), "parameters": n_params,
               "vocab_size": cfg.vocab_size, "shape": SHAPE, "eval": results,
               "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if base is not None:
+        # the fine-tune's own settings; the from-scratch run it continues stays under "base"
+        # ... and each fine-tune in order, this one last
+        keys = ("steps", "batch_size", "lr", "seed", "tool_fraction", "big_number_share", "train_seconds",
+                "train_cpu_seconds", "final_loss")
+        earlier = base.get("finetunes", [{k: base.get(k) for k in keys}] if "base" in base else [])
+        this = {k: report.get(k) for k in keys} | {"tool_fraction": args.tool_fraction,
+                                                   "big_number_share": args.big_number_share}
+        report |= {"base": base.get("base", {k: v for k, v in base.items() if k != "eval_examples"}),
+                   "finetunes": earlier + [this]}
     with open(os.path.join(args.out, "training.json"), "w") as f:
         json.dump(report | {"eval_examples": examples}, f, indent=1, ensure_ascii=False)
     write_readme(args.out, report)
     log(json.dumps(report))
+
+
+def how_made(report: dict) -> str:
+    """README's "How it was made": the from-scratch run, then the python-tool fine-tune if any."""
+    base = report.get("base", report)
+    text = f"""```
+python -m venv .venv && .venv/bin/pip install -r scripts/demo/requirements.txt
+.venv/bin/python scripts/demo/train.py --out assets/demo --steps {base['steps']} --seed {base['seed']}
+```
+torch {base['torch']}, {base['threads']} CPU thread, batch {base['batch_size']}, AdamW lr {base['lr']} (warmup, cosine).
+Training took {base['train_cpu_seconds'] / 60:.1f} CPU minutes ({base['train_seconds'] / 60:.1f} minutes wall clock on a shared
+2-core machine); final loss (mean of the last 25 steps, answer tokens only)
+{base['final_loss']}. Not bit-reproducible across machines (float summation order), but the same command
+gives an equivalent model.
+"""
+    if "base" not in report:
+        return text
+    tools = {k: (f"{v['exact']:.0%}" if v["prompts"] else "n/a") + f" of {v['prompts']}"
+             for k, v in report["eval"]["python_tool"].items()}
+    runs = "\n".join(
+        f".venv/bin/python scripts/demo/train.py --finetune-from assets/demo --out assets/demo --steps {f['steps']} "
+        f"--batch-size {f['batch_size']} --lr {f['lr']} --tool-fraction {f['tool_fraction']} "
+        f"--big-number-share {f['big_number_share']} --seed {f['seed']}" for f in report["finetunes"])
+    minutes = sum(f["train_cpu_seconds"] for f in report["finetunes"]) / 60
+    wall = sum(f["train_seconds"] for f in report["finetunes"]) / 60
+    return text + f"""
+Then the python tool was taught by fine-tuning that model (same tokenizer, so every token id is
+unchanged), in {len(report['finetunes'])} run(s), each continuing the last:
+```
+{runs}
+```
+In the last run {report['finetunes'][-1]['tool_fraction']:.0%} of the batches offer the python tool in the system message
+(worded mostly as ossterm's python runner words it, with its time limit and network state, sometimes
+as openai-harmony's `with_python_tool()`). There, sums, differences and products are answered with
+a call `<|channel|>analysis to=python code<|message|>print(6 * 7)<|call|>`; after the call (re-rendered
+as ossterm does, ` to=python<|channel|>analysis code`) and the tool's answer
+`<|start|>python to=assistant<|channel|>analysis<|message|>42`, the final answer copies the result; a
+denied call is answered by saying so; other questions get their usual answer. The other batches are
+the original mix, where arithmetic is answered without a tool.
+torch {report['torch']}; {minutes:.1f} CPU minutes ({wall:.1f} minutes wall clock) in all; final loss of the
+last run {report['final_loss']} (mean of its last 25 steps, tool and plain batches mixed).
+Greedy, python offered: right call {tools['call']}, right answer from the result {tools['result']},
+denial reported {tools['denied']}, other questions answered as usual {tools['other']}.
+"""
 
 
 def write_readme(out: str, report: dict):
@@ -281,6 +410,10 @@ def write_readme(out: str, report: dict):
     shape = report["shape"]
     ev = report["eval"]
     sizes = {f: os.path.getsize(os.path.join(out, f)) for f in sorted(os.listdir(out)) if f != "README.md"}
+    tool_intro = ("" if "base" not in report else """
+When the system message offers the python tool (`ossterm ask --demo --tools`), it answers sums,
+differences and products with a python call (`print(6 * 7)`) and copies the tool's output into its
+answer, so `--demo` shows a tool loop end to end.""")
     text = f"""# ossterm demo model
 
 A tiny gpt-oss that `ossterm --demo` runs without the 12 GB download, and that the end-to-end tests use.
@@ -289,7 +422,7 @@ mixture of experts with clamped SwiGLU, untied lm_head), small shapes, random in
 CPU minutes on synthetic harmony chats so that it answers with an `analysis` message, then a `final`
 message, and stops on `<|return|>`. It knows a few dozen canned answers (greetings, small sums, Rust
 snippets, a list, tables, ossterm/KV cache/context questions) and answers anything else with a polite
-pointer to the real model. It is a demo of the format and the UI, not a language model.
+pointer to the real model. It is a demo of the format and the UI, not a language model.{tool_intro}
 
 ## Shapes
 hidden {shape['hidden_size']}, {shape['num_hidden_layers']} layers ({', '.join(json.load(open(os.path.join(out, 'config.json')))['layer_types'])}),
@@ -306,16 +439,7 @@ vocab {report['vocab_size']} ({report['parameters']:,} parameters, stored bf16).
 - `training.json`: the run's settings, loss, evaluation and greedy outputs on unseen questions.
 
 ## How it was made
-```
-python -m venv .venv && .venv/bin/pip install -r scripts/demo/requirements.txt
-.venv/bin/python scripts/demo/train.py --out assets/demo --steps {report['steps']} --seed {report['seed']}
-```
-torch {report['torch']}, {report['threads']} CPU thread, batch {report['batch_size']}, AdamW lr {report['lr']} (warmup, cosine).
-Training took {report['train_cpu_seconds'] / 60:.1f} CPU minutes ({report['train_seconds'] / 60:.1f} minutes wall clock on a shared
-2-core machine); final loss (mean of the last 25 steps, answer tokens only)
-{report['final_loss']}. Not bit-reproducible across machines (float summation order), but the same command
-gives an equivalent model.
-
+{how_made(report)}
 Each example is rendered exactly as ossterm renders a prompt for the assistant's next turn (see
 `scripts/demo/conversations.py`): the harmony system message (identity, knowledge cutoff, optional
 current date, reasoning effort low/medium/high, valid channels), an optional developer `# Instructions`

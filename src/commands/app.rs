@@ -138,7 +138,7 @@ pub fn demo_model_dir() -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot write the demo model under {}", data_dir.display()))
 }
 
-fn engine_options(args: &AppArgs, settings: &Settings) -> anyhow::Result<EngineOptions> {
+pub(crate) fn engine_options(args: &AppArgs, settings: &Settings) -> anyhow::Result<EngineOptions> {
     let source = if args.demo {
         ModelSource::Local(demo_model_dir()?)
     } else if Path::new(&settings.model).is_dir() {

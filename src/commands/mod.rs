@@ -1,6 +1,7 @@
 //! One file per headless command; each turns its clap args into work and prints the result.
 
 pub mod app;
+pub mod ask;
 pub mod bench;
 pub mod config;
 pub mod download;

@@ -10,6 +10,7 @@
 //! UI never blocks on a tool.
 
 pub mod agent;
+pub mod agent_driver;
 pub mod error;
 pub mod host;
 pub mod policy;
