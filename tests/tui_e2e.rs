@@ -430,7 +430,6 @@ fn tool_texts(chat: &Conversation) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs the demo retrained to call python (agent branch, not committed at 17:20); run with --ignored once merged"]
 fn a_python_call_asks_first_and_allow_or_deny_reaches_the_model() {
     assert_demo_present();
     let data = tempfile::tempdir().unwrap();
@@ -444,28 +443,31 @@ fn a_python_call_asks_first_and_allow_or_deny_reaches_the_model() {
     start_app(&tmux);
 
     // Allow: the call runs, its result shows in the block, and the answer uses it.
-    let question = "What is 123 times 456?";
+    let question = "What is 3 times 5?";
     tmux.type_text(question);
     tmux.keys(&["Enter"]);
     let screen = tmux.wait_for("the approval prompt", |s| s.contains("Run this tool call?"));
-    assert!(screen.contains("print(123"), "the code is shown:\n{screen}");
+    assert!(screen.contains("print("), "the code is shown:\n{screen}");
     assert!(screen.contains("y once"), "the keys are shown:\n{screen}");
     // Answer keys count once the prompt has been up for a moment.
     std::thread::sleep(Duration::from_millis(800));
     tmux.keys(&["y"]);
     let chat = answered_chat(data.path(), question);
+    // The tiny demo may misread the numbers: what matters is that the runner's output went
+    // back to the model and the answer came from it.
     let results = tool_texts(&chat);
+    assert_eq!(results.len(), 1, "{chat:?}");
+    let result = results[0].trim().to_string();
+    assert!(!result.is_empty(), "{chat:?}");
+    let answer = chat.messages.last().map(ossterm::tui::app::message_text);
     assert!(
-        results.len() == 1 && results[0].trim() == "56088",
-        "{results:?}"
+        answer.as_deref().is_some_and(|a| a.contains(&result)),
+        "the answer does not use the result {result}: {answer:?}"
     );
-    let screen = tmux.wait_for("the result and the answer", |s| {
-        s.contains("← 56088") && s.matches("56088").count() >= 2
+    let screen = tmux.wait_for("the result in the block", |s| {
+        s.contains(&format!("← {result}"))
     });
-    assert!(
-        screen.contains("⚙ python") || screen.contains("▶ python"),
-        "{screen}"
-    );
+    assert!(screen.contains("python · "), "{screen}");
 
     // Deny: nothing runs and the model is told.
     tmux.keys(&["C-n"]);
@@ -475,13 +477,14 @@ fn a_python_call_asks_first_and_allow_or_deny_reaches_the_model() {
     tmux.wait_for("the approval prompt", |s| s.contains("Run this tool call?"));
     std::thread::sleep(Duration::from_millis(800));
     tmux.keys(&["n"]);
-    let chat = answered_chat(data.path(), question);
-    assert_eq!(
-        tool_texts(&chat),
-        [ossterm::tools::DenyReason::User.explain("python")],
-        "{chat:?}"
-    );
-    tmux.wait_for("the denial in the chat", |s| s.contains("denied"));
+    // The denial goes to the model, which answers (what it says is the demo's business).
+    let denial = ossterm::tools::DenyReason::User.explain("python");
+    tmux.wait_for("the denial sent and answered", |_| {
+        chats_with(data.path(), question).iter().any(|c| {
+            tool_texts(c) == [denial.clone()]
+                && c.messages.last().is_some_and(|m| m.role == Role::Assistant)
+        })
+    });
 
     tmux.keys(&["C-q"]);
     assert_exited_and_restored(&tmux, 0);
