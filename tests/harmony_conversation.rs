@@ -24,7 +24,7 @@ fn fixture_conversations() -> Vec<(String, serde_json::Value)> {
 #[test]
 fn every_fixture_conversation_round_trips_through_the_library_json() {
     let conversations = fixture_conversations();
-    assert_eq!(conversations.len(), 40 + 273);
+    assert_eq!(conversations.len(), 40 + 287);
     for (name, expected) in conversations {
         let conversation: Conversation = serde_json::from_value(expected.clone())
             .unwrap_or_else(|e| panic!("{name}: does not load: {e}"));

@@ -55,12 +55,28 @@ impl PythonTool {
         }
     }
 
-    /// How this tool is described to the model: harmony's stateful python text.
+    /// How this tool is described to the model (harmony's stateful python text, with this
+    /// host's time limit and network state).
     pub fn namespace(&self) -> ToolNamespaceConfig {
-        // openai_harmony's text byte for byte, as the model was trained on it. Its figures
-        // (120 s, /mnt/data, "UNKNOWN" internet) are not ours: where the code really runs is
-        // shown in the approval prompt (`runner_label`), and the limits are in the README.
-        ToolNamespaceConfig::python()
+        // harmony's `ToolNamespaceConfig::python()` wording (what gpt-oss was trained on) with
+        // three facts made true for this host: the time limit, the working folder instead of
+        // `/mnt/data`, and whether the network is reachable instead of "UNKNOWN". OpenAI's own
+        // reference python tool also replaces this text with its own. The demo model was
+        // fine-tuned on this form; `harmony::PYTHON_TOOL_DESCRIPTION` keeps the exact text.
+        let internet = if self.isolation.is_ok() {
+            "disabled"
+        } else {
+            "enabled"
+        };
+        let seconds = self.settings.timeout.as_secs_f64();
+        let description = format!(
+            "Use this tool to execute Python code in your chain of thought. The code will not be shown to the user. This tool should be used for internal reasoning, but not for code that is intended to be visible to the user (e.g. when creating plots, tables, or files).\n\nWhen you send a message containing Python code to python, it will be executed in a stateful Jupyter notebook environment. python will respond with the output of the execution or time out after {seconds:.1} seconds. The current working directory can be used to save and persist user files. Internet access for this session is {internet}."
+        );
+        ToolNamespaceConfig {
+            name: RECIPIENT.to_string(),
+            description: Some(description),
+            tools: Vec::new(),
+        }
     }
 
     /// Why the model's code can reach the network, when it can.
