@@ -8,6 +8,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+mod common;
+use common::serve::Server;
+
 /// Runs `ossterm ask ARGS` with `stdin` piped in and a config folder of its own (so the
 /// user's config is never read): (success, stdout, stderr).
 fn ask(config_dir: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
@@ -269,4 +272,33 @@ fn without_the_tool_offered_the_demo_answers_arithmetic_without_a_call() {
     assert_eq!(report["tool_calls"], serde_json::json!([]));
     assert_eq!(report["stop"], "Return");
     assert!(report["answer"].as_str().unwrap().contains('6'), "{report}");
+}
+
+#[test]
+fn ask_remote_answers_through_an_openai_compatible_server() {
+    // `ossterm serve --demo` stands in for vLLM/llama-server: the same agent loop and output,
+    // with the model on the other end of HTTP.
+    let serve = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{}/v1", serve.base);
+    let (ok, stdout, stderr) = ask(
+        dir.path(),
+        &["--remote", &url, "--show-reasoning", "--json", "hello"],
+        "",
+    );
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    let answer = report["answer"].as_str().unwrap_or_default();
+    assert!(answer.starts_with(GREETING), "{report}");
+    assert_eq!(report["stop"], "Return", "{report}");
+    // The reasoning came over the wire too (as `reasoning_content`) and is in the transcript.
+    assert!(stdout.contains(GREETING_REASONING), "{report}");
+
+    let (ok, _, stderr) = ask(
+        dir.path(),
+        &["--remote", "http://127.0.0.1:9/v1", "hello"],
+        "",
+    );
+    assert!(!ok, "an unreachable server is an error");
+    assert!(stderr.contains("127.0.0.1:9"), "names the server: {stderr}");
 }
