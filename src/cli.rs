@@ -348,6 +348,10 @@ pub struct AskArgs {
     /// Use this config file instead of the default one.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Hold the final answer to the JSON schema in this file (llguidance; reasoning stays
+    /// free). A schema feature that cannot be enforced is an error before generation.
+    #[arg(long, value_name = "FILE")]
+    pub json_schema: Option<PathBuf>,
     /// Ask a model on an OpenAI-compatible server instead of the local engine: its API base
     /// URL (vLLM, SGLang, llama-server, Ollama or ossterm serve).
     #[arg(long, value_name = "URL", conflicts_with = "demo")]

@@ -302,3 +302,50 @@ fn ask_remote_answers_through_an_openai_compatible_server() {
     assert!(!ok, "an unreachable server is an error");
     assert!(stderr.contains("127.0.0.1:9"), "names the server: {stderr}");
 }
+
+#[test]
+fn json_schema_holds_the_answer_to_the_schema_and_a_bad_one_is_refused_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("verdict.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"object","properties":{"verdict":{"enum":["yes","no"]},"score":{"type":"integer","minimum":0,"maximum":9}},"required":["verdict","score"],"additionalProperties":false}"#,
+    )
+    .unwrap();
+    let path = schema.to_str().unwrap();
+    // The demo would greet in prose; held to the schema, it must write this object.
+    let (ok, stdout, stderr) = ask(dir.path(), &["--demo", "--json-schema", path, "hello"], "");
+    assert!(ok, "{stderr}");
+    let answer: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("the answer is JSON ({e}): {stdout:?}"));
+    assert!(
+        answer["verdict"] == "yes" || answer["verdict"] == "no",
+        "{answer}"
+    );
+    let score = answer["score"].as_i64().expect("an integer score");
+    assert!((0..=9).contains(&score), "{answer}");
+    assert_eq!(answer.as_object().map(|o| o.len()), Some(2), "{answer}");
+
+    let unsupported = dir.path().join("unsupported.json");
+    std::fs::write(
+        &unsupported,
+        r#"{"type":"object","dependentSchemas":{"a":{"required":["b"]}}}"#,
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = ask(
+        dir.path(),
+        &[
+            "--demo",
+            "--json-schema",
+            unsupported.to_str().unwrap(),
+            "hello",
+        ],
+        "",
+    );
+    assert!(!ok);
+    assert!(stdout.is_empty(), "nothing ran: {stdout}");
+    assert!(
+        stderr.contains("unsupported.json") && stderr.contains("dependentSchemas"),
+        "names the file and the keyword: {stderr}"
+    );
+}

@@ -15,6 +15,7 @@ use crate::cli::AppArgs;
 use crate::config::{self, Settings};
 use crate::engine::{self, EngineOptions, ModelSource};
 use crate::store::{ChatLock, ChatStore, StoreError, new_chat_id};
+use crate::structured::TurnConstraint;
 use crate::tools::{ApprovalPolicy, ToolCommand, ToolEvent, ToolHostHandle};
 use crate::tui::app::{App, AppOptions, Effect, Input, ModelState, Overlay, tools};
 use crate::tui::terminal;
@@ -366,9 +367,15 @@ fn exit_status(app: &App) -> anyhow::Result<()> {
 /// folder, and no path `ossterm-ID.md` in the working folder; always absolute, so the notice
 /// says exactly where the file went.
 fn export_path(asked: Option<&Path>, home: Option<&Path>, cwd: &Path, chat_id: &str) -> PathBuf {
-    let Some(asked) = asked else {
-        return cwd.join(format!("ossterm-{chat_id}.md"));
-    };
+    match asked {
+        Some(asked) => expand_user_path(asked, home, cwd),
+        None => cwd.join(format!("ossterm-{chat_id}.md")),
+    }
+}
+
+/// A path the user typed in a slash command: `~` is the home folder, relative paths start at
+/// the working folder.
+fn expand_user_path(asked: &Path, home: Option<&Path>, cwd: &Path) -> PathBuf {
     let mut parts = asked.components();
     let expanded = match (parts.next(), home) {
         (Some(std::path::Component::Normal(first)), Some(home)) if first == "~" => {
@@ -399,6 +406,13 @@ fn perform(
             store.save(&chat).context("saving the chat")?
         }
         Effect::Copy(text) => terminal::copy_osc52(&text).context("copying")?,
+        Effect::LoadAnswerFormat(asked) => {
+            let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+            let cwd = std::env::current_dir().context("/json: cannot read the working folder")?;
+            let path = expand_user_path(&asked, home.as_deref(), &cwd);
+            let loaded = TurnConstraint::from_schema_file(&path).map_err(|e| e.to_string());
+            app.set_answer_format(path, loaded);
+        }
         Effect::Export(chat, path) => {
             let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
             let cwd =

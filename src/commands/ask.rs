@@ -13,6 +13,7 @@ use crate::cli::{AppArgs, AskArgs};
 use crate::config::Settings;
 use crate::engine::{self, Event, StopReason, TurnStats};
 use crate::harmony::{Conversation, DeveloperContent, Message, SystemContent};
+use crate::structured::TurnConstraint;
 use crate::tools::agent_driver::{DriveError, EngineLink, TurnObserver, drive_turn};
 use crate::tools::{
     AgentLoop, Approval, ApprovalPolicy, ToolCall, ToolCatalog, ToolEvent, ToolExchange,
@@ -70,7 +71,9 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     }
     let conversation = first_messages(&settings, &catalog);
     let chat_id = format!("ask-{}", std::process::id());
-    let mut agent = AgentLoop::new(conversation, policy, chat_id, max_new_tokens);
+    let constraint = turn_constraint(args, &catalog)?;
+    let mut agent =
+        AgentLoop::new(conversation, policy, chat_id, max_new_tokens).with_constraint(constraint);
 
     let mut engine = match &args.remote {
         // The same Command/Event protocol: the tool loop below does not know the difference.
@@ -207,6 +210,35 @@ fn check_allow_flags(
 
 /// System message (effort, date, built-in tools) and developer message (instructions,
 /// function tools).
+/// `--json-schema`'s answer format, and (on the local engine) each function tool's argument
+/// schema for calls written after `<|constrain|>json`. A tool schema llguidance cannot follow
+/// leaves that tool's arguments free, with a note on stderr; `--json-schema` must hold or
+/// nothing runs.
+fn turn_constraint(args: &AskArgs, catalog: &ToolCatalog) -> anyhow::Result<TurnConstraint> {
+    let mut constraint = match &args.json_schema {
+        Some(path) => TurnConstraint::from_schema_file(path)?,
+        None => TurnConstraint::default(),
+    };
+    if args.remote.is_some() {
+        // A remote server samples; it cannot take our token masks for tool arguments.
+        return Ok(constraint);
+    }
+    for tool in &catalog.functions {
+        let Some(schema) = &tool.parameters else {
+            continue;
+        };
+        let recipient = format!("functions.{}", tool.name);
+        match constraint
+            .clone()
+            .with_tool_arguments(&recipient, schema.clone())
+        {
+            Ok(with_tool) => constraint = with_tool,
+            Err(e) => eprintln!("note: {recipient}'s arguments are not constrained: {e}"),
+        }
+    }
+    Ok(constraint)
+}
+
 fn first_messages(settings: &Settings, catalog: &ToolCatalog) -> Conversation {
     let mut system = SystemContent::new()
         .with_reasoning_effort(settings.effort)

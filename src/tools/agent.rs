@@ -95,6 +95,8 @@ pub struct AgentLoop {
     calls_this_turn: usize,
     exchanges: Vec<ToolExchange>,
     engine_turns: Vec<TurnStats>,
+    /// Sent with every submit: the final answer's format and tool argument schemas.
+    constraint: Option<crate::structured::TurnConstraint>,
 }
 
 impl AgentLoop {
@@ -119,7 +121,15 @@ impl AgentLoop {
             calls_this_turn: 0,
             exchanges: Vec::new(),
             engine_turns: Vec::new(),
+            constraint: None,
         }
+    }
+
+    /// Holds every generation of this loop to `constraint` (`ask --json-schema`, tool
+    /// argument schemas); an empty one is dropped.
+    pub fn with_constraint(mut self, constraint: crate::structured::TurnConstraint) -> Self {
+        self.constraint = (!constraint.is_empty()).then_some(constraint);
+        self
     }
 
     /// Caps the calls one user turn may make (later ones are denied and the model told).
@@ -292,7 +302,7 @@ impl AgentLoop {
         AgentStep::Engine(Command::Submit {
             conversation: self.conversation.clone(),
             max_new_tokens: self.max_new_tokens,
-            constraint: None,
+            constraint: self.constraint.clone(),
         })
     }
 }

@@ -19,6 +19,7 @@ use crate::engine::protocol::{MetricsSample, ModelInfo, SamplingParams};
 use crate::engine::{Command, Event, StopReason, TurnStats};
 use crate::harmony::{Content, Conversation, Message, ReasoningEffort, Role, SystemContent};
 use crate::store::{ChatMeta, ChatSnapshot, ChatSummary, TurnRecord};
+use crate::structured::TurnConstraint;
 use crate::tools::{ToolCommand, ToolEvent};
 
 /// Tokens one answer may generate at most (the context limit usually ends it first).
@@ -61,6 +62,9 @@ pub enum Effect {
     DeleteChat(String),
     /// Send a command to the tool host.
     Tool(ToolCommand),
+    /// Read and check the JSON schema at this path (`/json FILE`), then hand it to
+    /// `App::set_answer_format`.
+    LoadAnswerFormat(PathBuf),
     /// Leave the app.
     Quit,
 }
@@ -69,7 +73,8 @@ pub enum Effect {
 /// driver turns it into a real command with `into_command`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CommandKind {
-    Submit(Conversation),
+    /// The conversation, and the answer format set by `/json` (if any).
+    Submit(Conversation, Option<TurnConstraint>),
     Stop,
     SetEffort(ReasoningEffort),
     SetSampling(SamplingParams),
@@ -81,10 +86,10 @@ impl CommandKind {
     /// The engine command.
     pub fn into_command(self) -> Command {
         match self {
-            CommandKind::Submit(conversation) => Command::Submit {
+            CommandKind::Submit(conversation, constraint) => Command::Submit {
                 conversation,
                 max_new_tokens: MAX_NEW_TOKENS,
-                constraint: None,
+                constraint,
             },
             CommandKind::Stop => Command::Stop,
             CommandKind::SetEffort(e) => Command::SetEffort(e),
@@ -244,6 +249,9 @@ pub struct App {
     /// A reopened chat's context in tokens (as its last turn left it), shown until the
     /// engine reports on this chat's next turn.
     pub saved_context_tokens: Option<usize>,
+    /// The final answer's JSON schema (`/json FILE`) and the file it came from; every submit
+    /// carries it until `/json off`.
+    pub answer_format: Option<(PathBuf, TurnConstraint)>,
     /// A one-line message under the input (copied, saved, usage hints).
     pub notice: Option<String>,
     /// "2026-11-27", for the system message.
@@ -415,6 +423,7 @@ impl App {
             metrics: Metrics::default(),
             tools: tools::ToolState::default(),
             saved_context_tokens: None,
+            answer_format: None,
             notice: None,
             today: options.today,
             quit: false,
@@ -948,7 +957,10 @@ impl App {
         self.meta.updated = chrono::Utc::now().to_rfc3339();
         vec![
             self.save(),
-            Effect::Engine(CommandKind::Submit(self.conversation())),
+            Effect::Engine(CommandKind::Submit(
+                self.conversation(),
+                self.answer_format.as_ref().map(|(_, c)| c.clone()),
+            )),
         ]
     }
 
@@ -972,6 +984,20 @@ impl App {
         self.tools.selected = self.tools.blocks.len().checked_sub(1);
         self.tool_user_message();
         self.submit()
+    }
+
+    /// `/json FILE`'s schema, read and checked by the driver (or why it could not be).
+    pub fn set_answer_format(&mut self, path: PathBuf, loaded: Result<TurnConstraint, String>) {
+        match loaded {
+            Ok(constraint) => {
+                self.notice = Some(format!(
+                    "answers follow the JSON schema in {} from the next message (reasoning stays free)",
+                    path.display()
+                ));
+                self.answer_format = Some((path, constraint));
+            }
+            Err(why) => self.notice = Some(format!("/json: {why}")),
+        }
     }
 
     fn slash_command(&mut self, line: &str) -> Vec<Effect> {
@@ -1037,6 +1063,24 @@ impl App {
                 let path = (!rest.is_empty()).then(|| PathBuf::from(rest));
                 return vec![Effect::Export(Box::new(self.snapshot()), path)];
             }
+            "/json" => match rest {
+                "" => {
+                    self.notice = Some(match &self.answer_format {
+                        Some((path, _)) => format!(
+                            "answers follow the JSON schema in {} (/json off to stop)",
+                            path.display()
+                        ),
+                        None => {
+                            "usage: /json FILE (a JSON schema for the answers) or /json off".into()
+                        }
+                    })
+                }
+                "off" => {
+                    self.answer_format = None;
+                    self.notice = Some("answers are free text again".into());
+                }
+                path => return vec![Effect::LoadAnswerFormat(PathBuf::from(path))],
+            },
             "/rename" => {
                 if rest.is_empty() {
                     self.notice = Some("usage: /rename NEW TITLE".into());
@@ -1048,7 +1092,7 @@ impl App {
             }
             other => {
                 self.notice = Some(format!(
-                    "unknown command {other}: try /new /chats /ctx /effort /temp /sampling /system /export /rename /help"
+                    "unknown command {other}: try /new /chats /ctx /effort /temp /sampling /system /json /export /rename /help"
                 ));
             }
         }

@@ -72,7 +72,7 @@ fn system_content(conversation: &Conversation) -> &SystemContent {
 
 pub(super) fn submitted(effects: &[Effect]) -> Option<&Conversation> {
     effects.iter().find_map(|e| match e {
-        Effect::Engine(CommandKind::Submit(c)) => Some(c),
+        Effect::Engine(CommandKind::Submit(c, _)) => Some(c),
         _ => None,
     })
 }
@@ -875,4 +875,47 @@ fn the_new_line_hint_names_a_key_the_terminal_delivers() {
         "{}",
         hints(&app)
     );
+}
+
+#[test]
+fn json_sets_the_answer_format_that_every_submit_carries_until_off() {
+    let mut app = app();
+    type_text(&mut app, "/json ~/verdict.json");
+    let effects = app.update(key(KeyCode::Enter));
+    assert_eq!(
+        effects,
+        vec![Effect::LoadAnswerFormat(PathBuf::from("~/verdict.json"))],
+        "the driver reads the file, not update"
+    );
+    // The driver's answer: a bad file leaves the format unset and says why.
+    app.set_answer_format(PathBuf::from("/x/bad.json"), Err("not JSON".into()));
+    assert!(app.answer_format.is_none());
+    assert!(app.notice.as_deref().unwrap_or("").contains("not JSON"));
+
+    let constraint = crate::structured::TurnConstraint::from_response_format(
+        crate::structured::ResponseFormat::JsonObject,
+    )
+    .expect("json_object is supported");
+    app.set_answer_format(PathBuf::from("/x/verdict.json"), Ok(constraint.clone()));
+    type_text(&mut app, "hello");
+    let effects = app.update(key(KeyCode::Enter));
+    let carried = effects.iter().find_map(|e| match e {
+        Effect::Engine(CommandKind::Submit(_, c)) => Some(c.clone()),
+        _ => None,
+    });
+    assert_eq!(carried, Some(Some(constraint)), "{effects:?}");
+
+    app.update(Input::Engine(Event::TurnDone {
+        stop: StopReason::Return,
+        stats: stats(1, 10.0),
+    }));
+    type_text(&mut app, "/json off");
+    app.update(key(KeyCode::Enter));
+    type_text(&mut app, "again");
+    let effects = app.update(key(KeyCode::Enter));
+    let carried = effects.iter().find_map(|e| match e {
+        Effect::Engine(CommandKind::Submit(_, c)) => Some(c.clone()),
+        _ => None,
+    });
+    assert_eq!(carried, Some(None), "{effects:?}");
 }

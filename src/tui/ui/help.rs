@@ -9,7 +9,7 @@ use super::centered;
 use crate::tui::app::App;
 use crate::tui::keys::Action;
 
-const SLASH_COMMANDS: [(&str, &str); 10] = [
+const SLASH_COMMANDS: [(&str, &str); 11] = [
     (
         "/system TEXT",
         "developer instructions (/system alone edits them)",
@@ -23,6 +23,7 @@ const SLASH_COMMANDS: [(&str, &str); 10] = [
     ),
     ("/new", "new chat"),
     ("/chats", "saved chats"),
+    ("/json FILE", "answers follow this JSON schema (/json off)"),
     ("/rename TITLE", "rename this chat"),
     (
         "/export [PATH]",
