@@ -73,3 +73,20 @@ tm send-keys -t s Escape; sleep 0.3; tm send-keys -t s C-l
 wait_for "Chats"
 shot chats
 tm send-keys -t s Escape; sleep 0.3; tm send-keys -t s C-q
+
+# A tool call: a second run with the python tool switched on (a config of its own).
+sleep 1 # the app has quit and restored the terminal
+printf '[python]\nenabled = true\ntimeout_s = 30\n' >"$WORK/config/config.toml"
+tm send-keys -t s "clear; $BIN ${OSSTERM_ARGS:---demo}" Enter
+wait_for "is ready on|opened '"
+tm send-keys -t s C-n
+tm send-keys -t s -l "What is 6 x 7?"
+tm send-keys -t s Enter
+wait_for "Run this tool call\\?"
+shot tool-approval
+sleep 0.8 # answer keys count once the prompt has been up a moment
+tm send-keys -t s y
+wait_for "1 call" 60
+until [ "$(screen | grep -cE "tok · [0-9.]+ tok/s")" -ge 1 ]; do sleep 0.2; done
+shot tool-answered
+tm send-keys -t s C-q
