@@ -227,6 +227,8 @@ pub struct App {
     pub generating: bool,
     pending: PendingMessage,
     pub input: InputBox,
+    /// Sent messages and commands for ↑/↓ recall.
+    pub history: history::InputHistory,
     pub focus: Pane,
     pub overlay: Overlay,
     pub show_reasoning: bool,
@@ -410,6 +412,7 @@ impl App {
             generating: false,
             pending: PendingMessage::default(),
             input: InputBox::default(),
+            history: history::InputHistory::default(),
             focus: Pane::Input,
             overlay: Overlay::None,
             show_reasoning: true,
@@ -679,6 +682,7 @@ impl App {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {
             KeyCode::Char(c) if !ctrl => {
+                self.history.stop_browsing();
                 self.input.insert(c.encode_utf8(&mut [0; 4]));
                 self.focus = Pane::Input;
             }
@@ -691,15 +695,27 @@ impl App {
             KeyCode::Right => self.input.right(),
             KeyCode::Home => self.input.home(),
             KeyCode::End => self.input.end(),
+            // In the box, ↑/↓ move between lines; on a one-line box (or while a recalled
+            // line is shown) they walk the history of sent messages instead.
             KeyCode::Up => match self.focus {
                 Pane::Input => {
-                    self.input.up();
+                    if !self.input.up()
+                        && (self.history.is_browsing() || !self.input.text().contains('\n'))
+                        && let Some(line) = self.history.older(self.input.text())
+                    {
+                        let line = line.to_string();
+                        self.input.set(&line);
+                    }
                 }
                 pane => self.scroll(pane, 1, true),
             },
             KeyCode::Down => match self.focus {
                 Pane::Input => {
-                    self.input.down();
+                    if !self.input.down()
+                        && let Some(line) = self.history.newer()
+                    {
+                        self.input.set(&line);
+                    }
                 }
                 pane => self.scroll(pane, 1, false),
             },
@@ -919,6 +935,7 @@ impl App {
         }
         if text.starts_with('/') {
             self.input.take();
+            self.history.push(&text);
             return self.slash_command(&text);
         }
         if self.generating || self.tools.busy() {
@@ -933,6 +950,7 @@ impl App {
             return Vec::new();
         }
         self.input.take();
+        self.history.push(&text);
         self.tool_user_message();
         if self.meta.title.is_empty() {
             self.meta.title = title_from(&text);
@@ -1110,6 +1128,7 @@ fn title_from(text: &str) -> String {
 }
 
 mod chats;
+pub mod history;
 pub mod pane_sizes;
 pub mod scroll;
 #[cfg(test)]

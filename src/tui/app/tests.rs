@@ -919,3 +919,43 @@ fn json_sets_the_answer_format_that_every_submit_carries_until_off() {
     });
     assert_eq!(carried, Some(None), "{effects:?}");
 }
+
+#[test]
+fn up_and_down_on_a_one_line_box_recall_sent_messages_and_keep_the_draft() {
+    let mut app = app();
+    type_text(&mut app, "first question");
+    app.update(key(KeyCode::Enter));
+    app.update(Input::Engine(Event::TurnDone {
+        stop: StopReason::Return,
+        stats: stats(1, 10.0),
+    }));
+    type_text(&mut app, "/effort high");
+    app.update(key(KeyCode::Enter));
+    type_text(&mut app, "half typed");
+
+    app.update(key(KeyCode::Up));
+    assert_eq!(app.input.text(), "/effort high");
+    app.update(key(KeyCode::Up));
+    assert_eq!(app.input.text(), "first question");
+    app.update(key(KeyCode::Up));
+    assert_eq!(app.input.text(), "first question", "stays at the oldest");
+    app.update(key(KeyCode::Down));
+    assert_eq!(app.input.text(), "/effort high");
+    app.update(key(KeyCode::Down));
+    assert_eq!(app.input.text(), "half typed", "the draft comes back");
+
+    // A multi-line draft: ↑ moves between its lines first, and only then recalls.
+    app.input.set("line one\nline two");
+    app.update(key(KeyCode::Up));
+    assert_eq!(
+        app.input.text(),
+        "line one\nline two",
+        "moved up a line, no recall"
+    );
+    app.update(key(KeyCode::Up));
+    assert_eq!(
+        app.input.text(),
+        "line one\nline two",
+        "a multi-line draft is never replaced by history"
+    );
+}
