@@ -680,6 +680,7 @@ impl App {
 
     fn edit(&mut self, key: KeyEvent) {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
         match key.code {
             KeyCode::Char(c) if !ctrl => {
                 self.history.stop_browsing();
@@ -689,6 +690,11 @@ impl App {
             KeyCode::Char('u') if ctrl => {
                 self.input.take();
             }
+            KeyCode::Char('w') if ctrl => self.input.delete_word_back(),
+            KeyCode::Char('a') if ctrl => self.input.home(),
+            KeyCode::Backspace if alt => self.input.delete_word_back(),
+            KeyCode::Left if alt => self.input.word_left(),
+            KeyCode::Right if alt => self.input.word_right(),
             KeyCode::Backspace => self.input.backspace(),
             KeyCode::Delete => self.input.delete(),
             KeyCode::Left => self.input.left(),

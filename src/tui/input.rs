@@ -249,6 +249,68 @@ impl InputBox {
         }
     }
 
+    /// Where the word before the cursor starts: back over whitespace, then over the word
+    /// (a word is a run of alphanumerics or `_`, or a run of other non-space characters).
+    fn word_start_before(&self) -> usize {
+        let before = &self.text[..self.cursor];
+        let mut chars = before
+            .char_indices()
+            .rev()
+            .skip_while(|(_, c)| c.is_whitespace())
+            .peekable();
+        let Some(&(mut start, first)) = chars.peek() else {
+            return 0;
+        };
+        let wordish = is_word_char(first);
+        for (i, c) in chars {
+            if c.is_whitespace() || is_word_char(c) != wordish {
+                break;
+            }
+            start = i;
+        }
+        start
+    }
+
+    /// Where the word after the cursor ends: over whitespace, then over the word.
+    fn word_end_after(&self) -> usize {
+        let after = &self.text[self.cursor..];
+        let mut chars = after
+            .char_indices()
+            .skip_while(|(_, c)| c.is_whitespace())
+            .peekable();
+        let Some(&(_, first)) = chars.peek() else {
+            return self.text.len();
+        };
+        let wordish = is_word_char(first);
+        for (i, c) in chars {
+            if c.is_whitespace() || is_word_char(c) != wordish {
+                return self.cursor + i;
+            }
+        }
+        self.text.len()
+    }
+
+    /// Moves to the start of the word before the cursor (Alt+←).
+    pub fn word_left(&mut self) {
+        self.cursor = self.word_start_before();
+    }
+
+    /// Moves past the end of the word after the cursor (Alt+→).
+    pub fn word_right(&mut self) {
+        self.cursor = self.word_end_after();
+    }
+
+    /// Deletes from the start of the word before the cursor to the cursor (Ctrl+W,
+    /// Alt+Backspace).
+    pub fn delete_word_back(&mut self) {
+        let start = self.word_start_before();
+        if start < self.cursor {
+            self.edited_at(start);
+            self.text.replace_range(start..self.cursor, "");
+            self.cursor = start;
+        }
+    }
+
     fn line_start(&self) -> usize {
         self.text[..self.cursor].rfind('\n').map_or(0, |i| i + 1)
     }
@@ -352,9 +414,54 @@ fn advance(text: &str, start: usize, end: usize, column: usize) -> usize {
         .map_or(end, |(i, _)| start + i)
 }
 
+/// Letters, digits and `_` make words; other visible characters make words of their own.
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_movement_and_deletion_stop_at_word_edges() {
+        let mut input = InputBox::default();
+        input.set("let  héllo_wörld = f(x);");
+        input.word_left();
+        assert_eq!(&input.text()[input.cursor()..], ");");
+        input.word_left();
+        assert_eq!(&input.text()[input.cursor()..], "x);");
+        input.home();
+        input.word_right();
+        assert_eq!(&input.text()[input.cursor()..], "  héllo_wörld = f(x);");
+        input.word_right();
+        assert_eq!(
+            &input.text()[input.cursor()..],
+            " = f(x);",
+            "multi-byte letters are word"
+        );
+        input.delete_word_back();
+        assert_eq!(input.text(), "let   = f(x);");
+        input.delete_word_back();
+        assert_eq!(
+            input.text(),
+            " = f(x);",
+            "spaces, then the word before them"
+        );
+        input.delete_word_back();
+        assert_eq!(
+            input.text(),
+            " = f(x);",
+            "nothing before the cursor: nothing deleted"
+        );
+        input.end();
+        input.delete_word_back();
+        assert_eq!(
+            input.text(),
+            " = f(x",
+            "punctuation runs are words of their own"
+        );
+    }
 
     #[test]
     fn edits_across_lines() {

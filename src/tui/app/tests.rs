@@ -959,3 +959,20 @@ fn up_and_down_on_a_one_line_box_recall_sent_messages_and_keep_the_draft() {
         "a multi-line draft is never replaced by history"
     );
 }
+
+#[test]
+fn word_keys_reach_the_input_box() {
+    let mut app = app();
+    type_text(&mut app, "hello big world");
+    app.update(ctrl('w'));
+    assert_eq!(app.input.text(), "hello big ");
+    app.update(Input::Key(KeyEvent::new(KeyCode::Left, KeyModifiers::ALT)));
+    app.update(Input::Key(KeyEvent::new(
+        KeyCode::Backspace,
+        KeyModifiers::ALT,
+    )));
+    assert_eq!(app.input.text(), "big ", "Alt+← then Alt+Backspace");
+    app.update(ctrl('a'));
+    type_text(&mut app, ">");
+    assert_eq!(app.input.text(), ">big ", "Ctrl+A goes to the line start");
+}
