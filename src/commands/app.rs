@@ -27,23 +27,33 @@ const FRAME_INTERVAL: Duration = Duration::from_millis(33);
 /// How long quitting waits for the engine thread to stop before leaving without it.
 const ENGINE_EXIT_WAIT: Duration = Duration::from_secs(2);
 
+/// `--remote`'s server, with the effort and sampling the settings give; `None` for the local
+/// engine. The app and `ask` both start from it.
+pub(crate) fn remote_options(
+    args: &AppArgs,
+    settings: &Settings,
+) -> anyhow::Result<Option<crate::remote::RemoteOptions>> {
+    let Some(url) = &args.remote else {
+        return Ok(None);
+    };
+    let options = crate::remote::RemoteOptions::from_flags(
+        url,
+        args.api_key_env.as_deref(),
+        args.remote_model.clone(),
+    )?;
+    Ok(Some(
+        options
+            .with_effort(settings.effort)
+            .with_sampling(settings.sampling),
+    ))
+}
+
 /// Runs the app until the user quits.
 pub fn run(args: &AppArgs) -> anyhow::Result<()> {
     let mut settings = Settings::load(args.config.as_deref())?;
     settings.apply_args(args)?;
     let options = app_options(&settings)?;
-    let remote = match &args.remote {
-        Some(url) => Some(
-            crate::remote::RemoteOptions::from_flags(
-                url,
-                args.api_key_env.as_deref(),
-                args.remote_model.clone(),
-            )?
-            .with_effort(settings.effort)
-            .with_sampling(settings.sampling),
-        ),
-        None => None,
-    };
+    let remote = remote_options(args, &settings)?;
     let engine_options = engine_options(args, &settings)?;
     let store = ChatStore::new(&config::data_dir()?);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -75,17 +75,9 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     let mut agent =
         AgentLoop::new(conversation, policy, chat_id, max_new_tokens).with_constraint(constraint);
 
-    let mut engine = match &args.remote {
+    let mut engine = match super::app::remote_options(&app_args, &settings)? {
         // The same Command/Event protocol: the tool loop below does not know the difference.
-        Some(url) => crate::remote::spawn(
-            crate::remote::RemoteOptions::from_flags(
-                url,
-                args.api_key_env.as_deref(),
-                args.remote_model.clone(),
-            )?
-            .with_effort(settings.effort)
-            .with_sampling(settings.sampling),
-        ),
+        Some(remote) => crate::remote::spawn(remote),
         None => engine::spawn(super::app::engine_options(&app_args, &settings)?),
     };
     let model_name = wait_ready(&mut engine)?;
