@@ -3,35 +3,19 @@
 //! within about one layer's time, and the next turn's answer equals an uninterrupted run's.
 //! Its own test binary: the hook is an environment variable, read by every engine it starts.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ossterm::cli::{DeviceChoice, DtypeChoice};
 use ossterm::engine::worker::TEST_LAYER_DELAY_ENV;
-use ossterm::engine::{
-    Command, EngineHandle, EngineOptions, Event, ModelSource, SamplingParams, StopReason,
-    TurnStats, spawn,
-};
+use ossterm::engine::{Command, EngineHandle, Event, StopReason, TurnStats};
 use ossterm::harmony::{Conversation, Message, ReasoningEffort, SystemContent};
+
+mod common;
+use common::demo_engine::greedy_demo_engine;
 
 /// How long each prefill layer is made to take; the demo model has 4 layers, so one
 /// chunk of its prompt takes at least 4 times this.
 const LAYER_DELAY: Duration = Duration::from_millis(300);
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn engine() -> EngineHandle {
-    spawn(EngineOptions {
-        source: ModelSource::Local(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo")),
-        device: DeviceChoice::Cpu,
-        dtype: DtypeChoice::Auto,
-        context_limit: Some(1024),
-        effort: ReasoningEffort::Low,
-        sampling: SamplingParams {
-            temperature: 0.0,
-            ..SamplingParams::default()
-        },
-    })
-}
 
 /// Events until `want` says stop, failing on an error or after [`TIMEOUT`].
 fn events_until(engine: &mut EngineHandle, mut want: impl FnMut(&Event) -> bool) {
@@ -99,13 +83,13 @@ fn a_stop_during_prefill_lands_within_a_layer_and_the_next_turn_is_exact() {
     // SAFETY: set before any engine thread starts, in this binary's only test.
     unsafe { std::env::set_var(TEST_LAYER_DELAY_ENV, LAYER_DELAY.as_millis().to_string()) };
 
-    let mut reference = engine();
+    let mut reference = greedy_demo_engine();
     events_until(&mut reference, |event| matches!(event, Event::Ready(_)));
     let (expected_text, expected_stop, _) = whole_turn(&mut reference);
     reference.shutdown();
     assert!(!expected_text.is_empty());
 
-    let mut engine = engine();
+    let mut engine = greedy_demo_engine();
     events_until(&mut engine, |event| matches!(event, Event::Ready(_)));
     submit(&engine);
     // In the second of the chunk's four slowed layers.

@@ -2,30 +2,17 @@
 //! free, the final answer is held to the schema and ends the turn; a schema the grammar cannot
 //! follow fails the turn before any token.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ossterm::cli::{DeviceChoice, DtypeChoice};
-use ossterm::engine::{Command, EngineHandle, EngineOptions, Event, ModelSource, SamplingParams};
-use ossterm::engine::{StopReason, spawn};
-use ossterm::harmony::{Conversation, Message, ReasoningEffort, SystemContent};
+use ossterm::engine::StopReason;
+use ossterm::engine::{Command, EngineHandle, Event};
+use ossterm::harmony::{Conversation, Message, SystemContent};
 use ossterm::structured::{ResponseFormat, TurnConstraint};
 
-const TIMEOUT: Duration = Duration::from_secs(120);
+mod common;
+use common::demo_engine::greedy_demo_engine;
 
-fn demo_engine() -> EngineHandle {
-    spawn(EngineOptions {
-        source: ModelSource::Local(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo")),
-        device: DeviceChoice::Cpu,
-        dtype: DtypeChoice::Auto,
-        context_limit: Some(1024),
-        effort: ReasoningEffort::Low,
-        sampling: SamplingParams {
-            temperature: 0.0,
-            ..SamplingParams::default()
-        },
-    })
-}
+const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Everything the engine sent for one submit, up to its end (or its error).
 struct Outcome {
@@ -94,7 +81,7 @@ fn the_final_answer_follows_the_schema_and_reasoning_stays_free() {
         source_name: "test".into(),
     })
     .expect("supported schema");
-    let mut engine = demo_engine();
+    let mut engine = greedy_demo_engine();
 
     // Unconstrained, the demo model answers in prose: the constraint is what makes it JSON.
     let free = submit(&mut engine, None);
@@ -128,7 +115,7 @@ fn the_final_answer_follows_the_schema_and_reasoning_stays_free() {
 
 #[test]
 fn a_schema_the_grammar_cannot_follow_fails_before_any_token() {
-    let mut engine = demo_engine();
+    let mut engine = greedy_demo_engine();
     // Built by hand, skipping the check `from_response_format` does: the engine checks too.
     let constraint = TurnConstraint {
         final_format: Some(ResponseFormat::JsonSchema {

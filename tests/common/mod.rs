@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod demo_engine;
 pub mod fake_hub;
 pub mod harmony;
 pub mod serve;
