@@ -8,6 +8,7 @@
 
 use candle_core::Tensor;
 
+use crate::model::cache::{KvLayout, KvPayloadError};
 use crate::model::{GptOss, KvCache, Logits, ModelError};
 
 /// Prompt tokens are fed to the model in chunks of this many, so a stop request or a progress
@@ -116,6 +117,38 @@ impl Session {
     /// of a message the model starts within its turn).
     pub fn mark_turn_start(&mut self) {
         self.cache.mark_snapshot();
+    }
+
+    /// What the cache holds (a snapshot file's header).
+    pub fn cache_layout(&self) -> Result<KvLayout, KvPayloadError> {
+        self.cache.layout()
+    }
+
+    /// Writes the cache's keys and values in [`Session::cache_layout`]'s order.
+    pub fn write_cache(&self, out: &mut dyn std::io::Write) -> Result<(), KvPayloadError> {
+        self.cache.write_payload(out)
+    }
+
+    /// Replaces the session with `tokens` and the cache state `input` holds for `layout`
+    /// (read back from [`Session::write_cache`]). On any error the session is left empty.
+    pub fn restore(
+        &mut self,
+        tokens: Vec<u32>,
+        layout: &KvLayout,
+        input: &mut dyn std::io::Read,
+    ) -> Result<(), KvPayloadError> {
+        self.tokens.clear();
+        if tokens.len() != layout.len {
+            self.cache.clear();
+            return Err(KvPayloadError::Mismatch(format!(
+                "{} token ids for {} cached positions",
+                tokens.len(),
+                layout.len
+            )));
+        }
+        self.cache.read_payload(layout, input)?;
+        self.tokens = tokens;
+        Ok(())
     }
 }
 
@@ -243,6 +276,54 @@ mod tests {
             diff <= 1e-3,
             "logits after a stopped prefill differ by {diff}"
         );
+    }
+
+    /// A session written out and restored into a new cache (f16, as on the CPU by default)
+    /// serves the next prompt as the original would: same plan, bit-identical logits.
+    #[test]
+    fn a_restored_session_continues_bit_identically() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-a-int4");
+        let model = GptOss::load(&dir, &Device::Cpu, Precision::Default).expect("int4 fixture");
+        let first: Vec<u32> = (0..30).map(|i| (i * 7 + 3) % 500).collect();
+        let mut original = Session::new(model.new_cache(128).expect("cache"));
+        original.feed(&model, &first).expect("prefill");
+        original.mark_turn_start();
+        for token in [11u32, 12, 13, 14, 15, 16, 17, 18, 19, 20] {
+            original.feed(&model, &[token]).expect("decode");
+        }
+        let mut bytes = Vec::new();
+        original.write_cache(&mut bytes).expect("written");
+        let layout = original.cache_layout().expect("layout");
+
+        let mut restored = Session::new(model.new_cache(128).expect("cache"));
+        restored
+            .restore(original.tokens().to_vec(), &layout, &mut bytes.as_slice())
+            .expect("restored");
+        assert_eq!(restored.tokens(), original.tokens());
+
+        let mut second = first.clone();
+        second.extend([40u32, 41, 42, 43, 44]);
+        let plan = original.plan_prefill(&second);
+        assert_eq!(restored.plan_prefill(&second), plan);
+        assert_eq!(plan.cached_tokens, first.len(), "rewinds to the snapshot");
+        let expected = original
+            .feed(&model, &second[plan.cached_tokens..])
+            .expect("original");
+        let got = restored
+            .feed(&model, &second[plan.cached_tokens..])
+            .expect("restored");
+        assert_eq!(max_abs_diff(&got, &expected), 0.0);
+
+        // Token ids that do not match the layout are refused and leave the session empty.
+        let err = restored
+            .restore(vec![1, 2], &layout, &mut bytes.as_slice())
+            .expect_err("2 ids for 40 positions");
+        assert!(
+            err.to_string()
+                .contains("2 token ids for 40 cached positions"),
+            "{err}"
+        );
+        assert!(restored.is_empty());
     }
 
     #[test]

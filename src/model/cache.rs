@@ -7,6 +7,9 @@ use candle_core::{DType, Device, Tensor};
 use super::config::{Config, LayerKind};
 use super::error::ModelError;
 
+mod persist;
+pub use persist::{KvLayout, KvPayloadError, SnapshotLayout};
+
 /// At most this many snapshots are kept (the oldest go first): one per assistant turn, so a
 /// rewind up to 8 turns back stays exact; the planner budgets the same number.
 pub const MAX_SNAPSHOTS: usize = 8;
