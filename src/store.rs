@@ -119,6 +119,15 @@ fn check_id(id: &str) -> Result<(), StoreError> {
 
 /// Writes `bytes` to `path` atomically: temp file in the same folder, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomic_with(path, &mut |file| file.write_all(bytes))
+}
+
+/// [`write_atomic`] for contents too large to build in memory first: `write` streams them
+/// into the temporary file.
+pub fn write_atomic_with(
+    path: &Path,
+    write: &mut dyn FnMut(&mut fs::File) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
     let err = |source| StoreError::Write {
         path: path.to_path_buf(),
         source,
@@ -132,7 +141,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = fs::File::create(&temp)?;
-        file.write_all(bytes)?;
+        write(&mut file)?;
         file.sync_all()?;
         fs::rename(&temp, path)?;
         // Make the rename itself durable.

@@ -4,6 +4,7 @@
 //! submit sends the whole conversation; the engine renders it with harmony, re-uses the cached
 //! prefix, and streams what the model writes back as parsed harmony events.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::harmony::{Conversation, ReasoningEffort};
@@ -59,6 +60,16 @@ pub enum Command {
     SetContextLimit(usize),
     /// End the engine thread.
     Shutdown,
+    /// Keep KV snapshots of chats in `dir` (at most `budget_bytes` there): written after
+    /// each turn of the chat named by [`Command::OpenChat`], restored when it is opened again.
+    EnableKvSnapshots { dir: PathBuf, budget_bytes: u64 },
+    /// The UI shows chat `chat_id` now (a saved one reopened, or a new one): later turns'
+    /// snapshots are saved under its id, and its saved snapshot is restored when the
+    /// conversation (as the next submit will send it) starts with the snapshot's tokens.
+    OpenChat {
+        chat_id: String,
+        conversation: Conversation,
+    },
 }
 
 /// Why a generation ended.
@@ -197,6 +208,16 @@ pub enum Event {
     TurnDone { stop: StopReason, stats: TurnStats },
     /// A metrics sample.
     Metrics(MetricsSample),
+    /// An opened chat's KV cache was read back from disk: the next submit prefills only what
+    /// is new.
+    ChatRestored {
+        /// Tokens put back in the cache.
+        restored_tokens: usize,
+        file_bytes: u64,
+        restore_ms: f64,
+    },
+    /// A one-line note for the status line (a snapshot ignored, a save that failed).
+    Notice(String),
     /// Something failed; the text says what and what to do. `fatal` when the engine stopped.
     Error { message: String, fatal: bool },
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+use super::kv_key::{SnapshotKey, model_digest};
+use super::kv_store::KvSnapshotStore;
 use super::protocol::{
     Command, Event, METRICS_INTERVAL, MetricsSample, ModelInfo, SamplingParams, StopReason,
     TurnStats,
@@ -235,6 +237,13 @@ struct Engine {
     test_layer_delay: Option<Duration>,
     /// The vocabulary as llguidance sees it, built on the first constrained turn.
     grammar_vocab: Option<Arc<GrammarVocab>>,
+    /// The checkpoint's folder and kernels (a KV snapshot's key).
+    model_dir: PathBuf,
+    kernels: Kernels,
+    /// Where chats' KV snapshots go; `None` until [`Command::EnableKvSnapshots`].
+    kv_store: Option<KvSnapshotStore>,
+    /// The chat the session belongs to ([`Command::OpenChat`]), whose snapshot turns update.
+    chat_id: Option<String>,
 }
 
 /// What interrupted a turn, if anything.
@@ -310,10 +319,10 @@ impl Engine {
             total_bytes: plan.weight_bytes(),
         });
         let precision = Precision::from(options.dtype);
-        let model =
-            GptOss::load_with_progress(&dir, &device, precision, Kernels::Auto, &mut |at| {
-                out.send(shard_event(at))
-            })?;
+        let kernels = Kernels::Auto;
+        let model = GptOss::load_with_progress(&dir, &device, precision, kernels, &mut |at| {
+            out.send(shard_event(at))
+        })?;
         let tokenizer = Arc::new(Tokenizer::from_file(&dir.join("tokenizer.json"))?);
         let cache = model.new_cache(context_limit)?;
         let info = ModelInfo {
@@ -337,6 +346,10 @@ impl Engine {
             last_turn: TurnStats::default(),
             test_layer_delay: test_layer_delay(),
             grammar_vocab: None,
+            model_dir: dir,
+            kernels,
+            kv_store: None,
+            chat_id: None,
         };
         out.send(Event::Metrics(engine.metrics(false, 0.0)));
         Ok(engine)
@@ -378,6 +391,7 @@ impl Engine {
                     self.sampler = Sampler::new(sampling);
                 }
                 Command::NewChat => {
+                    self.chat_id = None;
                     self.session.reset();
                     out.send(Event::Metrics(self.metrics(false, 0.0)));
                 }
@@ -395,9 +409,89 @@ impl Engine {
                     out.send(Event::Ready(self.info.clone()));
                     out.send(Event::Metrics(self.metrics(false, 0.0)));
                 }
+                Command::EnableKvSnapshots { dir, budget_bytes } => {
+                    self.enable_kv_snapshots(dir, budget_bytes, out);
+                }
+                Command::OpenChat {
+                    chat_id,
+                    conversation,
+                } => self.open_chat(chat_id, conversation, out),
                 Command::Shutdown => return,
             }
         }
+    }
+
+    /// Turns KV snapshots on; their key digests the checkpoint (once, here).
+    fn enable_kv_snapshots(&mut self, dir: PathBuf, budget_bytes: u64, out: &Outbox) {
+        let key = model_digest(&self.model_dir)
+            .map_err(|e| format!("cannot read {}: {e}", self.model_dir.display()))
+            .and_then(|model_digest| {
+                let layout = self.session.cache_layout().map_err(|e| e.to_string())?;
+                Ok(SnapshotKey {
+                    model_digest,
+                    cache_dtype: layout.dtype,
+                    activation_dtype: self.model.dtype().as_str().to_string(),
+                    kernels: format!("{:?}", self.kernels),
+                    device: self.info.device.clone(),
+                })
+            });
+        match key {
+            Ok(key) => self.kv_store = Some(KvSnapshotStore::new(dir, budget_bytes, key)),
+            Err(e) => out.send(Event::Notice(format!(
+                "chats' KV caches are not saved: {e}"
+            ))),
+        }
+    }
+
+    /// Binds the session to `chat_id` and restores the chat's snapshot when it has one that
+    /// fits the conversation.
+    fn open_chat(&mut self, chat_id: String, conversation: Conversation, out: &Outbox) {
+        self.chat_id = Some(chat_id.clone());
+        if self.kv_store.is_none() {
+            return;
+        }
+        let started = Instant::now();
+        let prompt = match self.render_prompt(conversation) {
+            Ok(prompt) => prompt,
+            Err(e) => return out.send(Event::Notice(format!("cannot restore the chat: {e}"))),
+        };
+        let vocab_size = self.model.config().vocab_size;
+        let Some(store) = &self.kv_store else { return };
+        match store.restore(&chat_id, &mut self.session, &prompt, vocab_size) {
+            Ok(Some(restored)) => out.send(Event::ChatRestored {
+                restored_tokens: restored.tokens,
+                file_bytes: restored.file_bytes,
+                restore_ms: ms_since(started),
+            }),
+            Ok(None) => {}
+            Err(e) => out.send(Event::Notice(e.to_string())),
+        }
+        out.send(Event::Metrics(self.metrics(false, 0.0)));
+    }
+
+    /// Writes the session as the open chat's snapshot (after every turn, a stopped one and
+    /// one cut short by quitting included).
+    fn save_kv_snapshot(&self, out: &Outbox) {
+        let (Some(store), Some(chat_id)) = (&self.kv_store, &self.chat_id) else {
+            return;
+        };
+        if self.session.is_empty() {
+            return;
+        }
+        if let Err(e) = store.save(chat_id, &self.session) {
+            out.send(Event::Notice(e.to_string()));
+        }
+    }
+
+    /// The prompt a submit of `conversation` runs: rendered for completion, with the
+    /// engine's reasoning effort.
+    fn render_prompt(&self, mut conversation: Conversation) -> Result<Vec<u32>, EngineError> {
+        set_reasoning_effort(&mut conversation, self.effort);
+        Ok(harmony::render_for_completion(
+            &conversation,
+            &self.tokenizer,
+            &harmony::RenderOptions::default(),
+        )?)
     }
 
     /// Re-plans and re-allocates the KV cache; the conversation is re-processed on next submit.
@@ -421,19 +515,14 @@ impl Engine {
     /// One assistant turn: render, prefill what is new, decode until a stop.
     fn turn(
         &mut self,
-        mut conversation: Conversation,
+        conversation: Conversation,
         max_new_tokens: usize,
         constraint: Option<TurnConstraint>,
         commands: &mpsc::Receiver<Command>,
         out: &Outbox,
     ) -> Result<Interrupt, EngineError> {
         let submitted = Instant::now();
-        set_reasoning_effort(&mut conversation, self.effort);
-        let prompt = harmony::render_for_completion(
-            &conversation,
-            &self.tokenizer,
-            &harmony::RenderOptions::default(),
-        )?;
+        let prompt = self.render_prompt(conversation)?;
         let limit = self.session.capacity();
         if prompt.len() >= limit {
             return Err(EngineError::PromptTooLong {
@@ -610,6 +699,7 @@ impl Engine {
             stats,
             stats.decode_tok_s(),
         )));
+        self.save_kv_snapshot(out);
         Ok(interrupt)
     }
 

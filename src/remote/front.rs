@@ -328,6 +328,8 @@ impl Front {
             Command::NewChat
             | Command::Rewind { .. }
             | Command::SetContextLimit(_)
+            | Command::EnableKvSnapshots { .. }
+            | Command::OpenChat { .. }
             | Command::Shutdown => {}
         }
     }
