@@ -20,6 +20,11 @@ pub const CONFIG_FILE_NAME: &str = "config.toml";
 pub const CONFIG_DIR_ENV: &str = "OSSTERM_CONFIG_DIR";
 /// Overrides the data dir where chats are stored.
 pub const DATA_DIR_ENV: &str = "OSSTERM_DATA_DIR";
+/// Overrides the cache dir where chats' KV snapshots are kept.
+pub const CACHE_DIR_ENV: &str = "OSSTERM_CACHE_DIR";
+/// The default disk budget for chats' KV snapshots: about 170k tokens of gpt-oss-20b's f16
+/// cache (24,576 bytes a token).
+pub const DEFAULT_KV_DISK_BUDGET_MIB: u64 = 4096;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "model",
@@ -36,6 +41,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "mcp",
     "python",
     "browser",
+    "kv_disk_budget_mib",
 ];
 const SAMPLING_KEYS: &[&str] = &["temperature", "top_p", "top_k", "min_p", "seed"];
 
@@ -109,6 +115,8 @@ pub struct Settings {
     pub developer_instructions: Option<String>,
     /// `[tools]`, `[mcp.NAME]`, `[python]`, `[browser]` (see `tools::settings`).
     pub tools: crate::tools::ToolSettings,
+    /// Disk space for chats' KV snapshots (`kv_disk_budget_mib`); 0 keeps none.
+    pub kv_disk_budget_bytes: u64,
 }
 
 impl Settings {
@@ -129,6 +137,7 @@ impl Settings {
             keybindings: BTreeMap::new(),
             developer_instructions: None,
             tools: crate::tools::ToolSettings::default(),
+            kv_disk_budget_bytes: DEFAULT_KV_DISK_BUDGET_MIB << 20,
         }
     }
 
@@ -180,6 +189,12 @@ impl Settings {
                     settings.effort = parse_effort(&text).map_err(|e| reader.bad(key, e))?;
                 }
                 "theme" => settings.theme = reader.non_empty_string(key, value)?,
+                "kv_disk_budget_mib" => {
+                    let mib = reader.integer(key, value)?;
+                    settings.kv_disk_budget_bytes = mib.checked_mul(1 << 20).ok_or_else(|| {
+                        reader.bad(key, format!("is {mib}: more MiB than a disk holds"))
+                    })?;
+                }
                 "developer_instructions" => {
                     settings.developer_instructions = Some(reader.string(key, value)?)
                 }
@@ -292,6 +307,7 @@ impl Settings {
             "dtype": dtype_name(self.dtype),
             "effort": effort_name(self.effort),
             "theme": self.theme,
+            "kv_disk_budget_mib": self.kv_disk_budget_bytes >> 20,
             "sampling": {
                 "temperature": self.sampling.temperature,
                 "top_p": self.sampling.top_p,
@@ -332,6 +348,20 @@ pub fn config_path() -> Result<PathBuf, ConfigError> {
 /// The folder for saved chats: `$OSSTERM_DATA_DIR`, else the OS data dir.
 pub fn data_dir() -> Result<PathBuf, ConfigError> {
     dir_from_env_or(DATA_DIR_ENV, "data", |dirs| dirs.data_dir().to_path_buf())
+}
+
+/// The folder for files ossterm can make again (chats' KV snapshots): `$OSSTERM_CACHE_DIR`;
+/// else `cache/` in `$OSSTERM_DATA_DIR` when that is set, so a portable install (or a test)
+/// keeps everything in one place; else the OS cache dir.
+pub fn cache_dir() -> Result<PathBuf, ConfigError> {
+    if std::env::var_os(CACHE_DIR_ENV).is_none_or(|v| v.is_empty())
+        && let Some(data) = std::env::var_os(DATA_DIR_ENV).filter(|v| !v.is_empty())
+    {
+        return Ok(PathBuf::from(data).join("cache"));
+    }
+    dir_from_env_or(CACHE_DIR_ENV, "cache", |dirs| {
+        dirs.cache_dir().to_path_buf()
+    })
 }
 
 fn dir_from_env_or(
@@ -508,6 +538,33 @@ mod tests {
         assert_eq!(settings.theme, "dark");
         assert_eq!(settings.sampling, SamplingParams::default());
         assert!(settings.file_found);
+    }
+
+    #[test]
+    fn the_kv_disk_budget_is_in_mib_and_checked() {
+        assert_eq!(
+            parse("").expect("defaults").kv_disk_budget_bytes,
+            4096 << 20
+        );
+        let settings = parse("kv_disk_budget_mib = 0").expect("0 turns snapshots off");
+        assert_eq!(settings.kv_disk_budget_bytes, 0);
+        let settings = parse("kv_disk_budget_mib = 512").expect("valid");
+        assert_eq!(settings.kv_disk_budget_bytes, 512 << 20);
+        assert!(settings.to_toml().contains("kv_disk_budget_mib = 512"));
+        let err = parse("kv_disk_budget_mib = 9223372036854775807")
+            .expect_err("overflows")
+            .to_string();
+        assert!(
+            err.contains("`kv_disk_budget_mib` is 9223372036854775807: more MiB than a disk holds"),
+            "{err}"
+        );
+        let err = parse("kv_disk_budget_mib = -1")
+            .expect_err("negative")
+            .to_string();
+        assert!(
+            err.contains("`kv_disk_budget_mib` is -1: must not be negative"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -68,6 +68,12 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
         Some(remote) => crate::remote::spawn(remote),
         None => engine::spawn(engine_options),
     };
+    if args.remote.is_none() && settings.kv_disk_budget_bytes > 0 {
+        let _ = engine.commands.send(engine::Command::EnableKvSnapshots {
+            dir: config::cache_dir()?.join("kv"),
+            budget_bytes: settings.kv_disk_budget_bytes,
+        });
+    }
     let mut app = App::new(options);
     app.shift_enter_works = guard.keyboard_enhanced;
     app.tools.policy = ApprovalPolicy {
@@ -257,6 +263,8 @@ async fn event_loop(
     if !resumed.notes.is_empty() {
         app.notice = Some(resumed.notes.join("; "));
     }
+    let mut engine_chat = None;
+    follow_open_chat(&app, &engine, &mut engine_chat);
     let mut terminal_error = None;
     let mut terminal_events = EventStream::new();
     let mut frame_tick = tokio::time::interval(FRAME_INTERVAL);
@@ -329,6 +337,7 @@ async fn event_loop(
                 }
             }
         }
+        follow_open_chat(&app, &engine, &mut engine_chat);
         if quit {
             break;
         }
@@ -340,6 +349,20 @@ async fn event_loop(
         return Err(e).context("reading terminal events");
     }
     exit_status(&app)
+}
+
+/// Tells the engine when the open chat changed (reopened, or a new one), so that it saves
+/// this chat's KV cache after each turn and restores the one saved with it.
+fn follow_open_chat(app: &App, engine: &engine::EngineHandle, engine_chat: &mut Option<String>) {
+    if engine_chat.as_deref() == Some(app.chat_id.as_str()) {
+        return;
+    }
+    *engine_chat = Some(app.chat_id.clone());
+    // A closed channel means the engine stopped; its Error event already says why.
+    let _ = engine.commands.send(engine::Command::OpenChat {
+        chat_id: app.chat_id.clone(),
+        conversation: app.conversation(),
+    });
 }
 
 /// Takes the lock of chat `id` for this copy (keeping it when already held); false when

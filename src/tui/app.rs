@@ -531,6 +531,13 @@ impl App {
                 self.metrics.push(sample);
                 Vec::new()
             }
+            Event::ChatRestored {
+                restored_tokens, ..
+            } => self.chat_restored(restored_tokens),
+            Event::Notice(text) => {
+                self.notice = Some(text);
+                Vec::new()
+            }
             Event::Error { message, fatal } => {
                 self.overlay = Overlay::Error { message, fatal };
                 if fatal {
@@ -1136,6 +1143,7 @@ fn title_from(text: &str) -> String {
 mod chats;
 pub mod history;
 pub mod pane_sizes;
+mod resume;
 pub mod scroll;
 #[cfg(test)]
 mod tests;
