@@ -199,3 +199,64 @@ fn a_corrupt_snapshot_is_reported_deleted_and_the_chat_still_answers() {
     engine.shutdown();
     assert!(path.exists());
 }
+
+/// Restore against re-prefill for one chat, in the same run, on gpt-oss-20b's shape cut to
+/// 2 layers (one full-attention, one sliding; a small vocabulary keeps the embedding
+/// small) with seeded random int4 weights. Prints the figures; a shared machine makes only
+/// the ratio meaningful. Run: `cargo test --test kv_resume -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: run by hand"]
+fn restore_against_re_prefill_on_the_2_layer_shape() {
+    use ossterm::engine::kv_key::SnapshotKey;
+    use ossterm::engine::kv_store::KvSnapshotStore;
+    use ossterm::engine::session::{PREFILL_CHUNK_TOKENS, Session};
+    use ossterm::model::{Config, GptOss, Precision};
+
+    const CHAT_TOKENS: usize = 2048;
+    let mut config = Config::gpt_oss_20b().with_layers(2);
+    config.vocab_size = 8192;
+    let device = candle_core::Device::Cpu;
+    let model = GptOss::synthetic(&config, 7, &device, Precision::Default).expect("model");
+    let chat: Vec<u32> = (0..CHAT_TOKENS as u32)
+        .map(|i| (i * 31 + 7) % 8192)
+        .collect();
+
+    let started = Instant::now();
+    let mut session = Session::new(model.new_cache(4096).expect("cache"));
+    for chunk in chat.chunks(PREFILL_CHUNK_TOKENS) {
+        session.feed(&model, chunk).expect("prefill");
+    }
+    session.mark_turn_start();
+    let prefill = started.elapsed();
+
+    let kv = tempfile::tempdir().expect("tempdir");
+    let key = SnapshotKey {
+        model_digest: "synthetic-2-layer".into(),
+        cache_dtype: "f16".into(),
+        activation_dtype: "f32".into(),
+        kernels: "Auto".into(),
+        device: "cpu".into(),
+    };
+    let store = KvSnapshotStore::new(kv.path().to_path_buf(), 1 << 40, key);
+    let started = Instant::now();
+    let file_bytes = store.save("bench", &session).expect("saved");
+    let save = started.elapsed();
+
+    let started = Instant::now();
+    let mut restored = Session::new(model.new_cache(4096).expect("cache"));
+    let outcome = store
+        .restore("bench", &mut restored, &chat, config.vocab_size)
+        .expect("restored")
+        .expect("a snapshot");
+    let restore = started.elapsed();
+    assert_eq!(outcome.tokens, CHAT_TOKENS);
+    println!(
+        "{CHAT_TOKENS}-token chat, 2-layer gpt-oss-20b shape: re-prefill {:.0} ms, save {:.0} ms, restore {:.0} ms ({:.0}x faster than re-prefill), file {} bytes ({} B/token)",
+        prefill.as_secs_f64() * 1000.0,
+        save.as_secs_f64() * 1000.0,
+        restore.as_secs_f64() * 1000.0,
+        prefill.as_secs_f64() / restore.as_secs_f64(),
+        file_bytes,
+        file_bytes / CHAT_TOKENS as u64
+    );
+}
