@@ -627,9 +627,22 @@ mod tests {
         // Reading "a" makes it recent: "b" is now the least recently used.
         let (_, restored) = f.restore("a");
         assert!(restored.expect("no error").is_some());
+        // A temporary file a killed save left long ago goes too; a fresh one (a save in
+        // progress in another copy of the app) stays.
+        let stale = f.dir.path().join("kv/.old.kv.1.tmp");
+        let fresh = f.dir.path().join("kv/.new.kv.2.tmp");
+        for path in [&stale, &fresh] {
+            fs::write(path, "partial").expect("write");
+        }
+        fs::File::options()
+            .append(true)
+            .open(&stale)
+            .and_then(|file| file.set_modified(SystemTime::now() - 2 * STALE_TEMP_AGE))
+            .expect("age the temp file");
         f.save("c");
         let exists = |id: &str| f.store.path(id).expect("path").exists();
         assert_eq!((exists("a"), exists("b"), exists("c")), (true, false, true));
+        assert_eq!((stale.exists(), fresh.exists()), (false, true));
 
         let tight = fixture(one - 1);
         let session = chatted(&tight.model, &prompt());
