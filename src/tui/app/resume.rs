@@ -16,3 +16,41 @@ impl App {
         Vec::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::Event;
+    use crate::tui::app::Input;
+    use crate::tui::app::tests::app;
+
+    #[test]
+    fn a_restore_is_told_after_the_opened_chat_and_the_context_figure_follows_the_engine() {
+        let mut app = app();
+        app.notice = Some("opened 'Capitals'".into());
+        app.saved_context_tokens = Some(120);
+        let effects = app.update(Input::Engine(Event::ChatRestored {
+            restored_tokens: 131,
+            file_bytes: 4096,
+            restore_ms: 2.0,
+        }));
+        assert!(effects.is_empty());
+        assert_eq!(
+            app.notice.as_deref(),
+            Some("opened 'Capitals': restored 131 tokens from disk")
+        );
+        assert_eq!(app.saved_context_tokens, None);
+
+        // Any other notice is replaced; an engine notice is shown as it comes.
+        app.notice = Some("new chat".into());
+        app.update(Input::Engine(Event::ChatRestored {
+            restored_tokens: 7,
+            file_bytes: 10,
+            restore_ms: 1.0,
+        }));
+        assert_eq!(app.notice.as_deref(), Some("restored 7 tokens from disk"));
+        app.update(Input::Engine(Event::Notice(
+            "ignored the saved KV cache x".into(),
+        )));
+        assert_eq!(app.notice.as_deref(), Some("ignored the saved KV cache x"));
+    }
+}
