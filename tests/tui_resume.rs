@@ -75,12 +75,19 @@ fn reopening_a_chat_restores_its_kv_cache_from_disk() {
         line.contains("opened 'What is the capital of France?'"),
         "{screen}"
     );
-    // The chat goes on from the restored cache.
+    // The chat goes on from the restored cache: the new turn's prompt is mostly cached
+    // (a fresh engine would have cached nothing).
     tmux.type_text("And of Italy?");
     tmux.keys(&["Enter"]);
-    tmux.wait_for("the second answer's stats", |s| {
+    let screen = tmux.wait_for("the second answer's stats", |s| {
         s.split_once("And of Italy?")
             .is_some_and(|(_, after)| after.contains(" tok · "))
     });
+    let cached = screen
+        .lines()
+        .find_map(|l| l.split_once(" cached")?.0.rsplit("+ ").next())
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no cached figure in the metrics:\n{screen}"));
+    assert_ne!(cached, "0", "nothing cached after the restore:\n{screen}");
     quit(&tmux);
 }
