@@ -40,9 +40,13 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 #[derive(Debug, thiserror::Error)]
 pub enum KvStoreError {
     /// The file is not a snapshot this engine can use (truncated, corrupt, another model or
-    /// format version, another chat's tokens); it has been deleted.
-    #[error("ignored the saved KV cache {path}: {problem} (deleted)")]
-    Unusable { path: PathBuf, problem: String },
+    /// format version, another chat's tokens); `fate` says it was deleted (or why not).
+    #[error("ignored the saved KV cache {path}: {problem} ({fate})")]
+    Unusable {
+        path: PathBuf,
+        problem: String,
+        fate: String,
+    },
     /// The snapshot is fine but cannot be used now (a smaller context limit); it is kept.
     #[error("did not restore the saved KV cache {path}: {problem}")]
     NotNow { path: PathBuf, problem: String },
@@ -163,17 +167,29 @@ impl KvSnapshotStore {
         vocab_size: usize,
     ) -> Result<Option<Restored>, KvStoreError> {
         let path = self.path(chat_id)?;
-        let file = match fs::File::open(&path) {
-            Ok(file) => file,
+        // Checked before opening: opening a FIFO would block the engine.
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => {
+                return Err(KvStoreError::NotNow {
+                    path,
+                    problem: "it is not a regular file".into(),
+                });
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(KvStoreError::Read { path, source }),
-        };
-        let unusable = |problem: String| {
-            let _ = fs::remove_file(&path);
-            KvStoreError::Unusable {
-                path: path.clone(),
-                problem,
-            }
+        }
+        let file = fs::File::open(&path).map_err(|source| KvStoreError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let unusable = |problem: String| KvStoreError::Unusable {
+            path: path.clone(),
+            problem,
+            fate: match fs::remove_file(&path) {
+                Ok(()) => "deleted".into(),
+                Err(e) => format!("not deleted: {e}"),
+            },
         };
         let read_error = |source| KvStoreError::Read {
             path: path.clone(),
@@ -582,6 +598,30 @@ mod tests {
             .expect("saved");
         let path = f.store.path("other").expect("path");
         assert_unusable(&f, "other", &path, "its 30 tokens are not this chat's");
+    }
+
+    #[test]
+    fn a_fifo_or_folder_in_place_of_a_snapshot_is_refused_without_opening_it() {
+        let f = fixture(1 << 30);
+        let folder = f.store.path("folder").expect("path");
+        fs::create_dir_all(&folder).expect("mkdir");
+        let fifo = f.store.path("fifo").expect("path");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        for (id, path) in [("folder", &folder), ("fifo", &fifo)] {
+            let (_, result) = f.restore(id);
+            let err = result.expect_err("refused").to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "did not restore the saved KV cache {}: it is not a regular file",
+                    path.display()
+                )
+            );
+        }
     }
 
     #[test]
