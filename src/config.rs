@@ -22,7 +22,7 @@ pub const CONFIG_DIR_ENV: &str = "OSSTERM_CONFIG_DIR";
 pub const DATA_DIR_ENV: &str = "OSSTERM_DATA_DIR";
 /// Overrides the cache dir where chats' KV snapshots are kept.
 pub const CACHE_DIR_ENV: &str = "OSSTERM_CACHE_DIR";
-/// The default disk budget for chats' KV snapshots: about 170k tokens of gpt-oss-20b's f16
+/// The default disk budget for chats' KV snapshots: about 175k tokens of gpt-oss-20b's f16
 /// cache (24,576 bytes a token).
 pub const DEFAULT_KV_DISK_BUDGET_MIB: u64 = 4096;
 
