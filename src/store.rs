@@ -5,9 +5,11 @@
 //! killed before its rename is recovered at the next start (`recover`). A chat open in one
 //! copy of the app is locked against the others (`lock`).
 
+mod branches;
 mod lock;
 mod recover;
 
+pub use branches::{BranchError, Branches, Fork, ShownPath, Tail, VersionLabel};
 pub use lock::ChatLock;
 pub use recover::{Recovery, Resumed};
 
@@ -73,6 +75,9 @@ pub struct ChatMeta {
     pub updated: String,
     #[serde(default)]
     pub turns: Vec<TurnRecord>,
+    /// The versions not shown where the chat branched (edits, regenerated answers).
+    #[serde(default, skip_serializing_if = "Branches::is_empty")]
+    pub branches: Branches,
     /// Fields this version does not know (kept on save).
     #[serde(flatten, default, skip_serializing_if = "ExtraFields::is_empty")]
     pub extra: ExtraFields,
@@ -327,6 +332,7 @@ mod tests {
                 created: updated.into(),
                 updated: updated.into(),
                 turns: vec![],
+                branches: Default::default(),
                 extra: Default::default(),
             },
             conversation: Conversation::from_messages([
