@@ -85,6 +85,10 @@ impl App {
 
     /// "2/3" for an entry where the chat branched (the version shown, of how many).
     pub fn version_label(&self, entry: usize) -> Option<VersionLabel> {
+        // Drawing asks for every entry: a chat that never branched answers at once.
+        if self.meta.branches.is_empty() {
+            return None;
+        }
         let at = *self.entry_starts().get(entry)?;
         self.meta.branches.label_at(at)
     }
