@@ -73,8 +73,7 @@ fn screen(app: &App, width: u16, height: u16) -> String {
         .collect()
 }
 
-#[test]
-fn the_chat_pane_shows_versions_and_the_selected_message() {
+fn ready_app() -> App {
     let mut app = App::new(AppOptions {
         theme: Theme::load("dark", None).unwrap(),
         keymap: KeyMap::default(),
@@ -90,6 +89,12 @@ fn the_chat_pane_shows_versions_and_the_selected_message() {
         context_limit: 8192,
         max_context: 131_072,
     })));
+    app
+}
+
+#[test]
+fn the_chat_pane_shows_versions_and_the_selected_message() {
+    let mut app = ready_app();
     ask_and_answer(&mut app, "Name a colour.", "Blue.");
     key(&mut app, KeyCode::Char('g'), KeyModifiers::CONTROL);
     answer_pending(&mut app, "Green.");
@@ -121,6 +126,35 @@ fn chat_lines_with(screen: &str, text: &str) -> usize {
         .lines()
         .filter(|l| l.contains(text) && !l.contains("Chat:"))
         .count()
+}
+
+#[test]
+fn a_selected_message_is_scrolled_into_view() {
+    let mut app = ready_app();
+    for i in 0..8 {
+        ask_and_answer(&mut app, &format!("Question {i}?"), &format!("Answer {i}."));
+    }
+    let shown = screen(&app, 100, 16);
+    assert!(
+        chat_lines_with(&shown, "Question 0?") == 0,
+        "it starts at the bottom:\n{shown}"
+    );
+    key(&mut app, KeyCode::Char('p'), KeyModifiers::CONTROL);
+    for _ in 0..15 {
+        key(&mut app, KeyCode::Up, KeyModifiers::NONE);
+    }
+    let shown = screen(&app, 100, 16);
+    assert!(chat_lines_with(&shown, "Question 0?") > 0, "{shown}");
+    assert!(shown.contains("e edit & resend"), "{shown}");
+    // Back down to the newest: the pane follows the bottom again.
+    for _ in 0..15 {
+        key(&mut app, KeyCode::Down, KeyModifiers::NONE);
+    }
+    let shown = screen(&app, 100, 16);
+    assert!(
+        shown.contains("Answer 7.") && chat_lines_with(&shown, "Question 0?") == 0,
+        "{shown}"
+    );
 }
 
 fn saved_files(data: &Path, suffix: &str) -> Vec<String> {
