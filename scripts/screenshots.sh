@@ -4,6 +4,7 @@
 # scripts/ansi_to_png.py (Pillow + DejaVu Sans Mono).
 #   scripts/screenshots.sh            # all screenshots (needs assets/demo and the engine)
 #   OSSTERM_ARGS="--model /x" scripts/screenshots.sh error   # just the error screen
+#   scripts/screenshots.sh branching  # just the answer-versions screen
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
@@ -31,6 +32,25 @@ shot() { # shot NAME
   echo "screenshots/$1.png"
 }
 
+answers_shown() { screen | grep -cE "tok · [0-9.]+ tok/s" || true; }
+# The second question edited and resent (the first version kept: "‹2/2›"), then selected.
+branching_scene() {
+  tm send-keys -t s C-p
+  wait_for "r copy reasoning"
+  tm send-keys -t s Up
+  wait_for "e edit & resend"
+  tm send-keys -t s e C-u
+  tm send-keys -t s -l "Make a small table."
+  tm send-keys -t s Enter
+  wait_for "You ‹2/2›"
+  until [ "$(answers_shown)" -ge 2 ]; do sleep 0.2; done
+  tm send-keys -t s C-p Up
+  wait_for "e edit & resend"
+  shot branching
+  tm send-keys -t s Escape
+  sleep 0.3
+}
+
 tm -f /dev/null new-session -d -s s -x 160 -y 48 \
   -e "OSSTERM_DATA_DIR=$WORK/data" -e "OSSTERM_CONFIG_DIR=$WORK/config" -e TERM=xterm-256color \
   bash --norc --noprofile
@@ -51,6 +71,12 @@ tm send-keys -t s Enter
 wait_for "tok · [0-9.]+ tok/s"
 tm send-keys -t s -l "Write a Rust function to reverse a string."
 tm send-keys -t s Enter
+if [ "$ONLY" = branching ]; then
+  until [ "$(answers_shown)" -ge 2 ]; do sleep 0.2; done
+  branching_scene
+  tm send-keys -t s C-q
+  exit 0
+fi
 # Mid-answer, best effort: the demo model is fast, so poll hard and capture at once.
 deadline=$((SECONDS + 5))
 until screen | grep -q "● generating" || ((SECONDS > deadline)); do sleep 0.01; done
@@ -72,7 +98,9 @@ shot help
 tm send-keys -t s Escape; sleep 0.3; tm send-keys -t s C-l
 wait_for "Chats"
 shot chats
-tm send-keys -t s Escape; sleep 0.3; tm send-keys -t s C-q
+tm send-keys -t s Escape; sleep 0.3
+branching_scene
+tm send-keys -t s C-q
 
 # A tool call: a second run with the python tool switched on (a config of its own).
 sleep 1 # the app has quit and restored the terminal

@@ -5,9 +5,11 @@
 //! killed before its rename is recovered at the next start (`recover`). A chat open in one
 //! copy of the app is locked against the others (`lock`).
 
+mod branches;
 mod lock;
 mod recover;
 
+pub use branches::{BranchError, Branches, Fork, ShownPath, Tail, VersionLabel};
 pub use lock::ChatLock;
 pub use recover::{Recovery, Resumed};
 
@@ -73,6 +75,9 @@ pub struct ChatMeta {
     pub updated: String,
     #[serde(default)]
     pub turns: Vec<TurnRecord>,
+    /// The versions not shown where the chat branched (edits, regenerated answers).
+    #[serde(default, skip_serializing_if = "Branches::is_empty")]
+    pub branches: Branches,
     /// Fields this version does not know (kept on save).
     #[serde(flatten, default, skip_serializing_if = "ExtraFields::is_empty")]
     pub extra: ExtraFields,
@@ -178,17 +183,20 @@ impl ChatStore {
         self.dir.join(format!("{id}.meta.json"))
     }
 
-    /// Saves a chat (conversation first, then metadata; each atomically).
+    /// Saves a chat (metadata first, then the conversation; each atomically). Metadata goes
+    /// first because it holds the versions not shown: killed between the two writes, a chat
+    /// that just branched still has its old branch (in the old conversation file), where the
+    /// other order would have lost it.
     pub fn save(&self, chat: &ChatSnapshot) -> Result<(), StoreError> {
         check_id(&chat.id)?;
         let encode = |source| StoreError::Encode {
             id: chat.id.clone(),
             source,
         };
-        let conversation = serde_json::to_vec_pretty(&chat.conversation).map_err(encode)?;
-        write_atomic(&self.chat_path(&chat.id), &conversation)?;
         let meta = serde_json::to_vec_pretty(&chat.meta).map_err(encode)?;
-        write_atomic(&self.meta_path(&chat.id), &meta)
+        let conversation = serde_json::to_vec_pretty(&chat.conversation).map_err(encode)?;
+        write_atomic(&self.meta_path(&chat.id), &meta)?;
+        write_atomic(&self.chat_path(&chat.id), &conversation)
     }
 
     /// Loads a chat; a missing or broken meta file gives default metadata.
@@ -336,6 +344,7 @@ mod tests {
                 created: updated.into(),
                 updated: updated.into(),
                 turns: vec![],
+                branches: Default::default(),
                 extra: Default::default(),
             },
             conversation: Conversation::from_messages([
@@ -368,6 +377,24 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn the_versions_are_written_before_the_conversation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChatStore::new(dir.path());
+        // The conversation cannot be written (a folder is in its place).
+        fs::create_dir_all(store.chat_path("a").join("x")).unwrap();
+        let mut chat = chat("a", "2026-01-01T00:00:00Z");
+        chat.meta.branches.forks.push(Fork {
+            at: 0,
+            active: 1,
+            versions: vec![Tail::default(), Tail::default()],
+        });
+        let err = store.save(&chat).unwrap_err().to_string();
+        assert!(err.contains("a.json"), "{err}");
+        let meta = fs::read_to_string(store.meta_path("a")).expect("meta written first");
+        assert!(meta.contains("\"branches\""), "{meta}");
     }
 
     #[test]

@@ -248,6 +248,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Tool calls: the approval prompt, the calls' blocks, tool time.
     pub tools: tools::ToolState,
+    /// The message picked with the keyboard, and an edit in progress.
+    pub branching: branches::BranchState,
     /// A reopened chat's context in tokens (as its last turn left it), shown until the
     /// engine reports on this chat's next turn.
     pub saved_context_tokens: Option<usize>,
@@ -425,6 +427,7 @@ impl App {
             metrics_rows_offset: 0,
             metrics: Metrics::default(),
             tools: tools::ToolState::default(),
+            branching: Default::default(),
             saved_context_tokens: None,
             answer_format: None,
             notice: None,
@@ -673,6 +676,9 @@ impl App {
         if self.tools.prompt.is_some() {
             return self.approval_key(key, action);
         }
+        if let Some(effects) = self.branch_key(key, action) {
+            return effects;
+        }
         if let Some(action) = action {
             // '?' opens help only when it can't be the start of a question.
             return self.action(action);
@@ -782,6 +788,7 @@ impl App {
             }
             Action::NewChat => return self.new_chat(),
             Action::Regenerate => return self.regenerate(),
+            Action::SelectMessage => return self.select_message(),
             Action::CopyAnswer => {
                 let answer = self
                     .last_turn()
@@ -962,6 +969,7 @@ impl App {
             self.notice = Some("the model is not loaded yet; your message stays in the box".into());
             return Vec::new();
         }
+        self.branch_if_editing();
         self.input.take();
         self.history.push(&text);
         self.tool_user_message();
@@ -993,28 +1001,6 @@ impl App {
                 self.answer_format.as_ref().map(|(_, c)| c.clone()),
             )),
         ]
-    }
-
-    fn regenerate(&mut self) -> Vec<Effect> {
-        if self.generating || self.tools.busy() || !matches!(self.model, ModelState::Ready(_)) {
-            return Vec::new();
-        }
-        let Some(last_user) = self.messages.iter().rposition(|m| m.role == Role::User) else {
-            self.notice = Some("nothing to regenerate".into());
-            return Vec::new();
-        };
-        self.messages.truncate(last_user + 1);
-        let kept = self.messages.len();
-        self.meta.turns.retain(|t| t.messages_after <= kept);
-        // Every answer after the last question goes, tool calls between them too.
-        while matches!(self.entries.last(), Some(Entry::Assistant(_))) {
-            self.entries.pop();
-        }
-        let entries = self.entries.len();
-        self.tools.blocks.retain(|b| b.after_entry < entries);
-        self.tools.selected = self.tools.blocks.len().checked_sub(1);
-        self.tool_user_message();
-        self.submit()
     }
 
     /// `/json FILE`'s schema, read and checked by the driver (or why it could not be).
@@ -1140,6 +1126,9 @@ fn title_from(text: &str) -> String {
     title
 }
 
+mod branches;
+#[cfg(test)]
+mod branches_tests;
 mod chats;
 pub mod history;
 pub mod pane_sizes;

@@ -34,11 +34,12 @@ pub enum Action {
     ShrinkMetrics,
     ToggleToolBlock,
     SelectToolBlock,
+    SelectMessage,
 }
 
 impl Action {
     /// Every action, in the order the help overlay lists them.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 26] = [
         Action::Send,
         Action::Newline,
         Action::Stop,
@@ -64,6 +65,7 @@ impl Action {
         Action::ShrinkMetrics,
         Action::ToggleToolBlock,
         Action::SelectToolBlock,
+        Action::SelectMessage,
     ];
 
     /// The name used in the config file's `[keybindings]` table.
@@ -94,6 +96,7 @@ impl Action {
             Action::ShrinkMetrics => "shrink_metrics",
             Action::ToggleToolBlock => "toggle_tool_block",
             Action::SelectToolBlock => "select_tool_block",
+            Action::SelectMessage => "select_message",
         }
     }
 
@@ -125,6 +128,7 @@ impl Action {
             Action::ShrinkMetrics => "shorter metrics pane",
             Action::ToggleToolBlock => "expand / collapse the selected tool call's block",
             Action::SelectToolBlock => "select the previous tool call's block (wraps around)",
+            Action::SelectMessage => "select a message: copy, edit & resend, versions",
         }
     }
 
@@ -158,7 +162,7 @@ pub enum KeyError {
         second: &'static str,
     },
     #[error(
-        "unknown action '{0}' in [keybindings]: use one of send, newline, stop, focus_next, focus_prev, scroll_up, scroll_down, page_up, page_down, toggle_reasoning, toggle_earlier_reasoning, cycle_effort, new_chat, regenerate, copy_answer, copy_code, chat_list, help, quit, grow_chat, shrink_chat, grow_metrics, shrink_metrics, toggle_tool_block, select_tool_block"
+        "unknown action '{0}' in [keybindings]: use one of send, newline, stop, focus_next, focus_prev, scroll_up, scroll_down, page_up, page_down, toggle_reasoning, toggle_earlier_reasoning, cycle_effort, new_chat, regenerate, copy_answer, copy_code, chat_list, help, quit, grow_chat, shrink_chat, grow_metrics, shrink_metrics, toggle_tool_block, select_tool_block, select_message"
     )]
     UnknownAction(String),
 }
@@ -354,6 +358,7 @@ impl Default for KeyMap {
             (KeyBinding::with(Down, CTRL), Action::ShrinkMetrics),
             (KeyBinding::with(Char('o'), CTRL), Action::ToggleToolBlock),
             (KeyBinding::with(Char('b'), CTRL), Action::SelectToolBlock),
+            (KeyBinding::with(Char('p'), CTRL), Action::SelectMessage),
         ];
         Self {
             bindings: defaults.into_iter().collect(),

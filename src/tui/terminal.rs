@@ -120,12 +120,17 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Copies text to the clipboard with OSC 52 (works over SSH and in tmux with
-/// `set-clipboard on`).
-pub fn copy_osc52(text: &str) -> io::Result<()> {
+/// The OSC 52 escape that puts `text` on the clipboard: ESC ] 52 ; c ; base64 BEL.
+pub fn osc52_sequence(text: &str) -> String {
     use base64::Engine as _;
     let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+    format!("\x1b]52;c;{encoded}\x07")
+}
+
+/// Copies text to the clipboard with OSC 52 (works over SSH and in tmux with
+/// `set-clipboard on`), written to the terminal between frames, never into a drawn one.
+pub fn copy_osc52(text: &str) -> io::Result<()> {
     let mut stdout = io::stdout();
-    write!(stdout, "\x1b]52;c;{encoded}\x07")?;
+    stdout.write_all(osc52_sequence(text).as_bytes())?;
     stdout.flush()
 }

@@ -128,6 +128,7 @@ impl App {
         self.reasoning_scroll = PaneScroll::default();
         self.saved_context_tokens = None;
         self.tools.reset_chat();
+        self.branching = Default::default();
     }
 
     /// Shows the saved chats (the driver's answer to `Effect::ListChats`).
@@ -261,5 +262,6 @@ impl App {
             stats.cached_tokens + stats.prefill_tokens + stats.decode_tokens
         }));
         self.notice = Some(format!("opened '{}'", self.meta.title));
+        self.check_opened_branches();
     }
 }

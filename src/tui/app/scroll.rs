@@ -67,6 +67,29 @@ impl PaneScroll {
             .map_or(0, |top| view.bottom_top_line().saturating_sub(top))
     }
 
+    /// Scrolls just enough to show lines `first .. first + count` (their start when they are
+    /// taller than the pane); reaching the bottom follows the newest text again.
+    pub fn reveal(&mut self, first: usize, count: usize, view: PaneView) {
+        let bottom_top = view.bottom_top_line();
+        let top = self.top_line.unwrap_or(bottom_top).min(bottom_top);
+        let end = first.saturating_add(count);
+        let top = if first < top || count > view.height {
+            first
+        } else if end > top + view.height {
+            end - view.height
+        } else {
+            top
+        };
+        if top >= bottom_top {
+            self.top_line = None;
+        } else {
+            if self.top_line.is_none() {
+                self.lines_when_left = view.total_lines;
+            }
+            self.top_line = Some(top);
+        }
+    }
+
     /// True when text arrived below since the user scrolled up.
     pub fn new_text_below(&self, total_lines: usize) -> bool {
         !self.follows() && total_lines > self.lines_when_left
@@ -106,6 +129,29 @@ mod tests {
         assert!(scroll.follows(), "the bottom follows again");
         scroll.down(5, VIEW);
         assert!(scroll.follows());
+    }
+
+    #[test]
+    fn revealing_lines_scrolls_only_as_far_as_needed() {
+        let mut scroll = PaneScroll::default();
+        scroll.reveal(95, 2, VIEW);
+        assert!(scroll.follows(), "already in view at the bottom");
+        scroll.reveal(40, 3, VIEW);
+        assert_eq!(scroll.lines_from_bottom(100, 10), 50, "top line is 40");
+        scroll.reveal(45, 8, VIEW);
+        assert_eq!(
+            scroll.lines_from_bottom(100, 10),
+            47,
+            "ends at the pane's bottom"
+        );
+        scroll.reveal(10, 30, VIEW);
+        assert_eq!(
+            scroll.lines_from_bottom(100, 10),
+            80,
+            "a tall one shows its start"
+        );
+        scroll.reveal(92, 8, VIEW);
+        assert!(scroll.follows(), "the last lines follow again");
     }
 
     #[test]

@@ -232,7 +232,7 @@ fn nothing_is_sent_before_the_model_is_ready() {
 }
 
 #[test]
-fn regenerate_drops_the_last_answer_and_resubmits() {
+fn regenerate_resubmits_from_the_last_question() {
     let mut app = app();
     full_turn(&mut app);
     let effects = app.update(ctrl('g'));

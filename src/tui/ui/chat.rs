@@ -2,6 +2,7 @@
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Paragraph};
 
@@ -129,24 +130,72 @@ fn stop_label(stop: StopReason) -> &'static str {
     }
 }
 
+/// The first line and line count of each chat entry at `width` (for scrolling a selected
+/// message into view).
+pub(crate) fn entry_lines(app: &App, width: u16) -> Vec<(usize, usize)> {
+    let (segments, starts) = segments_by_entry(app);
+    let mut first = 0;
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &start)| {
+            let end = starts.get(i + 1).copied().unwrap_or(segments.len());
+            let count = total_lines(&segments[start..end], width, &app.theme);
+            let at = first;
+            first += count;
+            (at, count)
+        })
+        .collect()
+}
+
+/// An entry's first line: who wrote it, its version ("‹2/3›") where the chat branched there,
+/// and when it is selected, highlighted with the keys that act on it.
+fn header(app: &App, entry: usize, who: &'static str, style: Style) -> Vec<Line<'static>> {
+    let theme = &app.theme;
+    let selected = app.branching.selected == Some(entry);
+    let mut spans = vec![Span::styled(
+        who,
+        if selected {
+            style.add_modifier(Modifier::REVERSED)
+        } else {
+            style
+        },
+    )];
+    if let Some(label) = app.version_label(entry) {
+        spans.push(Span::styled(
+            format!(" ‹{}/{}›", label.shown, label.count),
+            theme.accent,
+        ));
+    }
+    if selected {
+        spans.push(Span::styled(
+            format!("  {}", app.selection_hint(entry)),
+            theme.dim,
+        ));
+    }
+    vec![Line::from(spans)]
+}
+
 fn segments(app: &App) -> Vec<Segment<'_>> {
+    segments_by_entry(app).0
+}
+
+/// The pane's segments, and the index of each entry's first segment.
+fn segments_by_entry(app: &App) -> (Vec<Segment<'_>>, Vec<usize>) {
     let theme = &app.theme;
     let mut out = Vec::new();
+    let mut starts = Vec::with_capacity(app.entries.len());
     let last = app.entries.len().saturating_sub(1);
     for (i, entry) in app.entries.iter().enumerate() {
+        starts.push(out.len());
         match entry {
             Entry::User(doc) => {
-                out.push(Segment::Lines(vec![Line::from(Span::styled(
-                    "▌ You", theme.user,
-                ))]));
+                out.push(Segment::Lines(header(app, i, "▌ You", theme.user)));
                 out.push(Segment::Doc(doc));
                 out.push(Segment::Lines(vec![Line::default()]));
             }
             Entry::Assistant(turn) => {
-                out.push(Segment::Lines(vec![Line::from(Span::styled(
-                    "▌ gpt-oss",
-                    theme.accent,
-                ))]));
+                out.push(Segment::Lines(header(app, i, "▌ gpt-oss", theme.accent)));
                 let streaming = app.generating && i == last;
                 let mut head = Vec::new();
                 if !turn.reasoning.is_empty() && app.rects.get().reasoning.is_none() {
@@ -199,7 +248,7 @@ fn segments(app: &App) -> Vec<Segment<'_>> {
             }
         }
     }
-    out
+    (out, starts)
 }
 
 fn welcome(app: &App) -> Vec<Line<'static>> {

@@ -32,6 +32,13 @@ const SLASH_COMMANDS: [(&str, &str); 11] = [
     ("/quit", "quit"),
 ];
 
+/// How copying reaches the clipboard, and the terminal's own selection.
+const CLIPBOARD_NOTES: [&str; 3] = [
+    "Copies go to the clipboard by OSC 52 (works over SSH; tmux needs",
+    "set-clipboard on; some terminals turn OSC 52 off in their settings).",
+    "To select text with the mouse, hold Shift while you drag.",
+];
+
 pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let theme = &app.theme;
     let mut lines = Vec::new();
@@ -72,6 +79,9 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
         ]));
     }
     lines.push(Line::default());
+    for note in CLIPBOARD_NOTES {
+        lines.push(Line::from(Span::styled(note, theme.dim)));
+    }
     lines.push(Line::from(Span::styled(
         "Keys are set in the config file's [keybindings]. Esc closes this.",
         theme.dim,

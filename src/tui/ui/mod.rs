@@ -1,7 +1,7 @@
 //! Drawing: `draw(frame, &app)` lays out the panes and draws each from the app's state.
 //! Nothing here changes state (the pane rectangles are recorded for mouse hit-testing).
 
-mod chat;
+pub(crate) mod chat;
 mod help;
 mod input;
 mod metrics;
