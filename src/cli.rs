@@ -175,7 +175,7 @@ pub struct BenchArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub synthetic: SyntheticArgs,
-    /// Prompt tokens to prefill.
+    /// Prompt tokens to prefill (0: no prefill test).
     #[arg(long, default_value_t = 512)]
     pub pp: usize,
     /// Tokens to decode.
@@ -188,6 +188,10 @@ pub struct BenchArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Timed samples of the prefill and of the decode at each depth (llama-bench's -r); the
+    /// depth is filled once and restored before each.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::cli::ossterm;
+use common::cli::{json_lines, ossterm};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
@@ -158,10 +158,7 @@ fn bench_measures_each_depth_on_one_model() {
         "--json",
     ]);
     assert!(ok, "{stderr}");
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
+    let rows = json_lines(&stdout);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["depth"], 0);
     assert_eq!(rows[1]["depth"], 8);

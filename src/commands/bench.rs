@@ -85,9 +85,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     for &depth in &args.depth {
         let run = run_at_depth(&model, args, depth, &mut random_ids)?;
         device_peak = device_peak.max(probe.sample().device_used_bytes);
-        let bytes_per_token = model.decode_bytes_per_token(depth + run.pp + args.tg / 2);
+        // Decode starts at the depth (as llama-bench's tg does), not after the prefill.
+        let bytes_per_token = model.decode_bytes_per_token(depth + args.tg / 2);
         let bound_tok_s = bandwidth_bytes_s / bytes_per_token as f64;
-        let ratio = run.tg_tok_s / bound_tok_s;
+        let pp_tok_s = mean(&run.pp_samples_tok_s);
+        let tg_tok_s = mean(&run.tg_samples_tok_s).unwrap_or(0.0);
+        let ratio = tg_tok_s / bound_tok_s;
         // On a GPU: what the device had in use at its fullest so far, less before loading.
         let peak_device_bytes =
             (!model.device().is_cpu()).then(|| device_peak.saturating_sub(used_before));
@@ -101,11 +104,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                     "device": device_name,
                     "dtype": format!("{:?}", model.dtype()),
                     "threads": threads,
-                    "pp": run.pp,
+                    "pp": args.pp,
                     "tg": args.tg,
                     "depth": depth,
-                    "pp_tok_s": run.pp_tok_s,
-                    "tg_tok_s": run.tg_tok_s,
+                    "repeat": args.repeat,
+                    "pp_tok_s": pp_tok_s,
+                    "tg_tok_s": tg_tok_s,
+                    "pp_samples_tok_s": run.pp_samples_tok_s,
+                    "tg_samples_tok_s": run.tg_samples_tok_s,
+                    "tg_start_position": run.tg_start_position,
                     "peak_rss_bytes": peak_rss_bytes(),
                     "peak_device_bytes": peak_device_bytes,
                     "peak_allocated_bytes": probe.allocated_peak_bytes(),
@@ -117,14 +124,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 })
             )?;
         } else {
+            let pp_cell = pp_tok_s.map_or("-".to_string(), |v| format!("{v:.1} (pp{})", args.pp));
             writeln!(
                 out,
-                "| {model_name} | {} | {device_name} | {threads} | {depth} | {:.1} (pp{}) | {:.2} (tg{}) | {ratio:.2}x of {bound_tok_s:.2} |",
-                config.num_hidden_layers, run.pp_tok_s, run.pp, run.tg_tok_s, args.tg,
+                "| {model_name} | {} | {device_name} | {threads} | {depth} | {pp_cell} | {tg_tok_s:.2} (tg{}) | {ratio:.2}x of {bound_tok_s:.2} |",
+                config.num_hidden_layers, args.tg,
             )?;
             notes.push(format!(
-                "depth {depth}: {:.1} MB read per decoded token",
-                bytes_per_token as f64 / 1e6
+                "depth {depth}: {:.1} MB read per decoded token; samples: pp {} t/s, tg {} t/s",
+                bytes_per_token as f64 / 1e6,
+                samples_text(&run.pp_samples_tok_s, 1),
+                samples_text(&run.tg_samples_tok_s, 2),
             ));
         }
     }
@@ -190,49 +200,85 @@ fn check_depths(config: &Config, positions: &[(usize, String)]) -> anyhow::Resul
     Ok(())
 }
 
-/// Speeds measured at one depth.
+/// Tokens the depth is filled with per forward pass: llama-bench's default micro-batch, and
+/// it keeps the attention scratch of a deep fill small.
+const DEPTH_FILL_CHUNK_TOKENS: usize = 512;
+
+/// Samples measured at one depth.
 struct DepthRun {
-    pp: usize,
-    pp_tok_s: f64,
-    tg_tok_s: f64,
+    /// Prefill speed of each sample in tokens/s (empty with `--pp 0`).
+    pp_samples_tok_s: Vec<f64>,
+    /// Decode speed of each sample in tokens/s (empty with `--tg 0`).
+    tg_samples_tok_s: Vec<f64>,
+    /// Tokens in the cache when each decode sample started.
+    tg_start_position: usize,
 }
 
-/// Fills a fresh cache with `depth` tokens (untimed), then times a prefill of `--pp` tokens and
-/// `--tg` decode steps.
+/// Fills a fresh cache with `depth` tokens (untimed, once), then `--repeat` times: back to
+/// the depth, time a prefill of `--pp` tokens; back to the depth, time `--tg` greedy decode
+/// steps. Like llama-bench, prefill and decode are separate tests that both start at the depth.
 fn run_at_depth(
     model: &GptOss,
     args: &BenchArgs,
     depth: usize,
     random_ids: &mut impl FnMut(usize) -> Vec<u32>,
 ) -> anyhow::Result<DepthRun> {
-    let pp = args.pp.max(1);
-    let mut cache = model.new_cache(depth + pp + args.tg + 1)?;
-    if depth > 0 {
-        model.forward(&random_ids(depth), &mut cache, Logits::Last)?;
+    let mut cache = model.new_cache(depth + args.pp.max(args.tg) + 1)?;
+    for chunk in random_ids(depth).chunks(DEPTH_FILL_CHUNK_TOKENS) {
+        model.forward(chunk, &mut cache, Logits::Last)?;
     }
-    let prompt = random_ids(pp);
-    model.device().synchronize()?;
-    let start = Instant::now();
-    let mut logits = model.forward(&prompt, &mut cache, Logits::Last)?;
-    model.device().synchronize()?;
-    let pp_tok_s = pp as f64 / start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    for _ in 0..args.tg {
-        let next = logits.argmax(1)?.to_vec1::<u32>()?[0];
-        logits = model.forward(&[next], &mut cache, Logits::Last)?;
-    }
-    // The last step's kernels may still be queued.
-    model.device().synchronize()?;
-    let tg_tok_s = if args.tg > 0 {
-        args.tg as f64 / start.elapsed().as_secs_f64()
-    } else {
-        0.0
+    // Sliding windows drop what a sample pushes past them: the snapshot brings them back.
+    cache.mark_snapshot();
+    let mut run = DepthRun {
+        pp_samples_tok_s: Vec::new(),
+        tg_samples_tok_s: Vec::new(),
+        tg_start_position: depth,
     };
-    Ok(DepthRun {
-        pp,
-        pp_tok_s,
-        tg_tok_s,
-    })
+    for _ in 0..args.repeat {
+        if args.pp > 0 {
+            cache.truncate(depth)?;
+            let prompt = random_ids(args.pp);
+            model.device().synchronize()?;
+            let start = Instant::now();
+            model.forward(&prompt, &mut cache, Logits::Last)?;
+            model.device().synchronize()?;
+            run.pp_samples_tok_s
+                .push(args.pp as f64 / start.elapsed().as_secs_f64());
+        }
+        if args.tg > 0 {
+            cache.truncate(depth)?;
+            run.tg_start_position = cache.len();
+            let mut next = random_ids(1)[0];
+            model.device().synchronize()?;
+            let start = Instant::now();
+            for _ in 0..args.tg {
+                let logits = model.forward(&[next], &mut cache, Logits::Last)?;
+                next = logits.argmax(1)?.to_vec1::<u32>()?[0];
+            }
+            // The last step's kernels may still be queued.
+            model.device().synchronize()?;
+            run.tg_samples_tok_s
+                .push(args.tg as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(run)
+}
+
+/// The mean of `samples`, none when there are none.
+fn mean(samples: &[f64]) -> Option<f64> {
+    (!samples.is_empty()).then(|| samples.iter().sum::<f64>() / samples.len() as f64)
+}
+
+/// `samples` as `a / b / c` with `decimals` digits, or `-` when there are none.
+fn samples_text(samples: &[f64], decimals: usize) -> String {
+    if samples.is_empty() {
+        return "-".to_string();
+    }
+    samples
+        .iter()
+        .map(|v| format!("{v:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 /// The config of a synthetic preset.
@@ -316,4 +362,17 @@ fn measure_host_bandwidth() -> f64 {
         best = best.max((len * 4) as f64 / seconds);
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_average_and_print_in_order() {
+        assert_eq!(mean(&[]), None);
+        assert_eq!(mean(&[2.0, 4.0, 9.0]), Some(5.0));
+        assert_eq!(samples_text(&[], 2), "-");
+        assert_eq!(samples_text(&[12.04, 2.26, 3.0], 1), "12.0 / 2.3 / 3.0");
+    }
 }
