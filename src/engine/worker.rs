@@ -60,6 +60,8 @@ pub struct EngineOptions {
     pub source: ModelSource,
     pub device: DeviceChoice,
     pub dtype: DtypeChoice,
+    /// Whose kernels run the experts and decode attention (`--kernels`).
+    pub kernels: Kernels,
     /// Context limit in tokens; `None` picks the largest that fits (planner).
     pub context_limit: Option<usize>,
     pub effort: ReasoningEffort,
@@ -311,7 +313,7 @@ impl Engine {
         });
         let precision = Precision::from(options.dtype);
         let model =
-            GptOss::load_with_progress(&dir, &device, precision, Kernels::Auto, &mut |at| {
+            GptOss::load_with_progress(&dir, &device, precision, options.kernels, &mut |at| {
                 out.send(shard_event(at))
             })?;
         let tokenizer = Arc::new(Tokenizer::from_file(&dir.join("tokenizer.json"))?);
