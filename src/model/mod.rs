@@ -18,7 +18,6 @@ pub mod linear;
 mod load;
 pub mod model_file;
 pub mod moe;
-mod moe_decode_cpu;
 mod moe_ops;
 pub mod q4_0_q8;
 pub mod q4_stack;

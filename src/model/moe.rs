@@ -11,7 +11,6 @@ use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Module, Tensor};
 
 use super::error::ModelError;
-use super::moe_decode_cpu;
 use super::moe_ops;
 use super::q4_stack::Q4Stack;
 use super::quant::{Q4Activations, q4_0_matmul_with};
@@ -195,9 +194,6 @@ impl Moe {
         let logits = scores
             .broadcast_add(&self.router_bias)?
             .to_dtype(DType::F32)?;
-        if let Some(out) = self.forward_decode_cpu(x, &logits, residual)? {
-            return Ok(out);
-        }
         let out = match &self.experts {
             Experts::PerExpert(experts) => {
                 self.forward_grouped(x, &logits, experts.len(), |e, xs| {
@@ -211,42 +207,6 @@ impl Moe {
             }
         };
         Ok((residual + out)?)
-    }
-
-    /// One token (decode) through Q4_0 CPU experts in f32: [`moe_decode_cpu`], two parallel
-    /// regions for the whole MoE. `None` where that path does not apply.
-    fn forward_decode_cpu(
-        &self,
-        x: &Tensor,
-        logits: &Tensor,
-        residual: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let Experts::PerExpert(experts) = &self.experts else {
-            return Ok(None);
-        };
-        if x.dim(0)? != 1 || x.dtype() != DType::F32 || !x.device().is_cpu() {
-            return Ok(None);
-        }
-        let chosen = route(&logits.flatten_all()?.to_vec1::<f32>()?, self.top_k);
-        let params = moe_decode_cpu::SwigluParams {
-            intermediate: self.intermediate,
-            alpha: self.alpha as f32,
-            limit: self.limit as f32,
-        };
-        let out = moe_decode_cpu::forward_token(
-            experts,
-            &chosen,
-            &x.flatten_all()?.to_vec1::<f32>()?,
-            &residual
-                .flatten_all()?
-                .to_dtype(DType::F32)?
-                .to_vec1::<f32>()?,
-            params,
-        )?;
-        out.map(|out| {
-            Tensor::from_vec(out, residual.dims(), residual.device())?.to_dtype(residual.dtype())
-        })
-        .transpose()
     }
 
     /// Reads the routing on the host and runs each chosen expert once over all its tokens;
@@ -347,131 +307,33 @@ impl Moe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
-    use rand::{Rng, SeedableRng, rngs::StdRng};
-
-    /// Random Q4_0 bytes for [rows, cols] with small f16 scales.
-    fn q4_bytes(rng: &mut StdRng, rows: usize, cols: usize) -> Vec<u8> {
-        let blocks = rows * cols / crate::model::quant::Q4_0_BLOCK_LEN;
-        let mut bytes = Vec::new();
-        for _ in 0..blocks {
-            bytes.extend(half::f16::from_f32(rng.random_range(-0.05f32..0.05)).to_le_bytes());
-            bytes.extend((0..16).map(|_| rng.random::<u8>()));
-        }
-        bytes
-    }
-
-    fn random(rng: &mut StdRng, shape: &[usize]) -> Tensor {
-        let n = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|_| rng.random_range(-1f32..1.0)).collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).expect("tensor")
-    }
-
-    /// A layer of Q4_0 CPU experts on `activations`: 8 experts, top 3, hidden 64, inter 96.
-    fn q4_moe(rng: &mut StdRng, activations: Q4Activations) -> Moe {
-        let (experts, hidden, inter) = (8, 64, 96);
-        let q4 = |rng: &mut StdRng, rows, cols| ExpertLinear::Q4Cpu {
-            bytes: q4_bytes(rng, rows, cols),
-            rows,
-            cols,
+    #[test]
+    fn only_q4_0_cpu_experts_on_8_bit_activations_quantize_them() {
+        let q4 = |activations| ExpertLinear::Q4Cpu {
+            bytes: Vec::new(),
+            rows: 0,
+            cols: 0,
             activations,
         };
-        Moe {
-            router_weight: random(rng, &[experts, hidden]),
-            router_bias: random(rng, &[experts]),
-            experts: Experts::PerExpert(
-                (0..experts)
-                    .map(|_| Expert {
-                        gate_up: q4(rng, 2 * inter, hidden),
-                        gate_up_bias: random(rng, &[2 * inter]),
-                        down: q4(rng, hidden, inter),
-                        down_bias: random(rng, &[hidden]),
-                    })
-                    .collect(),
-            ),
-            top_k: 3,
-            intermediate: inter,
-            alpha: 1.702,
-            limit: 0.9,
-        }
-    }
-
-    #[test]
-    fn the_fused_decode_path_equals_the_grouped_one_bit_for_bit() {
-        let mut rng = StdRng::seed_from_u64(5);
-        for activations in [Q4Activations::F32, Q4Activations::Q8] {
-            let moe = q4_moe(&mut rng, activations);
-            assert_eq!(
-                moe.experts.quantizes_activations(),
-                activations == Q4Activations::Q8
-            );
-            for _ in 0..4 {
-                // Scaled so that the clamp at `limit` bites on some entries.
-                let x = (random(&mut rng, &[1, 64]) * 4.0).expect("scale");
-                let residual = random(&mut rng, &[1, 64]);
-                let logits = x
-                    .matmul(&moe.router_weight.t().expect("t"))
-                    .and_then(|s| s.broadcast_add(&moe.router_bias))
-                    .expect("logits");
-                let fused = moe
-                    .forward_decode_cpu(&x, &logits, &residual)
-                    .expect("runs")
-                    .expect("the fused path applies to Q4_0 CPU experts");
-                let Experts::PerExpert(experts) = &moe.experts else {
-                    unreachable!("built per expert")
-                };
-                let grouped = moe
-                    .forward_grouped(&x, &logits, experts.len(), |e, xs| {
-                        moe.expert_forward(&experts[e], xs)
-                    })
-                    .and_then(|out| &residual + out)
-                    .expect("grouped");
-                let bits = |t: &Tensor| {
-                    t.flatten_all()
-                        .and_then(|t| t.to_vec1::<f32>())
-                        .expect("values")
-                        .into_iter()
-                        .map(f32::to_bits)
-                        .collect::<Vec<_>>()
-                };
-                assert_eq!(bits(&fused), bits(&grouped), "{activations:?}");
-                assert_eq!(
-                    bits(&moe.forward(&x, &residual).expect("forward")),
-                    bits(&fused)
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn the_fused_decode_path_leaves_prefill_and_dense_experts_to_the_grouped_one() {
-        let mut rng = StdRng::seed_from_u64(6);
-        let moe = q4_moe(&mut rng, Q4Activations::Q8);
-        let x = random(&mut rng, &[2, 64]);
-        let logits = random(&mut rng, &[2, 8]);
-        assert!(
-            moe.forward_decode_cpu(&x, &logits, &x)
-                .expect("runs")
-                .is_none()
-        );
-        let dense = Moe {
-            experts: Experts::PerExpert(vec![Expert {
-                gate_up: ExpertLinear::Dense(random(&mut rng, &[192, 64])),
-                gate_up_bias: random(&mut rng, &[192]),
-                down: ExpertLinear::Dense(random(&mut rng, &[64, 96])),
-                down_bias: random(&mut rng, &[64]),
-            }]),
-            top_k: 1,
-            ..moe
+        let bias = Tensor::zeros(1, DType::F32, &candle_core::Device::Cpu).expect("bias");
+        let expert = |gate_up, down| Expert {
+            gate_up,
+            gate_up_bias: bias.clone(),
+            down,
+            down_bias: bias.clone(),
         };
-        let x = random(&mut rng, &[1, 64]);
-        let logits = random(&mut rng, &[1, 1]);
+        let dense = || ExpertLinear::Dense(bias.clone());
         assert!(
-            dense
-                .forward_decode_cpu(&x, &logits, &x)
-                .expect("runs")
-                .is_none()
+            Experts::PerExpert(vec![expert(q4(Q4Activations::Q8), q4(Q4Activations::Q8))])
+                .quantizes_activations()
         );
+        for experts in [
+            vec![expert(q4(Q4Activations::F32), q4(Q4Activations::F32))],
+            vec![expert(dense(), dense())],
+            Vec::new(),
+        ] {
+            assert!(!Experts::PerExpert(experts).quantizes_activations());
+        }
     }
 
     #[test]

@@ -143,8 +143,8 @@ pub const GEMM_MIN_ROWS: usize = 16;
 /// plus a share of L3, so the GEMM reads the tile from cache.
 const GEMM_TILE_ROWS: usize = 256;
 
-/// Output rows per parallel task of [`q4_0_matmul`] (and of the CPU's fused decode MoE).
-pub(crate) const ROWS_PER_TASK: usize = 16;
+/// Output rows per parallel task of [`q4_0_matmul`].
+const ROWS_PER_TASK: usize = 16;
 
 /// `x` [m, cols] f32 times the transpose of a Q4_0 matrix [rows, cols]: [m, rows] f32.
 /// Weights are decoded in registers and activations stay f32 (candle's CPU path quantizes
@@ -289,8 +289,8 @@ pub(crate) fn tokens_major(rows_major: Vec<f32>, rows: usize, m: usize) -> Vec<f
     out
 }
 
-/// One weight row (Q4_0 blocks) against every row of `x`, into `dst_row` [m] (added to it).
-pub(crate) fn q4_0_row(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
+/// One weight row (Q4_0 blocks) against every row of `x`, into `dst_row` [m].
+fn q4_0_row(weights: &[u8], x: &[f32], cols: usize, dst_row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // Safety: the CPU supports AVX-512F, checked just above.
