@@ -199,6 +199,9 @@ fn bench_measures_each_depth_on_one_model() {
     assert_eq!(rows[1]["depth"], 8);
     for row in &rows {
         assert!(row["tg_tok_s"].as_f64().expect("tg") > 0.0);
+        // Which kernels ran: the default's experts multiply 8-bit activations.
+        assert_eq!(row["kernels"], "auto");
+        assert_eq!(row["expert_activations"], "8-bit");
         assert!(
             row["peak_device_bytes"].is_null(),
             "no device memory on the CPU"
