@@ -1,6 +1,6 @@
 //! One expert's Q4_0 matvec at gpt-oss-20b's real shapes (gate_up [5760, 2880], down [2880,
-//! 2880]) with f32 activations (the default, exact) and with 8-bit activations (`--kernels
-//! q8`, integer dot products), in the same run. "from memory": each iteration reads another of
+//! 2880]) with f32 activations (`--kernels exact`) and with 8-bit activations (the CPU's
+//! default, integer dot products), in the same run. "from memory": each iteration reads another of
 //! enough distinct matrices that the weights come from memory, as they do in decode; "cached":
 //! the same matrix again (the kernel's compute rate). Throughput is weight bytes read per
 //! second. Run: `cargo bench --bench q4_matvec`.
@@ -45,8 +45,8 @@ fn bench(c: &mut Criterion) {
             group.throughput(Throughput::Bytes(matrix_bytes as u64));
             group.sample_size(30);
             for (label, activations) in [
-                ("f32 activations (default)", Q4Activations::F32),
-                ("8-bit activations (q8)", Q4Activations::Q8),
+                ("f32 activations (exact)", Q4Activations::F32),
+                ("8-bit activations (default)", Q4Activations::Q8),
             ] {
                 let mut next = 0;
                 group.bench_function(label, |b| {

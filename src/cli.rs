@@ -53,16 +53,19 @@ pub use crate::model::device::DeviceChoice;
 /// Whose kernels run the MoE and decode attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum KernelsChoice {
-    /// ossterm's fused kernels on CUDA, candle's ops elsewhere.
+    /// ossterm's fused kernels on CUDA; on the CPU the Q4_0 experts multiply 8-bit
+    /// activations in decode (integer dot products, as llama.cpp): fast, a little less exact.
     #[default]
     Auto,
+    /// As `auto` with f32 activations everywhere: the closest to the reference, slower
+    /// decode on the CPU.
+    Exact,
     /// candle's ops: experts one at a time with the routing read on the host.
     Candle,
     /// ossterm's: stacked experts with the routing on the device, fused decode attention
     /// (on the CPU through their reference implementations, for tests).
     Fused,
-    /// As `auto`, with the CPU's Q4_0 expert kernel on 8-bit activations (integer dot
-    /// products): faster decode, less exact.
+    /// The same as `auto` (the CPU's Q4_0 experts on 8-bit activations), named explicitly.
     Q8,
 }
 
@@ -70,6 +73,7 @@ impl From<KernelsChoice> for crate::model::Kernels {
     fn from(choice: KernelsChoice) -> Self {
         match choice {
             KernelsChoice::Auto => Self::Auto,
+            KernelsChoice::Exact => Self::Exact,
             KernelsChoice::Candle => Self::Candle,
             KernelsChoice::Fused => Self::Fused,
             KernelsChoice::Q8 => Self::Q8,

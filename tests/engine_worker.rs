@@ -23,6 +23,7 @@ fn start(context_limit: Option<usize>) -> EngineHandle {
         source: ModelSource::Local(demo_dir()),
         device: DeviceChoice::Cpu,
         dtype: DtypeChoice::Auto,
+        kernels: ossterm::model::Kernels::Auto,
         context_limit,
         effort: ReasoningEffort::Medium,
         sampling: SamplingParams {

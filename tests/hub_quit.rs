@@ -31,6 +31,7 @@ fn shutdown_during_a_download_returns_promptly() {
         },
         device: DeviceChoice::Cpu,
         dtype: DtypeChoice::Auto,
+        kernels: ossterm::model::Kernels::Auto,
         context_limit: None,
         effort: ReasoningEffort::Medium,
         sampling: SamplingParams::default(),

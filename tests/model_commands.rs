@@ -133,6 +133,38 @@ fn verify_passes_on_the_fixtures_and_names_the_device() {
     assert_eq!(json["reports"].as_array().expect("reports").len(), 2);
 }
 
+/// The CPU's default kernels (8-bit expert activations) are held to the q8 tier, `--kernels
+/// exact` to the default mode's own; both pass, and the text names the tier.
+#[test]
+fn verify_holds_the_default_kernels_to_the_q8_tier_and_exact_ones_to_the_default_tier() {
+    let dir = fixture("tiny-a-int4");
+    for (kernels, tier) in [("auto", "q8"), ("exact", "default")] {
+        let args = [
+            "verify",
+            "--fixtures",
+            dir.to_str().expect("utf8"),
+            "--device",
+            "cpu",
+            "--dtype",
+            "auto",
+            "--kernels",
+            kernels,
+        ];
+        let (ok, stdout, stderr) = ossterm(&[&args[..], &["--json"]].concat());
+        assert!(ok, "{kernels}: {stdout}\n{stderr}");
+        let json: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json output");
+        assert_eq!(json["reports"][0]["tier"], tier, "{kernels}");
+        assert_eq!(json["failures"], serde_json::json!([]));
+        let (ok, stdout, _) = ossterm(&args);
+        assert!(ok);
+        assert_eq!(
+            stdout.contains("default (q8)"),
+            kernels == "auto",
+            "{kernels}: {stdout}"
+        );
+    }
+}
+
 #[test]
 fn verify_on_a_folder_without_fixtures_says_what_it_expected() {
     let empty = tempfile::tempdir().expect("temp dir");
@@ -164,6 +196,9 @@ fn bench_measures_each_depth_on_one_model() {
     assert_eq!(rows[1]["depth"], 8);
     for row in &rows {
         assert!(row["tg_tok_s"].as_f64().expect("tg") > 0.0);
+        // Which kernels ran: the default's experts multiply 8-bit activations.
+        assert_eq!(row["kernels"], "auto");
+        assert_eq!(row["expert_activations"], "8-bit");
         assert!(
             row["peak_device_bytes"].is_null(),
             "no device memory on the CPU"

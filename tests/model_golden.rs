@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use ossterm::model::fidelity::{self, FixtureReport};
+use ossterm::model::fidelity::{self, FixtureReport, Tier};
 use ossterm::model::{GptOss, Kernels, Precision};
 
 fn fixture(name: &str) -> PathBuf {
@@ -46,9 +46,11 @@ fn bf16_fixture_is_close_in_default_mode() {
     check("tiny-a-bf16", Precision::Default, Kernels::Auto);
 }
 
+/// `--kernels exact`: f32 activations everywhere, the default mode's own tier.
 #[test]
-fn int4_fixture_is_close_in_default_mode() {
-    let report = check("tiny-a-int4", Precision::Default, Kernels::Auto);
+fn int4_fixture_is_close_in_default_mode_with_exact_kernels() {
+    let report = check("tiny-a-int4", Precision::Default, Kernels::Exact);
+    assert_eq!(report.tier, Tier::Default);
     // As close as with an f32 cache: a prompt prefilled in one chunk attends to its own keys
     // and values before the f16 cache rounds them (rounded, prompt `long` moved by 4.35 where
     // a router near-tie flipped).
@@ -82,28 +84,19 @@ fn int4_fixture_is_close_with_the_fused_kernels() {
     }
 }
 
-/// `--kernels q8`: the CPU's Q4_0 experts on 8-bit activations (decode, and prefill's experts
-/// with fewer than 16 tokens; `src/model/q4_0_q8.rs`). Opt-in because on this fixture it
-/// breaks two of the default mode's rules by a hair (short: argmax 3/4 where 90% is asked;
-/// mid: mean |diff| 0.255 > 0.25, a router near-tie flipping and moving a few logits by up to
-/// ~7). What holds: every prompt's likelihood within 1.3% of the reference, the greedy tokens,
-/// and a result visibly not the exact kernel's (so the 8-bit path ran).
+/// The CPU's default kernels: Q4_0 experts on 8-bit activations (decode, and prefill's
+/// experts with fewer than 16 tokens; `src/model/q4_0_q8.rs`), held to the q8 tier (`check`
+/// asserts that no rule of it breaks; the greedy tokens included). On this fixture they break
+/// two of the exact default tier's rules by a hair (README "Speed" has the figures per
+/// prompt), so the tier is looser there and tighter on the likelihood. The result is visibly
+/// not the exact kernel's, so the 8-bit path ran; `--kernels q8` names the same path.
 #[test]
-fn int4_fixture_with_8_bit_activations_keeps_likelihood_and_greedy_tokens() {
-    let dir = fixture("tiny-a-int4");
-    let q8 = fidelity::check_fixture(&dir, &Device::Cpu, Precision::Default, Kernels::Q8)
-        .expect("the fixture loads and runs with --kernels q8");
-    let exact = check("tiny-a-int4", Precision::Default, Kernels::Auto);
+fn int4_fixture_meets_the_q8_tier_with_the_default_kernels() {
+    let q8 = check("tiny-a-int4", Precision::Default, Kernels::Auto);
+    assert_eq!(q8.tier, Tier::Q8);
+    let exact = check("tiny-a-int4", Precision::Default, Kernels::Exact);
     assert_eq!(q8.prompts.len(), 3);
     for (q8, exact) in q8.prompts.iter().zip(&exact.prompts) {
-        let rel = (q8.nll_mean - q8.reference_nll_mean).abs() / q8.reference_nll_mean;
-        assert!(
-            rel < 0.015,
-            "{}: nll {} vs {}",
-            q8.prompt,
-            q8.nll_mean,
-            q8.reference_nll_mean
-        );
         assert!(q8.greedy_match, "{}: greedy tokens differ", q8.prompt);
         assert!(
             q8.max_diff > 100.0 * exact.max_diff.max(1e-4),
@@ -113,6 +106,15 @@ fn int4_fixture_with_8_bit_activations_keeps_likelihood_and_greedy_tokens() {
             exact.max_diff
         );
     }
+    let named = check("tiny-a-int4", Precision::Default, Kernels::Q8);
+    for (a, b) in named.prompts.iter().zip(&q8.prompts) {
+        assert_eq!(a.max_diff.to_bits(), b.max_diff.to_bits(), "{}", a.prompt);
+    }
+    // The f32 mode dequantizes the experts: no 8-bit path, the f32 tier.
+    assert_eq!(
+        check("tiny-a-int4", Precision::F32, Kernels::Auto).tier,
+        Tier::F32
+    );
 }
 
 /// What `ossterm verify --dtype f32` checks on a GPU: the fused path (stacked Q4_0 experts,

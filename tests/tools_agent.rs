@@ -39,6 +39,7 @@ fn start_engine() -> EngineHandle {
         source: ModelSource::Local(demo_dir()),
         device: DeviceChoice::Cpu,
         dtype: DtypeChoice::Auto,
+        kernels: ossterm::model::Kernels::Auto,
         context_limit: Some(1024),
         effort: ReasoningEffort::Medium,
         sampling: SamplingParams {

@@ -185,6 +185,7 @@ pub(crate) fn engine_options(args: &AppArgs, settings: &Settings) -> anyhow::Res
         source,
         device: settings.device,
         dtype: settings.dtype,
+        kernels: args.model.kernels.into(),
         context_limit: settings.context,
         effort: settings.effort,
         sampling: settings.sampling,
@@ -495,6 +496,22 @@ mod tests {
             content_type: None,
             arguments: "print(1)".into(),
         }
+    }
+
+    #[test]
+    fn the_engine_runs_the_kernels_the_command_line_names() {
+        use clap::Parser;
+        let options = |extra: &[&str]| {
+            let cli =
+                crate::cli::Cli::try_parse_from(["ossterm"].iter().chain(extra)).expect("parses");
+            let settings = Settings::defaults(PathBuf::from("/no/config.toml"));
+            engine_options(&cli.app, &settings).expect("options")
+        };
+        assert_eq!(options(&[]).kernels, crate::model::Kernels::Auto);
+        assert_eq!(
+            options(&["--kernels", "exact"]).kernels,
+            crate::model::Kernels::Exact
+        );
     }
 
     #[test]

@@ -103,6 +103,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                     "layers": config.num_hidden_layers,
                     "device": device_name,
                     "dtype": format!("{:?}", model.dtype()),
+                    "kernels": kernels_name(args),
+                    "expert_activations": expert_activations(&model),
                     "threads": threads,
                     "pp": args.pp,
                     "tg": args.tg,
@@ -142,6 +144,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
         writeln!(out)?;
         writeln!(out, "peak RSS {:.2} GiB", gib(peak_rss_bytes()))?;
+        writeln!(
+            out,
+            "kernels {}; expert activations {}",
+            kernels_name(args),
+            expert_activations(&model)
+        )?;
         if !model.device().is_cpu() {
             writeln!(
                 out,
@@ -172,6 +180,24 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--kernels` as it is typed (`auto`, `exact`, ...).
+fn kernels_name(args: &BenchArgs) -> String {
+    use clap::ValueEnum;
+    args.model
+        .kernels
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
+}
+
+/// What the experts multiply in decode: "8-bit" (the CPU's default kernels) or "f32".
+fn expert_activations(model: &GptOss) -> &'static str {
+    if model.quantizes_activations() {
+        "8-bit"
+    } else {
+        "f32"
+    }
 }
 
 /// For each `--depth`, the positions its cache holds (depth + pp + tg + 1), summed without

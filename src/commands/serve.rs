@@ -51,6 +51,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         source,
         device: args.model.device.unwrap_or_default(),
         dtype: args.model.dtype,
+        kernels: args.model.kernels.into(),
         context_limit: args.context,
         effort,
         sampling: SamplingParams::default(),

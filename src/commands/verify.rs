@@ -65,12 +65,17 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
 }
 
 fn print_report(out: &mut impl Write, report: &FixtureReport) -> std::io::Result<()> {
+    // The mode, and which tier held it where that is not the mode's own.
+    let mode = match report.tier {
+        fidelity::Tier::Q8 => format!("{} (q8)", report.precision),
+        fidelity::Tier::F32 | fidelity::Tier::Default => report.precision.clone(),
+    };
     for p in &report.prompts {
         writeln!(
             out,
-            "{:<14} {:<8} {:<12} max|d| {:.4}  mean|d| {:.4}  argmax {}/{}  nll {:.4} (ref {:.4})  greedy {}/{} {}",
+            "{:<14} {:<12} {:<12} max|d| {:.4}  mean|d| {:.4}  argmax {}/{}  nll {:.4} (ref {:.4})  greedy {}/{} {}",
             report.fixture,
-            report.precision,
+            mode,
             p.prompt,
             p.max_diff,
             p.mean_diff,

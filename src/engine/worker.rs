@@ -62,6 +62,8 @@ pub struct EngineOptions {
     pub source: ModelSource,
     pub device: DeviceChoice,
     pub dtype: DtypeChoice,
+    /// Whose kernels run the experts and decode attention (`--kernels`).
+    pub kernels: Kernels,
     /// Context limit in tokens; `None` picks the largest that fits (planner).
     pub context_limit: Option<usize>,
     pub effort: ReasoningEffort,
@@ -319,7 +321,7 @@ impl Engine {
             total_bytes: plan.weight_bytes(),
         });
         let precision = Precision::from(options.dtype);
-        let kernels = Kernels::Auto;
+        let kernels = options.kernels;
         let model = GptOss::load_with_progress(&dir, &device, precision, kernels, &mut |at| {
             out.send(shard_event(at))
         })?;

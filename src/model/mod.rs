@@ -154,14 +154,16 @@ fn cuda_has_bf16(_: &candle_core::CudaDevice) -> bool {
 /// Whose kernels run the MoE and decode attention. `Fused`: Q4_0 experts stacked for the
 /// indexed kernels that keep the routing on the device (see [`moe`]) and one-launch decode
 /// attention; `Candle`: per-expert weights and candle's ops. `Auto` fuses on CUDA only (on
-/// other devices the fused ops run their reference implementations, which tests use).
-/// `Q8`: as `Auto`, except that the CPU's Q4_0 expert kernel quantizes decode's activations to
-/// 8 bits for integer dot products (see [`q4_0_q8`]): faster, and opt-in because it moves the
-/// tiny int4 fixture past the default mode's tolerances.
+/// other devices the fused ops run their reference implementations, which tests use); on the
+/// CPU its Q4_0 expert kernel quantizes decode's activations to 8 bits for integer dot
+/// products (see [`q4_0_q8`]), as llama.cpp does: 1.6-2.7x faster decode, held to the
+/// fidelity's q8 tier ([`fidelity::Tier::Q8`]). `Exact`: as `Auto` with f32 activations
+/// everywhere (the default mode's own tier). `Q8` is `Auto` named explicitly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernels {
     #[default]
     Auto,
+    Exact,
     Candle,
     Fused,
     Q8,
@@ -171,18 +173,18 @@ impl Kernels {
     /// Whether ossterm's fused kernels run on `device`.
     pub fn fused_on(self, device: &Device) -> bool {
         match self {
-            Self::Auto | Self::Q8 => matches!(device, Device::Cuda(_)),
+            Self::Auto | Self::Exact | Self::Q8 => matches!(device, Device::Cuda(_)),
             Self::Candle => false,
             Self::Fused => true,
         }
     }
 
     /// What the CPU's per-expert Q4_0 kernel multiplies by (the fused kernels' CPU
-    /// implementations always take f32 activations).
+    /// implementations and candle's ops keep f32 activations).
     pub fn q4_activations(self) -> quant::Q4Activations {
         match self {
-            Self::Q8 => quant::Q4Activations::Q8,
-            Self::Auto | Self::Candle | Self::Fused => quant::Q4Activations::F32,
+            Self::Auto | Self::Q8 => quant::Q4Activations::Q8,
+            Self::Exact | Self::Candle | Self::Fused => quant::Q4Activations::F32,
         }
     }
 }
@@ -344,6 +346,14 @@ impl GptOss {
         kernels: Kernels,
     ) -> Result<Self, ModelError> {
         synthetic::build(config, seed, device, precision, kernels)
+    }
+
+    /// Whether decode's experts run on 8-bit activations (the CPU's default kernels), which
+    /// holds the model to the fidelity's q8 tier rather than the exact default one.
+    pub fn quantizes_activations(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|layer| layer.moe.experts.quantizes_activations())
     }
 
     /// The model's config.

@@ -107,6 +107,23 @@ impl Experts {
             Self::Stacked(s) => s.bytes(),
         }
     }
+
+    /// Whether any expert multiplies 8-bit activations (the CPU's Q4_0 kernel in decode).
+    pub fn quantizes_activations(&self) -> bool {
+        let q8 = |linear: &ExpertLinear| {
+            matches!(
+                linear,
+                ExpertLinear::Q4Cpu {
+                    activations: Q4Activations::Q8,
+                    ..
+                }
+            )
+        };
+        match self {
+            Self::PerExpert(v) => v.iter().any(|e| q8(&e.gate_up) || q8(&e.down)),
+            Self::Stacked(_) => false,
+        }
+    }
 }
 
 impl StackedExperts {
@@ -290,6 +307,34 @@ impl Moe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn only_q4_0_cpu_experts_on_8_bit_activations_quantize_them() {
+        let q4 = |activations| ExpertLinear::Q4Cpu {
+            bytes: Vec::new(),
+            rows: 0,
+            cols: 0,
+            activations,
+        };
+        let bias = Tensor::zeros(1, DType::F32, &candle_core::Device::Cpu).expect("bias");
+        let expert = |gate_up, down| Expert {
+            gate_up,
+            gate_up_bias: bias.clone(),
+            down,
+            down_bias: bias.clone(),
+        };
+        let dense = || ExpertLinear::Dense(bias.clone());
+        assert!(
+            Experts::PerExpert(vec![expert(q4(Q4Activations::Q8), q4(Q4Activations::Q8))])
+                .quantizes_activations()
+        );
+        for experts in [
+            vec![expert(q4(Q4Activations::F32), q4(Q4Activations::F32))],
+            vec![expert(dense(), dense())],
+            Vec::new(),
+        ] {
+            assert!(!Experts::PerExpert(experts).quantizes_activations());
+        }
+    }
 
     #[test]
     fn routes_to_top_k_with_softmax_over_k() {

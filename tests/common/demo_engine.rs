@@ -13,6 +13,7 @@ pub fn greedy_demo_engine() -> EngineHandle {
         source: ModelSource::Local(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo")),
         device: DeviceChoice::Cpu,
         dtype: DtypeChoice::Auto,
+        kernels: ossterm::model::Kernels::Auto,
         context_limit: Some(1024),
         effort: ReasoningEffort::Low,
         sampling: SamplingParams {
