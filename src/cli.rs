@@ -64,6 +64,9 @@ pub enum KernelsChoice {
     /// As `auto`, with the CPU's Q4_0 expert kernel on 8-bit activations (integer dot
     /// products): faster decode, less exact.
     Q8,
+    /// As `q8`, and prefill's experts on 8-bit activations too (integer GEMM): faster
+    /// prefill, less exact again.
+    Q8Prefill,
 }
 
 impl From<KernelsChoice> for crate::model::Kernels {
@@ -73,6 +76,7 @@ impl From<KernelsChoice> for crate::model::Kernels {
             KernelsChoice::Candle => Self::Candle,
             KernelsChoice::Fused => Self::Fused,
             KernelsChoice::Q8 => Self::Q8,
+            KernelsChoice::Q8Prefill => Self::Q8Prefill,
         }
     }
 }

@@ -20,11 +20,13 @@ pub mod model_file;
 pub mod moe;
 mod moe_ops;
 pub mod q4_0_q8;
+pub mod q4_0_q8_gemm;
 pub mod q4_stack;
 pub mod quant;
 pub mod replica;
 pub mod rope;
 pub mod synthetic;
+mod tiled_gemm;
 pub mod weights;
 
 use std::path::Path;
@@ -157,7 +159,9 @@ fn cuda_has_bf16(_: &candle_core::CudaDevice) -> bool {
 /// other devices the fused ops run their reference implementations, which tests use).
 /// `Q8`: as `Auto`, except that the CPU's Q4_0 expert kernel quantizes decode's activations to
 /// 8 bits for integer dot products (see [`q4_0_q8`]): faster, and opt-in because it moves the
-/// tiny int4 fixture past the default mode's tolerances.
+/// tiny int4 fixture past the default mode's tolerances. `Q8Prefill`: as `Q8`, and prefill's
+/// experts (16 tokens or more) on 8 bits too ([`q4_0_q8_gemm`]): faster prefill, and on the
+/// int4 fixture's 40-token prompt the greedy tokens move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernels {
     #[default]
@@ -165,13 +169,14 @@ pub enum Kernels {
     Candle,
     Fused,
     Q8,
+    Q8Prefill,
 }
 
 impl Kernels {
     /// Whether ossterm's fused kernels run on `device`.
     pub fn fused_on(self, device: &Device) -> bool {
         match self {
-            Self::Auto | Self::Q8 => matches!(device, Device::Cuda(_)),
+            Self::Auto | Self::Q8 | Self::Q8Prefill => matches!(device, Device::Cuda(_)),
             Self::Candle => false,
             Self::Fused => true,
         }
@@ -182,6 +187,7 @@ impl Kernels {
     pub fn q4_activations(self) -> quant::Q4Activations {
         match self {
             Self::Q8 => quant::Q4Activations::Q8,
+            Self::Q8Prefill => quant::Q4Activations::Q8Prefill,
             Self::Auto | Self::Candle | Self::Fused => quant::Q4Activations::F32,
         }
     }
