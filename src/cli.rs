@@ -67,6 +67,9 @@ pub enum KernelsChoice {
     Fused,
     /// The same as `auto` (the CPU's Q4_0 experts on 8-bit activations), named explicitly.
     Q8,
+    /// As `q8`, and prefill's experts on 8-bit activations too (integer GEMM): faster
+    /// prefill, less exact again.
+    Q8Prefill,
 }
 
 impl From<KernelsChoice> for crate::model::Kernels {
@@ -77,6 +80,7 @@ impl From<KernelsChoice> for crate::model::Kernels {
             KernelsChoice::Candle => Self::Candle,
             KernelsChoice::Fused => Self::Fused,
             KernelsChoice::Q8 => Self::Q8,
+            KernelsChoice::Q8Prefill => Self::Q8Prefill,
         }
     }
 }

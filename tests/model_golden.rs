@@ -117,6 +117,44 @@ fn int4_fixture_meets_the_q8_tier_with_the_default_kernels() {
     );
 }
 
+/// `--kernels q8-prefill`: as `q8`, and prefill's experts with 16 tokens or more on 8-bit
+/// activations too (`src/model/q4_0_q8_gemm.rs`; decode's row kernel doing the same integer
+/// math gives the same verdicts). What holds: every prompt's likelihood within 1.5% of the
+/// reference and the greedy tokens of the short prompts; the 40-token `long` prompt, whose
+/// popular experts get 16+ tokens, is visibly moved (its NLL differs from `q8`'s), and its
+/// greedy tokens no longer match the reference's.
+#[test]
+fn int4_fixture_with_8_bit_prefill_keeps_likelihood() {
+    let dir = fixture("tiny-a-int4");
+    let run = |kernels| {
+        fidelity::check_fixture(&dir, &Device::Cpu, Precision::Default, kernels)
+            .expect("the fixture loads and runs")
+    };
+    let (prefill, q8) = (run(Kernels::Q8Prefill), run(Kernels::Q8));
+    for (got, decode_only) in prefill.prompts.iter().zip(&q8.prompts) {
+        let rel = (got.nll_mean - got.reference_nll_mean).abs() / got.reference_nll_mean;
+        assert!(
+            rel < 0.015,
+            "{}: nll {} vs {}",
+            got.prompt,
+            got.nll_mean,
+            got.reference_nll_mean
+        );
+        if got.prompt == "long" {
+            assert_ne!(
+                got.nll_mean, decode_only.nll_mean,
+                "long: the 8-bit GEMM ran"
+            );
+            assert!(
+                !got.greedy_match,
+                "long: greedy tokens now match; update this test"
+            );
+        } else {
+            assert!(got.greedy_match, "{}: greedy tokens differ", got.prompt);
+        }
+    }
+}
+
 /// What `ossterm verify --dtype f32` checks on a GPU: the fused path (stacked Q4_0 experts,
 /// routing, indexed matvec, combine, one-launch decode attention) with f32 activations,
 /// through its CPU implementations, held to the f32 mode's tolerances.

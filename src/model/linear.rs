@@ -14,7 +14,8 @@ use super::kernels::launch::{Arg, Launch, Module, aligned_input, contiguous_inpu
 
 use super::quant::tokens_major;
 
-/// Prefill batches larger than this convert the bf16 weight to f32 and use candle's gemm.
+/// Prefill batches larger than this widen the bf16 weight to f32 a tile at a time for the
+/// `gemm` crate ([`super::tiled_gemm`]).
 const KERNEL_MAX_ROWS: usize = 8;
 /// Output rows per parallel task.
 const ROWS_PER_TASK: usize = 32;
@@ -104,13 +105,12 @@ impl Linear {
             Self::Tensor(w) => widened_matmul(x, w),
             Self::Bf16Cpu { values, rows, cols } => {
                 let m = x.dim(0)?;
-                if m > KERNEL_MAX_ROWS {
-                    let w: Vec<f32> = values.iter().map(|v| v.to_f32()).collect();
-                    let w = Tensor::from_vec(w, (*rows, *cols), x.device())?;
-                    return x.to_dtype(DType::F32)?.matmul(&w.t()?)?.to_dtype(x.dtype());
-                }
                 let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                let out = bf16_matmul(values, *rows, *cols, &xs, m);
+                let out = if m > KERNEL_MAX_ROWS {
+                    bf16_matmul_tiled(values, *rows, *cols, &xs, m)
+                } else {
+                    bf16_matmul(values, *rows, *cols, &xs, m)
+                };
                 Tensor::from_vec(out, (m, *rows), x.device())?.to_dtype(x.dtype())
             }
         }
@@ -229,6 +229,17 @@ impl CustomOp2 for Bf16Matvec {
         let (launch, shape) = Self::launch(x_l, w_l)?;
         Ok((cuda::run(x.device(), &[launch], &[x, w])?, shape))
     }
+}
+
+/// [`bf16_matmul`] for a prefill chunk: `w` widened to f32 a tile of rows at a time for a
+/// GEMM, never the whole matrix at once.
+fn bf16_matmul_tiled(w: &[bf16], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec<f32> {
+    assert_eq!(w.len(), rows * cols, "bf16 values for [{rows}, {cols}]");
+    super::tiled_gemm::widened_tiles_matmul(rows, cols, x, m, |r, dst| {
+        for (d, v) in dst.iter_mut().zip(&w[r * cols..][..cols]) {
+            *d = v.to_f32();
+        }
+    })
 }
 
 /// `x` [m, cols] times the transpose of bf16 `w` [rows, cols], accumulated in f32.
@@ -398,6 +409,26 @@ mod tests {
         // Values that bf16 cannot hold stay f32.
         let lossy = Linear::new(vec![0.1; 4], 2, 2, DType::F32, &Device::Cpu, true)?;
         assert!(matches!(lossy, Linear::Tensor(_)));
+        Ok(())
+    }
+
+    #[test]
+    fn bf16_prefill_over_several_widened_tiles_matches_the_f32_matmul() -> candle_core::Result<()> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        // Two tiles and a part of a third, a chunk of prefill tokens.
+        let (rows, cols, m) = (2 * crate::model::tiled_gemm::TILE_ROWS + 7, 64, 13);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|_| bf16::from_f32(rng.random_range(-1f32..1.0)).to_f32())
+            .collect();
+        let dense = Tensor::from_vec(values.clone(), (rows, cols), &Device::Cpu)?;
+        let linear = Linear::new(values, rows, cols, DType::F32, &Device::Cpu, true)?;
+        let x = Tensor::randn(0f32, 1.0, (m, cols), &Device::Cpu)?;
+        let want = x.matmul(&dense.t()?)?;
+        let diff = (linear.forward(&x)? - want)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "max |diff| {diff}");
         Ok(())
     }
 

@@ -20,11 +20,13 @@ pub mod model_file;
 pub mod moe;
 mod moe_ops;
 pub mod q4_0_q8;
+pub mod q4_0_q8_gemm;
 pub mod q4_stack;
 pub mod quant;
 pub mod replica;
 pub mod rope;
 pub mod synthetic;
+mod tiled_gemm;
 pub mod weights;
 
 use std::path::Path;
@@ -155,10 +157,11 @@ fn cuda_has_bf16(_: &candle_core::CudaDevice) -> bool {
 /// indexed kernels that keep the routing on the device (see [`moe`]) and one-launch decode
 /// attention; `Candle`: per-expert weights and candle's ops. `Auto` fuses on CUDA only (on
 /// other devices the fused ops run their reference implementations, which tests use); on the
-/// CPU its Q4_0 expert kernel quantizes decode's activations to 8 bits for integer dot
-/// products (see [`q4_0_q8`]), as llama.cpp does: 1.6-2.7x faster decode, held to the
-/// fidelity's q8 tier ([`fidelity::Tier::Q8`]). `Exact`: as `Auto` with f32 activations
-/// everywhere (the default mode's own tier). `Q8` is `Auto` named explicitly.
+/// CPU its Q4_0 expert kernels quantize activations to 8 bits for integer dot products, as
+/// llama.cpp does: decode's row kernel ([`q4_0_q8`]) and prefill's tile GEMM ([`q4_0_q8_gemm`]),
+/// held to the fidelity's q8 tier ([`fidelity::Tier::Q8`]). `Exact`: as `Auto` with f32
+/// activations everywhere (the default mode's own tier). `Q8Prefill` is `Auto` named
+/// explicitly; `Q8`: 8-bit activations in decode only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernels {
     #[default]
@@ -167,13 +170,16 @@ pub enum Kernels {
     Candle,
     Fused,
     Q8,
+    Q8Prefill,
 }
 
 impl Kernels {
     /// Whether ossterm's fused kernels run on `device`.
     pub fn fused_on(self, device: &Device) -> bool {
         match self {
-            Self::Auto | Self::Exact | Self::Q8 => matches!(device, Device::Cuda(_)),
+            Self::Auto | Self::Exact | Self::Q8 | Self::Q8Prefill => {
+                matches!(device, Device::Cuda(_))
+            }
             Self::Candle => false,
             Self::Fused => true,
         }
@@ -183,7 +189,8 @@ impl Kernels {
     /// implementations and candle's ops keep f32 activations).
     pub fn q4_activations(self) -> quant::Q4Activations {
         match self {
-            Self::Auto | Self::Q8 => quant::Q4Activations::Q8,
+            Self::Q8 => quant::Q4Activations::Q8,
+            Self::Auto | Self::Q8Prefill => quant::Q4Activations::Q8Prefill,
             Self::Exact | Self::Candle | Self::Fused => quant::Q4Activations::F32,
         }
     }

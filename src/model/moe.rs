@@ -108,13 +108,13 @@ impl Experts {
         }
     }
 
-    /// Whether any expert multiplies 8-bit activations (the CPU's Q4_0 kernel in decode).
+    /// Whether any expert multiplies 8-bit activations (the CPU's Q4_0 kernels).
     pub fn quantizes_activations(&self) -> bool {
         let q8 = |linear: &ExpertLinear| {
             matches!(
                 linear,
                 ExpertLinear::Q4Cpu {
-                    activations: Q4Activations::Q8,
+                    activations: Q4Activations::Q8 | Q4Activations::Q8Prefill,
                     ..
                 }
             )

@@ -83,6 +83,14 @@ impl Q8Rows {
     pub fn scale(&self, block: usize) -> f32 {
         self.scales[block]
     }
+
+    /// Block `block` of row `row`: its codes, scale and offset (`-8 * sum(codes)`), for
+    /// prefill's GEMM ([`super::q4_0_q8_gemm`]), which lays them out its own way.
+    pub(super) fn block(&self, row: usize, block: usize) -> (&[i8], f32, i32) {
+        let k = row * self.cols / Q4_0_BLOCK_LEN + block;
+        let codes = &self.codes[k * Q4_0_BLOCK_LEN..][..Q4_0_BLOCK_LEN];
+        (codes, self.scales[k], self.offsets[k])
+    }
 }
 
 /// `x` [m, cols] f32 times the transpose of a Q4_0 matrix [rows, cols] with `x` quantized to
@@ -270,7 +278,7 @@ fn block_dot_avx2(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::quant::{q4_0_dequantize, q4_0_matmul};
     use half::f16;
@@ -301,7 +309,7 @@ mod tests {
 
     /// Q4_0 blocks whose nibbles are often the extremes (0 -> -8, 15 -> 7) and whose scales
     /// come from `scale`.
-    fn edgy_weights(
+    pub(crate) fn edgy_weights(
         rng: &mut StdRng,
         blocks: usize,
         scale: impl Fn(&mut StdRng) -> f32,
@@ -414,28 +422,31 @@ mod tests {
         x[5] = 1e4;
         x[64..96].fill(0.0);
         let q8 = Q8Rows::quantize(&x, m, cols);
-        let got = q4_0_matmul_q8(&weights, rows, cols, &x, m);
         let exact = q4_0_matmul(&weights, rows, cols, &x, m);
         let w = q4_0_dequantize(&weights);
-        for t in 0..m {
-            for r in 0..rows {
-                // |x - scale * code| <= scale / 2 per value (a hair more for the rounding of
-                // the scale itself), times |w|; plus f32 summation error on both sides.
-                let (mut bound, mut magnitude) = (0f32, 0f32);
-                for i in 0..cols {
-                    let wi = w[r * cols + i].abs();
-                    bound += wi * q8.scale((t * cols + i) / Q4_0_BLOCK_LEN) * 0.501;
-                    magnitude += wi * x[t * cols + i].abs();
+        // Decode's row kernel, and prefill's GEMM on the same integer math.
+        let gemm = crate::model::q4_0_q8_gemm::q4_0_matmul_q8_gemm;
+        for got in [q4_0_matmul_q8, gemm].map(|f| f(&weights, rows, cols, &x, m)) {
+            for t in 0..m {
+                for r in 0..rows {
+                    // |x - scale * code| <= scale / 2 per value (a hair more for the rounding
+                    // of the scale itself), times |w|; plus f32 summation error on both sides.
+                    let (mut bound, mut magnitude) = (0f32, 0f32);
+                    for i in 0..cols {
+                        let wi = w[r * cols + i].abs();
+                        bound += wi * q8.scale((t * cols + i) / Q4_0_BLOCK_LEN) * 0.501;
+                        magnitude += wi * x[t * cols + i].abs();
+                    }
+                    let diff = (got[t * rows + r] - exact[t * rows + r]).abs();
+                    assert!(
+                        diff <= bound + 1e-5 * magnitude,
+                        "({t},{r}): {diff} > {bound}"
+                    );
                 }
-                let diff = (got[t * rows + r] - exact[t * rows + r]).abs();
-                assert!(
-                    diff <= bound + 1e-5 * magnitude,
-                    "({t},{r}): {diff} > {bound}"
-                );
             }
+            // And the bound is not vacuous: quantizing did move the result.
+            assert!(got.iter().zip(&exact).any(|(a, b)| a != b));
         }
-        // And the bound is not vacuous: quantizing did move the result.
-        assert!(got.iter().zip(&exact).any(|(a, b)| a != b));
     }
 
     #[test]

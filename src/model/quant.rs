@@ -139,9 +139,6 @@ fn q4_0_dequantize_into(bytes: &[u8], out: &mut [f32]) {
 /// the weight a tile at a time and runs a GEMM, instead of decoding every block once per
 /// group of rows.
 pub const GEMM_MIN_ROWS: usize = 16;
-/// Weight rows per dequantized tile: 256 rows of 2880 f32 are 2.9 MB, about one core's L2
-/// plus a share of L3, so the GEMM reads the tile from cache.
-const GEMM_TILE_ROWS: usize = 256;
 
 /// Output rows per parallel task of [`q4_0_matmul`].
 const ROWS_PER_TASK: usize = 16;
@@ -166,6 +163,9 @@ pub enum Q4Activations {
     /// Below [`GEMM_MIN_ROWS`] rows (decode), the rows quantized to 8 bits for integer dot
     /// products ([`super::q4_0_q8`]); from there on prefill's f32 GEMM as with `F32`.
     Q8,
+    /// As `Q8`, and from [`GEMM_MIN_ROWS`] rows on (prefill) on 8 bits too, in integer
+    /// register tiles of rows x tokens ([`super::q4_0_q8_gemm`]).
+    Q8Prefill,
 }
 
 /// [`q4_0_matmul`] with the activations `activations` says.
@@ -178,10 +178,13 @@ pub fn q4_0_matmul_with(
     activations: Q4Activations,
 ) -> Vec<f32> {
     match activations {
-        Q4Activations::Q8 if m < GEMM_MIN_ROWS => {
+        Q4Activations::Q8 | Q4Activations::Q8Prefill if m < GEMM_MIN_ROWS => {
             super::q4_0_q8::q4_0_matmul_q8(bytes, rows, cols, x, m)
         }
-        _ => q4_0_matmul(bytes, rows, cols, x, m),
+        Q4Activations::Q8Prefill => {
+            super::q4_0_q8_gemm::q4_0_matmul_q8_gemm(bytes, rows, cols, x, m)
+        }
+        Q4Activations::Q8 | Q4Activations::F32 => q4_0_matmul(bytes, rows, cols, x, m),
     }
 }
 
@@ -215,63 +218,18 @@ pub(crate) fn q4_0_rows_parallel(
     tokens_major(transposed, rows, m)
 }
 
-/// [`q4_0_matmul`] for many rows of `x`: tiles of the weight dequantized to f32 (in
-/// parallel), each multiplied by all of `x` with the `gemm` crate (what candle's CPU matmul
-/// uses): [m, rows] f32.
+/// [`q4_0_matmul`] for many rows of `x`: tiles of the weight dequantized to f32 and
+/// multiplied by all of `x` ([`super::tiled_gemm`]): [m, rows] f32.
 fn q4_0_matmul_gemm(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec<f32> {
-    use rayon::prelude::*;
-    assert!(
-        x.len() >= m * cols,
-        "x holds {} values, not {m} x {cols}",
-        x.len()
-    );
     let row_bytes = cols / Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES;
     assert_eq!(
         bytes.len(),
         rows * row_bytes,
         "Q4_0 bytes for [{rows}, {cols}]"
     );
-    let mut out = vec![0f32; m * rows];
-    let mut tile = vec![0f32; GEMM_TILE_ROWS.min(rows) * cols];
-    let threads = rayon::current_num_threads();
-    for start in (0..rows).step_by(GEMM_TILE_ROWS) {
-        let n = GEMM_TILE_ROWS.min(rows - start);
-        tile[..n * cols]
-            .par_chunks_mut(cols)
-            .zip(bytes[start * row_bytes..(start + n) * row_bytes].par_chunks(row_bytes))
-            .for_each(|(dst, src)| q4_0_dequantize_into(src, dst));
-        // out[i, start + j] = sum_l x[i, l] * tile[j, l].
-        // Safety: dst covers m rows of `rows` floats from column `start` (n < rows - start
-        // + 1), lhs m x cols, rhs the n x cols tile read transposed; all in bounds (asserted).
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                cols,
-                out.as_mut_ptr().add(start),
-                1,
-                rows as isize,
-                false,
-                x.as_ptr(),
-                1,
-                cols as isize,
-                tile.as_ptr(),
-                cols as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                if threads > 1 {
-                    gemm::Parallelism::Rayon(threads)
-                } else {
-                    gemm::Parallelism::None
-                },
-            );
-        }
-    }
-    out
+    super::tiled_gemm::widened_tiles_matmul(rows, cols, x, m, |r, dst| {
+        q4_0_dequantize_into(&bytes[r * row_bytes..][..row_bytes], dst)
+    })
 }
 
 /// Reorders a `[rows, m]` result (what the row-parallel kernels write) into `[m, rows]`, one
@@ -550,7 +508,7 @@ mod tests {
     fn q4_0_matmul_equals_dequantized_matmul() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         // More rows than one GEMM tile, and row counts on both sides of GEMM_MIN_ROWS.
-        let (rows, cols) = (GEMM_TILE_ROWS + 44, 96);
+        let (rows, cols) = (crate::model::tiled_gemm::TILE_ROWS + 44, 96);
         let mut bytes = vec![0u8; rows * cols / 32 * Q4_0_BLOCK_BYTES];
         rng.fill(&mut bytes[..]);
         for block in bytes.chunks_exact_mut(Q4_0_BLOCK_BYTES) {
