@@ -99,6 +99,9 @@ fn metrics(app: &mut App, used: usize, generating: bool) {
                 device_used_bytes: 20_000_000_000,
                 device_free_bytes: 12_000_000_000,
                 process_rss_bytes: 14_200_000_000,
+                kv_in_use_bytes: 2_500_000,
+                kv_reserved_bytes: 50_331_648,
+                scratch_bytes: 420_000_000,
             },
             context_used: used,
             context_limit: 8192,
@@ -176,6 +179,13 @@ fn main_screen_80x24_with_reasoning() {
 #[test]
 fn main_screen_160x48_with_reasoning() {
     insta::assert_snapshot!(render(&mid_answer(), 160, 48).backend());
+}
+
+/// The metrics pane at the sizes it must read at: the memory bar and legend, both speed rows
+/// with the previous turn beside this one, the context gauge and its scale.
+#[test]
+fn main_screen_200x50_with_reasoning() {
+    insta::assert_snapshot!(render(&mid_answer(), 200, 50).backend());
 }
 
 #[test]

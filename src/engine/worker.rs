@@ -650,6 +650,10 @@ impl Engine {
         let mut memory = self.probe.sample();
         memory.model_bytes = self.model.weight_bytes();
         memory.kv_cache_bytes = self.session.cache_bytes();
+        memory.kv_in_use_bytes = self.session.cache_bytes_in_use();
+        let limit = self.info.context_limit;
+        memory.kv_reserved_bytes = self.plan.kv_bytes(limit) + self.plan.sliding_bytes();
+        memory.scratch_bytes = self.plan.scratch_bytes(limit);
         MetricsSample {
             memory,
             context_used: self.session.len(),

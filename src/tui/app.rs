@@ -3,19 +3,19 @@
 //! come out as data. Nothing here does IO, so every behaviour is testable with scripted events.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 
+pub use self::metrics_state::{Metrics, SPEED_HISTORY_LEN};
 use self::scroll::{PaneScroll, PaneView};
 use super::doc::{DocKind, StreamDoc};
 use super::input::InputBox;
 use super::keys::{Action, KeyBinding, KeyMap};
 use super::markdown;
 use super::theme::Theme;
-use crate::engine::protocol::{MetricsSample, ModelInfo, SamplingParams};
+use crate::engine::protocol::{ModelInfo, SamplingParams};
 use crate::engine::{Command, Event, StopReason, TurnStats};
 use crate::harmony::{Content, Conversation, Message, ReasoningEffort, Role, SystemContent};
 use crate::store::{ChatMeta, ChatSnapshot, ChatSummary, TurnRecord};
@@ -24,8 +24,6 @@ use crate::tools::{ToolCommand, ToolEvent};
 
 /// Tokens one answer may generate at most (the context limit usually ends it first).
 pub const MAX_NEW_TOKENS: usize = 32_768;
-/// Decode-speed points kept for the sparkline (about a minute at two samples a second).
-pub const SPEED_HISTORY_LEN: usize = 120;
 /// Lines one wheel notch or scroll key moves.
 const SCROLL_STEP_LINES: usize = 3;
 
@@ -155,26 +153,6 @@ pub struct AssistantTurn {
 pub enum Entry {
     User(StreamDoc),
     Assistant(Box<AssistantTurn>),
-}
-
-/// Live metrics from the engine.
-#[derive(Debug, Clone, Default)]
-pub struct Metrics {
-    pub latest: Option<MetricsSample>,
-    /// Recent decode tok/s, oldest first.
-    pub decode_history: VecDeque<f64>,
-}
-
-impl Metrics {
-    fn push(&mut self, sample: MetricsSample) {
-        if sample.generating {
-            if self.decode_history.len() == SPEED_HISTORY_LEN {
-                self.decode_history.pop_front();
-            }
-            self.decode_history.push_back(sample.decode_tok_s_now);
-        }
-        self.latest = Some(sample);
-    }
 }
 
 /// Context used as a percentage of the limit (0 when the limit is unknown).
@@ -610,6 +588,7 @@ impl App {
 
     fn turn_done(&mut self, stop: StopReason, stats: TurnStats) -> Vec<Effect> {
         self.end_turn();
+        self.metrics.turn_done(&stats);
         if let Some(turn) = self.last_turn_mut() {
             turn.stop = Some(stop);
             turn.stats = Some(stats);
@@ -1135,6 +1114,7 @@ fn title_from(text: &str) -> String {
 
 mod chats;
 pub mod history;
+pub mod metrics_state;
 pub mod pane_sizes;
 pub mod scroll;
 #[cfg(test)]
