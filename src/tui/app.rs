@@ -5,7 +5,9 @@
 use std::cell::Cell;
 use std::path::PathBuf;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 use ratatui::layout::{Position, Rect};
 
 pub use self::metrics_state::{Metrics, SPEED_HISTORY_LEN};
@@ -234,6 +236,9 @@ pub struct App {
     pub answer_format: Option<(PathBuf, TurnConstraint)>,
     /// A one-line message under the input (copied, saved, usage hints).
     pub notice: Option<String>,
+    /// Tokens one answer may generate (`/max N`, config `max_tokens`); `None`: no limit but
+    /// [`MAX_NEW_TOKENS`].
+    pub max_new_tokens: Option<usize>,
     /// "2026-11-27", for the system message.
     pub today: String,
     pub quit: bool,
@@ -406,6 +411,7 @@ impl App {
             saved_context_tokens: None,
             answer_format: None,
             notice: None,
+            max_new_tokens: None,
             today: options.today,
             quit: false,
             rects: Cell::new(PaneRects::default()),
@@ -589,6 +595,7 @@ impl App {
     fn turn_done(&mut self, stop: StopReason, stats: TurnStats) -> Vec<Effect> {
         self.end_turn();
         self.metrics.turn_done(&stats);
+        self.note_length_stop(stop);
         if let Some(turn) = self.last_turn_mut() {
             turn.stop = Some(stop);
             turn.stats = Some(stats);
@@ -746,10 +753,7 @@ impl App {
                     ReasoningEffort::Medium => ReasoningEffort::High,
                     ReasoningEffort::High => ReasoningEffort::Low,
                 };
-                self.notice = Some(format!(
-                    "reasoning effort: {} (from the next message)",
-                    effort_name(self.effort)
-                ));
+                self.notice = Some(self.effort_notice(self.effort));
                 return vec![Effect::Engine(CommandKind::SetEffort(self.effort))];
             }
             Action::NewChat => return self.new_chat(),
@@ -899,6 +903,7 @@ impl App {
         let up = match mouse.kind {
             MouseEventKind::ScrollUp => true,
             MouseEventKind::ScrollDown => false,
+            MouseEventKind::Down(MouseButton::Left) => return self.focus_at(mouse),
             _ => return,
         };
         let at = Position::new(mouse.column, mouse.row);
@@ -1021,7 +1026,7 @@ impl App {
             "/effort" => match parse_effort(rest) {
                 Some(effort) => {
                     self.effort = effort;
-                    self.notice = Some(format!("reasoning effort: {}", effort_name(effort)));
+                    self.notice = Some(self.effort_notice(effort));
                     return vec![Effect::Engine(CommandKind::SetEffort(effort))];
                 }
                 None => self.notice = Some("usage: /effort low|medium|high".into()),
@@ -1066,6 +1071,7 @@ impl App {
                 let path = (!rest.is_empty()).then(|| PathBuf::from(rest));
                 return vec![Effect::Export(Box::new(self.snapshot()), path)];
             }
+            "/max" => return self.max_command(rest),
             "/json" => match rest {
                 "" => {
                     self.notice = Some(match &self.answer_format {
@@ -1095,7 +1101,7 @@ impl App {
             }
             other => {
                 self.notice = Some(format!(
-                    "unknown command {other}: try /new /chats /ctx /effort /temp /sampling /system /json /export /rename /help"
+                    "unknown command {other}: try /new /chats /ctx /max /effort /temp /sampling /system /json /export /rename /help"
                 ));
             }
         }
@@ -1115,6 +1121,8 @@ fn title_from(text: &str) -> String {
 mod chats;
 pub mod history;
 pub mod metrics_state;
+mod mouse;
+mod numbers;
 pub mod pane_sizes;
 pub mod scroll;
 #[cfg(test)]
