@@ -142,6 +142,10 @@ fn mid_answer() -> App {
         stats: stats(),
     }));
     send(&mut app, "Show one in Rust.");
+    // system; the first question, its (dropped) reasoning and answer; the second question.
+    app.update(Input::Engine(Event::PromptTokens {
+        message_tokens: vec![90, 12, 0, 20, 9],
+    }));
     let reasoning =
         "Option is the classic example.\nUse and_then to chain.\nKeep the example under ten lines.";
     token(&mut app, "analysis", reasoning);

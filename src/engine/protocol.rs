@@ -191,6 +191,10 @@ pub enum Event {
     },
     /// The model is loaded and ready for commands.
     Ready(ModelInfo),
+    /// The submitted conversation as rendered: the tokens each message took, in the
+    /// conversation's order (0 for one left out, such as an earlier turn's reasoning). Sent
+    /// before the prefill.
+    PromptTokens { message_tokens: Vec<usize> },
     /// The prompt was processed; generation starts.
     PrefillDone { stats: TurnStats },
     /// One generated token, parsed: `delta` is the text it added to the current message

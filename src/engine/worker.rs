@@ -429,11 +429,12 @@ impl Engine {
     ) -> Result<Interrupt, EngineError> {
         let submitted = Instant::now();
         set_reasoning_effort(&mut conversation, self.effort);
-        let prompt = harmony::render_for_completion(
+        let (prompt, message_tokens) = harmony::render_for_completion_counted(
             &conversation,
             &self.tokenizer,
             &harmony::RenderOptions::default(),
         )?;
+        out.send(Event::PromptTokens { message_tokens });
         let limit = self.session.capacity();
         if prompt.len() >= limit {
             return Err(EngineError::PromptTooLong {

@@ -239,6 +239,8 @@ pub struct App {
     /// Tokens one answer may generate (`/max N`, config `max_tokens`); `None`: no limit but
     /// [`MAX_NEW_TOKENS`].
     pub max_new_tokens: Option<usize>,
+    /// Rendered tokens of each of `messages` as the engine last counted them.
+    pub message_tokens: numbers::MessageTokens,
     /// "2026-11-27", for the system message.
     pub today: String,
     pub quit: bool,
@@ -412,6 +414,7 @@ impl App {
             answer_format: None,
             notice: None,
             max_new_tokens: None,
+            message_tokens: numbers::MessageTokens::default(),
             today: options.today,
             quit: false,
             rects: Cell::new(PaneRects::default()),
@@ -483,6 +486,10 @@ impl App {
             }
             Event::Ready(info) => {
                 self.model = ModelState::Ready(info);
+                Vec::new()
+            }
+            Event::PromptTokens { message_tokens } => {
+                self.set_message_tokens(&message_tokens);
                 Vec::new()
             }
             Event::PrefillDone { stats } => {
@@ -1122,7 +1129,7 @@ mod chats;
 pub mod history;
 pub mod metrics_state;
 mod mouse;
-mod numbers;
+pub mod numbers;
 pub mod pane_sizes;
 pub mod scroll;
 #[cfg(test)]

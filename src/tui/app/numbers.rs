@@ -6,6 +6,15 @@ use super::{App, CommandKind, Effect, MAX_NEW_TOKENS, effort_name};
 use crate::engine::{Command, StopReason};
 use crate::harmony::ReasoningEffort;
 
+/// The engine's count of a chat's messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageTokens {
+    /// The chat they were counted for (a new or reopened chat has other messages).
+    chat_id: String,
+    /// Tokens of each of the app's `messages`, a prefix: later ones are not counted yet.
+    counts: Vec<usize>,
+}
+
 impl App {
     /// The engine command for `kind`: a submit carries the max-tokens setting.
     pub fn engine_command(&self, kind: CommandKind) -> Command {
@@ -58,6 +67,36 @@ impl App {
         }
     }
 
+    /// The engine's count of the submitted conversation's messages: the last ones are
+    /// `messages` (the system and developer messages come first).
+    pub(super) fn set_message_tokens(&mut self, counts: &[usize]) {
+        let Some(first) = counts.len().checked_sub(self.messages.len()) else {
+            // Not this conversation (it has more messages than were counted).
+            return;
+        };
+        self.message_tokens = MessageTokens {
+            chat_id: self.chat_id.clone(),
+            counts: counts[first..].to_vec(),
+        };
+    }
+
+    /// The rendered tokens of each user message, in order; `None` for one not counted yet
+    /// (a remote server does not count them).
+    pub fn user_message_tokens(&self) -> Vec<Option<usize>> {
+        let counted = &self.message_tokens;
+        let counts: &[usize] = if counted.chat_id == self.chat_id {
+            &counted.counts
+        } else {
+            &[]
+        };
+        self.messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.role == crate::harmony::Role::User)
+            .map(|(i, _)| counts.get(i).copied())
+            .collect()
+    }
+
     /// Says why a turn stopped at the max-tokens setting.
     pub(super) fn note_length_stop(&mut self, stop: StopReason) {
         if stop == StopReason::Length {
@@ -73,7 +112,7 @@ impl App {
 mod tests {
     use crossterm::event::KeyCode;
 
-    use super::super::tests::{app, ctrl, key, stats, submitted, type_text};
+    use super::super::tests::{app, ctrl, drawn, key, stats, submitted, type_text};
     use super::super::{Entry, Input};
     use super::*;
     use crate::engine::Event;
@@ -134,6 +173,52 @@ mod tests {
         let effects = command(&mut app, "once more");
         assert_eq!(submit_max(&app, effects), Some(MAX_NEW_TOKENS));
         assert!(submitted(&[]).is_none());
+    }
+
+    #[test]
+    fn user_messages_show_the_engines_token_count_and_the_chat_its_total() {
+        let mut app = app();
+        command(&mut app, "hi");
+        // system, developer, the user's "hi".
+        app.update(Input::Engine(Event::PromptTokens {
+            message_tokens: vec![90, 0, 4],
+        }));
+        app.update(Input::Engine(Event::TurnDone {
+            stop: StopReason::Return,
+            stats: stats(3, 10.0),
+        }));
+        app.update(Input::Engine(Event::Metrics(
+            crate::engine::protocol::MetricsSample {
+                context_used: 412,
+                context_limit: 4096,
+                ..Default::default()
+            },
+        )));
+        let screen = drawn(&app, 100, 30);
+        assert!(
+            screen.iter().any(|row| row.contains("▌ You · 4 tok")),
+            "{screen:#?}"
+        );
+        assert!(screen[1].contains(" 412 tok ╮"), "{}", screen[1]);
+        assert_eq!(app.user_message_tokens(), [Some(4)]);
+
+        // The next message is not counted until the engine says; a count of fewer messages
+        // than the app has is not this conversation's and changes nothing.
+        command(&mut app, "more");
+        assert_eq!(app.user_message_tokens(), [Some(4), None]);
+        app.update(Input::Engine(Event::PromptTokens {
+            message_tokens: vec![7],
+        }));
+        assert_eq!(app.user_message_tokens(), [Some(4), None]);
+        app.update(Input::Engine(Event::PromptTokens {
+            message_tokens: vec![90, 4, 6],
+        }));
+        assert_eq!(app.user_message_tokens(), [Some(4), Some(6)]);
+
+        // A new chat's messages never show the old chat's counts.
+        app.update(ctrl('n'));
+        command(&mut app, "fresh");
+        assert_eq!(app.user_message_tokens(), [None]);
     }
 
     #[test]

@@ -624,7 +624,7 @@ fn a_reopened_chat_keeps_what_it_had_when_saved_again() {
 // ─── Scrolling ───
 
 /// The screen as drawn at `width` x `height`, one string per row.
-fn drawn(app: &App, width: u16, height: u16) -> Vec<String> {
+pub(super) fn drawn(app: &App, width: u16, height: u16) -> Vec<String> {
     let backend = ratatui::backend::TestBackend::new(width, height);
     let mut terminal = ratatui::Terminal::new(backend).expect("a test backend never fails");
     terminal
