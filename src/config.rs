@@ -33,6 +33,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "dtype",
     "context",
     "effort",
+    "max_tokens",
     "theme",
     "developer_instructions",
     "sampling",
@@ -104,6 +105,9 @@ pub struct Settings {
     /// Context limit in tokens; `None` lets the planner pick the largest that fits.
     pub context: Option<usize>,
     pub effort: ReasoningEffort,
+    /// Tokens one answer may generate at most (`max_tokens`); `None`: until the model stops
+    /// or the context is full.
+    pub max_tokens: Option<usize>,
     /// Theme name from `themes/`.
     pub theme: String,
     pub sampling: SamplingParams,
@@ -131,6 +135,7 @@ impl Settings {
             dtype: DtypeChoice::Auto,
             context: None,
             effort: ReasoningEffort::Medium,
+            max_tokens: None,
             theme: "dark".to_string(),
             sampling: SamplingParams::default(),
             temperature_set: false,
@@ -187,6 +192,13 @@ impl Settings {
                 "effort" => {
                     let text = reader.string(key, value)?;
                     settings.effort = parse_effort(&text).map_err(|e| reader.bad(key, e))?;
+                }
+                "max_tokens" => {
+                    let n = reader.integer(key, value)?;
+                    if n == 0 {
+                        return Err(reader.bad(key, "must be at least 1 token".into()));
+                    }
+                    settings.max_tokens = Some(to_usize(n));
                 }
                 "theme" => settings.theme = reader.non_empty_string(key, value)?,
                 "kv_disk_budget_mib" => {
@@ -325,6 +337,9 @@ impl Settings {
         }
         if let Some(context) = self.context {
             object.insert("context".into(), context.into());
+        }
+        if let Some(max_tokens) = self.max_tokens {
+            object.insert("max_tokens".into(), max_tokens.into());
         }
         if let Some(text) = &self.developer_instructions {
             object.insert("developer_instructions".into(), text.clone().into());
@@ -701,5 +716,26 @@ submit = "ctrl-enter"
             settings.sampling.temperature, 1.0,
             "the flag's choice stays"
         );
+    }
+
+    #[test]
+    fn max_tokens_is_read_checked_and_written_back() {
+        assert_eq!(parse("").expect("valid").max_tokens, None);
+        let settings = parse("max_tokens = 256\n").expect("valid");
+        assert_eq!(settings.max_tokens, Some(256));
+        assert_eq!(settings.to_json()["max_tokens"], 256);
+        for (text, why) in [
+            ("max_tokens = 0\n", "must be at least 1 token"),
+            ("max_tokens = -3\n", "must not be negative"),
+            ("max_tokens = \"many\"\n", "a whole number"),
+        ] {
+            let message = parse(text).expect_err(text).to_string();
+            assert!(
+                message.contains("/cfg/config.toml")
+                    && message.contains("max_tokens")
+                    && message.contains(why),
+                "{text}: {message}"
+            );
+        }
     }
 }

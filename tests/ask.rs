@@ -95,6 +95,63 @@ fn json_prints_the_transcript_and_the_stats() {
 }
 
 #[test]
+fn json_stats_carry_the_metrics_panes_memory_context_and_speeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = ask(dir.path(), &["--demo", "--json", "hello"], "");
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    let stats = &report["stats"];
+    let memory = &stats["memory"];
+    let bytes = |key: &str| {
+        memory[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} missing: {stats}"))
+    };
+    assert!(bytes("weights_bytes") > 0, "{memory}");
+    assert!(
+        bytes("kv_in_use_bytes") > 0,
+        "the prompt is cached: {memory}"
+    );
+    assert!(bytes("kv_reserved_bytes") > 0, "{memory}");
+    assert!(bytes("scratch_bytes") > 0, "{memory}");
+    assert!(bytes("free_bytes") > 0, "{memory}");
+    let parts: u64 = [
+        "weights_bytes",
+        "kv_in_use_bytes",
+        "kv_reserved_bytes",
+        "scratch_bytes",
+        "other_bytes",
+        "free_bytes",
+    ]
+    .iter()
+    .map(|key| bytes(key))
+    .sum();
+    assert!(parts >= bytes("total_bytes"), "{memory}");
+    let context = &stats["context"];
+    let used = context["used_tokens"].as_u64().unwrap();
+    let generations = stats["generations"].as_array().unwrap();
+    let prompt_and_answer = generations[0]["prefill_tokens"].as_u64().unwrap()
+        + generations[0]["cached_tokens"].as_u64().unwrap()
+        + generations[0]["decode_tokens"].as_u64().unwrap();
+    assert!(
+        used + 1 >= prompt_and_answer && used <= prompt_and_answer,
+        "{context} vs {generations:?}"
+    );
+    let limit = context["limit_tokens"].as_u64().unwrap();
+    assert!(
+        used < limit && limit <= context["model_max_tokens"].as_u64().unwrap(),
+        "{context}"
+    );
+    assert_eq!(
+        stats["decode_tok_s"].as_array().unwrap().len(),
+        1,
+        "{stats}"
+    );
+    assert!(stats["decode_tok_s"][0].as_f64().unwrap() > 0.0, "{stats}");
+    assert!(stats["prefill_tok_s"][0].as_f64().unwrap() > 0.0, "{stats}");
+}
+
+#[test]
 fn tools_from_the_config_are_offered_in_the_system_message() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

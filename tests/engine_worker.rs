@@ -67,6 +67,8 @@ struct Turn {
     stop: StopReason,
     stats: TurnStats,
     tokens: usize,
+    /// The engine's count of each submitted message's rendered tokens.
+    message_tokens: Vec<usize>,
 }
 
 fn run_turn(engine: &mut EngineHandle, stop_after_tokens: Option<usize>) -> Turn {
@@ -78,6 +80,7 @@ fn run_turn(engine: &mut EngineHandle, stop_after_tokens: Option<usize>) -> Turn
         stop: StopReason::Length,
         stats: TurnStats::default(),
         tokens: 0,
+        message_tokens: Vec::new(),
     };
     loop {
         match next_event(engine, deadline) {
@@ -93,6 +96,7 @@ fn run_turn(engine: &mut EngineHandle, stop_after_tokens: Option<usize>) -> Turn
                 }
             }
             Event::MessageDone(message) => turn.messages.push(message),
+            Event::PromptTokens { message_tokens } => turn.message_tokens = message_tokens,
             Event::TurnDone { stop, stats } => {
                 turn.stop = stop;
                 turn.stats = stats;
@@ -146,6 +150,12 @@ fn a_turn_streams_reasoning_then_an_answer_and_the_next_turn_reuses_the_cache() 
     assert_eq!(first.stats.cached_tokens, 0);
     assert!(first.stats.decode_tokens > 0 && first.stats.decode_tok_s() > 0.0);
     assert!(first.stats.time_to_first_token_ms > 0.0);
+    // Each message's rendered tokens, then "<|start|>assistant" (2 tokens): the prompt.
+    assert_eq!(first.message_tokens.len(), 2, "{:?}", first.message_tokens);
+    assert_eq!(
+        first.message_tokens.iter().sum::<usize>() + 2,
+        first.stats.prefill_tokens
+    );
 
     // The next turn: the renderer drops the first turn's reasoning, so the prompts diverge
     // right after the first prompt; the engine re-uses everything before that.
@@ -161,6 +171,16 @@ fn a_turn_streams_reasoning_then_an_answer_and_the_next_turn_reuses_the_cache() 
         })
         .expect("engine alive");
     let second = run_turn(&mut engine, None);
+    assert_eq!(
+        second.message_tokens[..2],
+        first.message_tokens[..],
+        "the same messages count the same"
+    );
+    assert_eq!(
+        second.message_tokens[2], 0,
+        "the first turn's reasoning is left out"
+    );
+    assert_eq!(second.message_tokens.len(), 5);
     assert_eq!(second.stats.cached_tokens, first_prompt_tokens);
     assert!(second.stats.prefill_tokens < first_prompt_tokens);
     engine.shutdown();

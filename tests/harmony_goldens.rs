@@ -385,3 +385,32 @@ fn text_without_a_header_streams_after_a_bounded_wait() {
         "first text after {first_delta_at} tokens"
     );
 }
+
+/// The engine reports each message's rendered tokens (the app shows them per message): they
+/// add up to the rendered conversation, "<|start|>user<|message|>hi<|end|>" is 5 tokens, and
+/// an earlier turn's reasoning that the renderer leaves out counts 0.
+#[test]
+fn each_messages_rendered_tokens_add_up_to_the_prompt() {
+    use ossterm::harmony::{Message, render_for_completion, render_for_completion_counted};
+    let tokenizer = o200k();
+    let conversation = Conversation::from_messages([
+        Message::user("hi"),
+        Message::assistant("analysis", "They greet me."),
+        Message::assistant("final", "Hello!"),
+        Message::user("what is 6 times 7?"),
+    ]);
+    let options = RenderOptions::default();
+    let (ids, counts) = render_for_completion_counted(&conversation, &tokenizer, &options).unwrap();
+    assert_eq!(
+        ids,
+        render_for_completion(&conversation, &tokenizer, &options).unwrap()
+    );
+    let messages = render_conversation(&conversation, &tokenizer, &options).unwrap();
+    assert_eq!(counts.iter().sum::<usize>(), messages.len());
+    assert_eq!(counts[0], 5, "<|start|> user <|message|> hi <|end|>");
+    assert_eq!(
+        counts[1], 0,
+        "reasoning before the first final answer is left out"
+    );
+    assert!(counts[2] > 0 && counts[3] > counts[0], "{counts:?}");
+}

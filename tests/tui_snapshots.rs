@@ -99,6 +99,9 @@ fn metrics(app: &mut App, used: usize, generating: bool) {
                 device_used_bytes: 20_000_000_000,
                 device_free_bytes: 12_000_000_000,
                 process_rss_bytes: 14_200_000_000,
+                kv_in_use_bytes: 2_500_000,
+                kv_reserved_bytes: 50_331_648,
+                scratch_bytes: 420_000_000,
             },
             context_used: used,
             context_limit: 8192,
@@ -139,6 +142,10 @@ fn mid_answer() -> App {
         stats: stats(),
     }));
     send(&mut app, "Show one in Rust.");
+    // system; the first question, its (dropped) reasoning and answer; the second question.
+    app.update(Input::Engine(Event::PromptTokens {
+        message_tokens: vec![90, 12, 0, 20, 9],
+    }));
     let reasoning =
         "Option is the classic example.\nUse and_then to chain.\nKeep the example under ten lines.";
     token(&mut app, "analysis", reasoning);
@@ -176,6 +183,13 @@ fn main_screen_80x24_with_reasoning() {
 #[test]
 fn main_screen_160x48_with_reasoning() {
     insta::assert_snapshot!(render(&mid_answer(), 160, 48).backend());
+}
+
+/// The metrics pane at the sizes it must read at: the memory bar and legend, both speed rows
+/// with the previous turn beside this one, the context gauge and its scale.
+#[test]
+fn main_screen_200x50_with_reasoning() {
+    insta::assert_snapshot!(render(&mid_answer(), 200, 50).backend());
 }
 
 #[test]

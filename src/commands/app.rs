@@ -76,6 +76,7 @@ pub fn run(args: &AppArgs) -> anyhow::Result<()> {
     }
     let mut app = App::new(options);
     app.shift_enter_works = guard.keyboard_enhanced;
+    app.max_new_tokens = settings.max_tokens;
     app.tools.policy = ApprovalPolicy {
         auto_approve_read_only: settings.tools.auto_approve_read_only,
         interactive: true,
@@ -431,7 +432,7 @@ fn perform(
     match effect {
         Effect::Engine(command) => {
             // A closed channel means the engine stopped; its Error event already says why.
-            let _ = engine.commands.send(command.into_command());
+            let _ = engine.commands.send(app.engine_command(command));
         }
         Effect::Save(chat) => {
             if !hold_lock(store, chat_lock, &chat.id)? {

@@ -11,7 +11,8 @@ use anyhow::{Context, bail};
 
 use crate::cli::{AppArgs, AskArgs};
 use crate::config::Settings;
-use crate::engine::{self, Event, StopReason, TurnStats};
+use crate::engine::protocol::ModelInfo;
+use crate::engine::{self, Event, MetricsSample, StopReason, TurnStats};
 use crate::harmony::{Conversation, DeveloperContent, Message, SystemContent};
 use crate::structured::TurnConstraint;
 use crate::tools::agent_driver::{DriveError, EngineLink, TurnObserver, drive_turn};
@@ -80,7 +81,7 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
         Some(remote) => crate::remote::spawn(remote),
         None => engine::spawn(super::app::engine_options(&app_args, &settings)?),
     };
-    let model_name = wait_ready(&mut engine)?;
+    let model = wait_ready(&mut engine)?;
     let mut observer = AskOutput::new(args);
     let first = agent.start_turn(prompt);
     let outcome = drive_turn(
@@ -97,12 +98,22 @@ pub fn run(args: &AskArgs) -> anyhow::Result<()> {
     if let Some(host) = host {
         let _ = host.commands.send(crate::tools::ToolCommand::Shutdown);
     }
+    if args.json && outcome.is_ok() {
+        // The engine reports memory and context right after the turn's end.
+        if let Some(sample) = sample_after_turn(&mut engine.events) {
+            observer.metrics(&sample);
+        }
+    }
     engine.shutdown();
     let stop = outcome.map_err(for_ask)?;
     observer.finish()?;
     let answer = final_answer(agent.conversation());
     if args.json {
-        let report = json_report(&model_name, &agent, stop, answer.as_deref());
+        let mut report = json_report(&model.name, &agent, stop, answer.as_deref());
+        report["stats"]
+            .as_object_mut()
+            .context("the report's stats are an object")?
+            .extend(metrics_stats(&model, observer.last_sample.as_ref(), &agent));
         let mut stdout = std::io::stdout();
         serde_json::to_writer_pretty(&mut stdout, &report)?;
         writeln!(stdout)?;
@@ -256,11 +267,11 @@ fn first_messages(settings: &Settings, catalog: &ToolCatalog) -> Conversation {
     Conversation::from_messages(messages)
 }
 
-/// Waits for the model to load; returns its name.
-fn wait_ready(engine: &mut engine::EngineHandle) -> anyhow::Result<String> {
+/// Waits for the model to load; returns what it is.
+fn wait_ready(engine: &mut engine::EngineHandle) -> anyhow::Result<ModelInfo> {
     loop {
         match engine.events.blocking_recv() {
-            Some(Event::Ready(info)) => return Ok(info.name),
+            Some(Event::Ready(info)) => return Ok(info),
             Some(Event::Error { message, .. }) => bail!("cannot load the model: {message}"),
             None => bail!("the engine stopped while loading the model"),
             Some(_) => {}
@@ -328,6 +339,56 @@ fn json_report(
     })
 }
 
+/// How long `--json` waits for the engine's report after the turn (it comes at once; the
+/// idle engine repeats it every 2 s).
+const SAMPLE_AFTER_TURN_WAIT: Duration = Duration::from_secs(3);
+
+/// The engine's first idle metrics sample after the turn ended, if one comes in time.
+fn sample_after_turn(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+) -> Option<MetricsSample> {
+    let deadline = std::time::Instant::now() + SAMPLE_AFTER_TURN_WAIT;
+    while std::time::Instant::now() < deadline {
+        match events.try_recv() {
+            Ok(Event::Metrics(sample)) if !sample.generating => return Some(sample),
+            Ok(_) => {}
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return None,
+        }
+    }
+    None
+}
+
+/// The metrics pane's figures for `--json`: memory in the bar's parts (local engine only),
+/// the context against the fitted limit and the model's maximum, and each generation's
+/// prefill and decode speed.
+fn metrics_stats(
+    model: &ModelInfo,
+    sample: Option<&MetricsSample>,
+    agent: &AgentLoop,
+) -> serde_json::Map<String, serde_json::Value> {
+    let memory = sample
+        .filter(|s| s.remote.is_none())
+        .map(|s| crate::memory::breakdown::MemoryBreakdown::from_sample(&s.memory));
+    let turns = agent.engine_turns();
+    let speeds = |rate: fn(&TurnStats) -> f64| turns.iter().map(rate).collect::<Vec<f64>>();
+    let serde_json::Value::Object(map) = serde_json::json!({
+        "memory": memory,
+        "context": {
+            "used_tokens": sample.map(|s| s.context_used),
+            "limit_tokens": sample.map_or(model.context_limit, |s| s.context_limit),
+            "model_max_tokens": model.max_context,
+        },
+        "prefill_tok_s": speeds(TurnStats::prefill_tok_s),
+        "decode_tok_s": speeds(TurnStats::decode_tok_s),
+    }) else {
+        return serde_json::Map::new();
+    };
+    map
+}
+
 /// Streams the turn to stdout/stderr as the flags say.
 struct AskOutput {
     json: bool,
@@ -337,6 +398,8 @@ struct AskOutput {
     /// The last write to stderr ended mid-line (reasoning streaming).
     reasoning_open: bool,
     error: Option<std::io::Error>,
+    /// The engine's latest metrics sample (for `--json`).
+    last_sample: Option<MetricsSample>,
 }
 
 impl AskOutput {
@@ -347,6 +410,7 @@ impl AskOutput {
             wrote_answer: false,
             reasoning_open: false,
             error: None,
+            last_sample: None,
         }
     }
 
@@ -424,6 +488,10 @@ impl TurnObserver for AskOutput {
 
     fn problem(&mut self, source: &str, message: &str) {
         self.stderr_line(&format!("tools: {source}: {message}"));
+    }
+
+    fn metrics(&mut self, sample: &MetricsSample) {
+        self.last_sample = Some(sample.clone());
     }
 
     fn approve(&mut self, call: &ToolCall, where_runs: &ToolWhere) -> Approval {

@@ -138,6 +138,16 @@ pub struct MemorySample {
     pub device_free_bytes: u64,
     /// This process's resident memory.
     pub process_rss_bytes: u64,
+    /// KV cache bytes that hold cached tokens now (a GPU allocates the whole limit up front,
+    /// so `kv_cache_bytes` can be more).
+    #[serde(default)]
+    pub kv_in_use_bytes: u64,
+    /// KV cache bytes the planner set aside for the whole context limit.
+    #[serde(default)]
+    pub kv_reserved_bytes: u64,
+    /// The planner's peak bytes of one prefill chunk at the context limit (transient).
+    #[serde(default)]
+    pub scratch_bytes: u64,
 }
 
 /// A sample of the engine's state, sent about twice a second and at each turn's end.
@@ -192,6 +202,10 @@ pub enum Event {
     },
     /// The model is loaded and ready for commands.
     Ready(ModelInfo),
+    /// The submitted conversation as rendered: the tokens each message took, in the
+    /// conversation's order (0 for one left out, such as an earlier turn's reasoning). Sent
+    /// before the prefill.
+    PromptTokens { message_tokens: Vec<usize> },
     /// The prompt was processed; generation starts.
     PrefillDone { stats: TurnStats },
     /// One generated token, parsed: `delta` is the text it added to the current message

@@ -60,6 +60,11 @@ impl Session {
         self.cache.bytes()
     }
 
+    /// Bytes of the KV cache that hold cached tokens.
+    pub fn cache_bytes_in_use(&self) -> u64 {
+        self.cache.bytes_in_use()
+    }
+
     /// The tokens the cache holds.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens

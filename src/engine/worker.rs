@@ -487,9 +487,18 @@ impl Engine {
 
     /// The prompt a submit of `conversation` runs: rendered for completion, with the
     /// engine's reasoning effort.
-    fn render_prompt(&self, mut conversation: Conversation) -> Result<Vec<u32>, EngineError> {
+    fn render_prompt(&self, conversation: Conversation) -> Result<Vec<u32>, EngineError> {
+        Ok(self.render_prompt_counted(conversation)?.0)
+    }
+
+    /// As [`Self::render_prompt`], with each message's rendered token count (for the app's
+    /// per-message figures).
+    fn render_prompt_counted(
+        &self,
+        mut conversation: Conversation,
+    ) -> Result<(Vec<u32>, Vec<usize>), EngineError> {
         set_reasoning_effort(&mut conversation, self.effort);
-        Ok(harmony::render_for_completion(
+        Ok(harmony::render_for_completion_counted(
             &conversation,
             &self.tokenizer,
             &harmony::RenderOptions::default(),
@@ -524,7 +533,8 @@ impl Engine {
         out: &Outbox,
     ) -> Result<Interrupt, EngineError> {
         let submitted = Instant::now();
-        let prompt = self.render_prompt(conversation)?;
+        let (prompt, message_tokens) = self.render_prompt_counted(conversation)?;
+        out.send(Event::PromptTokens { message_tokens });
         let limit = self.session.capacity();
         if prompt.len() >= limit {
             return Err(EngineError::PromptTooLong {
@@ -742,6 +752,10 @@ impl Engine {
         let mut memory = self.probe.sample();
         memory.model_bytes = self.model.weight_bytes();
         memory.kv_cache_bytes = self.session.cache_bytes();
+        memory.kv_in_use_bytes = self.session.cache_bytes_in_use();
+        let limit = self.info.context_limit;
+        memory.kv_reserved_bytes = self.plan.kv_bytes(limit) + self.plan.sliding_bytes();
+        memory.scratch_bytes = self.plan.scratch_bytes(limit);
         MetricsSample {
             memory,
             context_used: self.session.len(),

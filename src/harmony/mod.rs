@@ -25,7 +25,7 @@ pub use conversation::{
 pub use parser::{ParserStep, StopReason, StreamParser};
 pub use render::{
     RenderOptions, render_conversation, render_conversation_for_training, render_for_completion,
-    render_for_completion_with_role,
+    render_for_completion_counted, render_for_completion_with_role,
 };
 pub use tokenizer::{SpecialIds, Tokenizer};
 pub use utf8_stream::Utf8StreamDecoder;

@@ -54,6 +54,28 @@ pub fn render_conversation(
     tokenizer: &Tokenizer,
     options: &RenderOptions,
 ) -> Result<Vec<u32>, HarmonyError> {
+    render_counted(conversation, tokenizer, options).map(|(ids, _)| ids)
+}
+
+/// As [`render_for_completion`], with the tokens each message took, in the conversation's
+/// order (0 for a message the renderer leaves out, such as an earlier turn's reasoning).
+pub fn render_for_completion_counted(
+    conversation: &Conversation,
+    tokenizer: &Tokenizer,
+    options: &RenderOptions,
+) -> Result<(Vec<u32>, Vec<usize>), HarmonyError> {
+    let (mut ids, counts) = render_counted(conversation, tokenizer, options)?;
+    ids.push(tokenizer.specials().start);
+    ids.extend(tokenizer.encode_ordinary(Role::Assistant.as_str())?);
+    Ok((ids, counts))
+}
+
+/// The conversation's messages and the tokens each took.
+fn render_counted(
+    conversation: &Conversation,
+    tokenizer: &Tokenizer,
+    options: &RenderOptions,
+) -> Result<(Vec<u32>, Vec<usize>), HarmonyError> {
     let messages = &conversation.messages;
     let has_function_tools = messages.iter().any(|message| {
         message.content.iter().any(|content| match content {
@@ -79,13 +101,15 @@ pub fn render_conversation(
         _ => 0,
     };
     let mut ids = Vec::new();
+    let mut counts = Vec::with_capacity(messages.len());
     for (index, message) in messages.iter().enumerate() {
-        if index < drop_before && message.channel.as_deref() == Some("analysis") {
-            continue;
+        let before = ids.len();
+        if index >= drop_before || message.channel.as_deref() != Some("analysis") {
+            render_message(message, index, tokenizer, has_function_tools, &mut ids)?;
         }
-        render_message(message, index, tokenizer, has_function_tools, &mut ids)?;
+        counts.push(ids.len() - before);
     }
-    Ok(ids)
+    Ok((ids, counts))
 }
 
 /// Renders for training: as `render_conversation`, and when the last message is the assistant's

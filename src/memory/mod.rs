@@ -2,6 +2,7 @@
 //! (probes for CPU, CUDA and Metal behind one interface).
 
 pub mod allocator;
+pub mod breakdown;
 pub mod inventory;
 pub mod planner;
 pub mod probe;

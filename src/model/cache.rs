@@ -133,12 +133,26 @@ impl KvCache {
     /// and hold their whole capacity on a GPU, sliding windows are bounded, snapshots add
     /// their windows.
     pub fn bytes(&self) -> u64 {
+        let full_positions = if self.allocated_up_front {
+            self.capacity
+        } else {
+            self.len
+        };
+        self.bytes_with_full_positions(full_positions)
+    }
+
+    /// Bytes holding cached tokens: as [`KvCache::bytes`], with the full layers counted only
+    /// up to the tokens cached (the metrics pane's "KV in use").
+    pub fn bytes_in_use(&self) -> u64 {
+        self.bytes_with_full_positions(self.len)
+    }
+
+    fn bytes_with_full_positions(&self, full_positions: usize) -> u64 {
         let per_position = (2 * self.kv_heads * self.head_dim * self.dtype.size_in_bytes()) as u64;
         let mut positions = 0u64;
         for layer in &self.layers {
             positions += match layer {
-                LayerCache::Full { .. } if self.allocated_up_front => self.capacity as u64,
-                LayerCache::Full { .. } => self.len as u64,
+                LayerCache::Full { .. } => full_positions as u64,
                 LayerCache::Sliding { kv } => {
                     kv.as_ref().map_or(0, |(k, _)| k.dim(1).unwrap_or(0)) as u64
                 }

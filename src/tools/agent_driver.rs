@@ -9,7 +9,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::agent::{AgentError, AgentLoop, AgentStep, ToolExchange};
 use super::protocol::{Approval, ToolCall, ToolCatalog, ToolEvent, ToolHostHandle, ToolWhere};
-use crate::engine::{Command, Event, StopReason};
+use crate::engine::{Command, Event, MetricsSample, StopReason};
 
 /// What a front end shows (or records) while a turn runs.
 pub trait TurnObserver {
@@ -24,6 +24,8 @@ pub trait TurnObserver {
     fn problem(&mut self, source: &str, message: &str);
     /// Asks the user about a call (only when the policy says someone can be asked).
     fn approve(&mut self, call: &ToolCall, where_runs: &ToolWhere) -> Approval;
+    /// A metrics sample from the engine (memory, context, speed); ignored unless wanted.
+    fn metrics(&mut self, _sample: &MetricsSample) {}
 }
 
 /// Why a turn could not be finished.
@@ -139,6 +141,7 @@ fn generate(
                 return Ok(next);
             }
             Some(Event::Error { message, .. }) => return Err(DriveError::Engine(message)),
+            Some(Event::Metrics(sample)) => observer.metrics(&sample),
             Some(_) => {}
         }
     }

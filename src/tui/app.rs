@@ -3,19 +3,21 @@
 //! come out as data. Nothing here does IO, so every behaviour is testable with scripted events.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 use ratatui::layout::{Position, Rect};
 
+pub use self::metrics_state::{Metrics, SPEED_HISTORY_LEN};
 use self::scroll::{PaneScroll, PaneView};
 use super::doc::{DocKind, StreamDoc};
 use super::input::InputBox;
 use super::keys::{Action, KeyBinding, KeyMap};
 use super::markdown;
 use super::theme::Theme;
-use crate::engine::protocol::{MetricsSample, ModelInfo, SamplingParams};
+use crate::engine::protocol::{ModelInfo, SamplingParams};
 use crate::engine::{Command, Event, StopReason, TurnStats};
 use crate::harmony::{Content, Conversation, Message, ReasoningEffort, Role, SystemContent};
 use crate::store::{ChatMeta, ChatSnapshot, ChatSummary, TurnRecord};
@@ -24,8 +26,6 @@ use crate::tools::{ToolCommand, ToolEvent};
 
 /// Tokens one answer may generate at most (the context limit usually ends it first).
 pub const MAX_NEW_TOKENS: usize = 32_768;
-/// Decode-speed points kept for the sparkline (about a minute at two samples a second).
-pub const SPEED_HISTORY_LEN: usize = 120;
 /// Lines one wheel notch or scroll key moves.
 const SCROLL_STEP_LINES: usize = 3;
 
@@ -157,26 +157,6 @@ pub enum Entry {
     Assistant(Box<AssistantTurn>),
 }
 
-/// Live metrics from the engine.
-#[derive(Debug, Clone, Default)]
-pub struct Metrics {
-    pub latest: Option<MetricsSample>,
-    /// Recent decode tok/s, oldest first.
-    pub decode_history: VecDeque<f64>,
-}
-
-impl Metrics {
-    fn push(&mut self, sample: MetricsSample) {
-        if sample.generating {
-            if self.decode_history.len() == SPEED_HISTORY_LEN {
-                self.decode_history.pop_front();
-            }
-            self.decode_history.push_back(sample.decode_tok_s_now);
-        }
-        self.latest = Some(sample);
-    }
-}
-
 /// Context used as a percentage of the limit (0 when the limit is unknown).
 pub fn context_percent(used: usize, limit: usize) -> f64 {
     if limit == 0 {
@@ -258,6 +238,11 @@ pub struct App {
     pub answer_format: Option<(PathBuf, TurnConstraint)>,
     /// A one-line message under the input (copied, saved, usage hints).
     pub notice: Option<String>,
+    /// Tokens one answer may generate (`/max N`, config `max_tokens`); `None`: no limit but
+    /// [`MAX_NEW_TOKENS`].
+    pub max_new_tokens: Option<usize>,
+    /// Rendered tokens of each of `messages` as the engine last counted them.
+    pub message_tokens: numbers::MessageTokens,
     /// "2026-11-27", for the system message.
     pub today: String,
     pub quit: bool,
@@ -431,6 +416,8 @@ impl App {
             saved_context_tokens: None,
             answer_format: None,
             notice: None,
+            max_new_tokens: None,
+            message_tokens: numbers::MessageTokens::default(),
             today: options.today,
             quit: false,
             rects: Cell::new(PaneRects::default()),
@@ -502,6 +489,10 @@ impl App {
             }
             Event::Ready(info) => {
                 self.model = ModelState::Ready(info);
+                Vec::new()
+            }
+            Event::PromptTokens { message_tokens } => {
+                self.set_message_tokens(&message_tokens);
                 Vec::new()
             }
             Event::PrefillDone { stats } => {
@@ -620,6 +611,8 @@ impl App {
 
     fn turn_done(&mut self, stop: StopReason, stats: TurnStats) -> Vec<Effect> {
         self.end_turn();
+        self.metrics.turn_done(&stats);
+        self.note_length_stop(stop);
         if let Some(turn) = self.last_turn_mut() {
             turn.stop = Some(stop);
             turn.stats = Some(stats);
@@ -780,10 +773,7 @@ impl App {
                     ReasoningEffort::Medium => ReasoningEffort::High,
                     ReasoningEffort::High => ReasoningEffort::Low,
                 };
-                self.notice = Some(format!(
-                    "reasoning effort: {} (from the next message)",
-                    effort_name(self.effort)
-                ));
+                self.notice = Some(self.effort_notice(self.effort));
                 return vec![Effect::Engine(CommandKind::SetEffort(self.effort))];
             }
             Action::NewChat => return self.new_chat(),
@@ -934,6 +924,7 @@ impl App {
         let up = match mouse.kind {
             MouseEventKind::ScrollUp => true,
             MouseEventKind::ScrollDown => false,
+            MouseEventKind::Down(MouseButton::Left) => return self.focus_at(mouse),
             _ => return,
         };
         let at = Position::new(mouse.column, mouse.row);
@@ -1035,7 +1026,7 @@ impl App {
             "/effort" => match parse_effort(rest) {
                 Some(effort) => {
                     self.effort = effort;
-                    self.notice = Some(format!("reasoning effort: {}", effort_name(effort)));
+                    self.notice = Some(self.effort_notice(effort));
                     return vec![Effect::Engine(CommandKind::SetEffort(effort))];
                 }
                 None => self.notice = Some("usage: /effort low|medium|high".into()),
@@ -1080,6 +1071,7 @@ impl App {
                 let path = (!rest.is_empty()).then(|| PathBuf::from(rest));
                 return vec![Effect::Export(Box::new(self.snapshot()), path)];
             }
+            "/max" => return self.max_command(rest),
             "/json" => match rest {
                 "" => {
                     self.notice = Some(match &self.answer_format {
@@ -1109,7 +1101,7 @@ impl App {
             }
             other => {
                 self.notice = Some(format!(
-                    "unknown command {other}: try /new /chats /ctx /effort /temp /sampling /system /json /export /rename /help"
+                    "unknown command {other}: try /new /chats /ctx /max /effort /temp /sampling /system /json /export /rename /help"
                 ));
             }
         }
@@ -1131,6 +1123,9 @@ mod branches;
 mod branches_tests;
 mod chats;
 pub mod history;
+pub mod metrics_state;
+mod mouse;
+pub mod numbers;
 pub mod pane_sizes;
 mod resume;
 pub mod scroll;

@@ -4,7 +4,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
-use crate::engine::protocol::{MemorySample, ModelInfo, SamplingParams};
+use crate::engine::protocol::{MemorySample, MetricsSample, ModelInfo, SamplingParams};
 
 pub(super) fn app() -> App {
     let mut app = App::new(AppOptions {
@@ -624,7 +624,7 @@ fn a_reopened_chat_keeps_what_it_had_when_saved_again() {
 // ─── Scrolling ───
 
 /// The screen as drawn at `width` x `height`, one string per row.
-fn drawn(app: &App, width: u16, height: u16) -> Vec<String> {
+pub(super) fn drawn(app: &App, width: u16, height: u16) -> Vec<String> {
     let backend = ratatui::backend::TestBackend::new(width, height);
     let mut terminal = ratatui::Terminal::new(backend).expect("a test backend never fails");
     terminal
@@ -833,6 +833,9 @@ fn at_80x24_every_metrics_row_fits() {
             process_rss_bytes: 13_000_000_000,
             kv_cache_bytes: 1_100_000_000,
             model_bytes: 13_700_000_000,
+            kv_in_use_bytes: 100_000_000,
+            kv_reserved_bytes: 1_100_000_000,
+            scratch_bytes: 400_000_000,
         },
         context_used: 412,
         context_limit: 4096,
@@ -847,17 +850,16 @@ fn at_80x24_every_metrics_row_fits() {
     })));
     let screen = drawn(&app, 80, 24).join("\n");
     for row in [
-        "CPU (16 threads)",
-        "model    12.8 GiB",
-        "RAM free 11.2 GiB",
-        "RAM used 18.6 GiB",
+        "CPU (16 threads) · 29.8 GiB",
+        "█wts 13G ▓▒KV 95M/1.0G",
+        "░scr 381M ▪oth 4.5G ·free 11G",
         "RSS      12.1 GiB",
-        "KV cache 1.0 GiB",
-        "prefill  ",
+        "prefill  168000 tok/s",
         "prompt   8.4k + 1.2k cached",
-        "decode   20.5 tok/s · avg 20.5",
+        "decode   20.5 tok/s",
         "TTFT     75 ms · 41 tok",
-        "ctx 412/4.1k",
+        "ctx 412/4.1k 10% ",
+        "┃············· ┃4.1k of 131.1k",
     ] {
         assert!(screen.contains(row), "{row:?} missing:\n{screen}");
     }

@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Paragraph};
 
-use super::{format_bytes, pane_block};
+use super::{format_bytes, format_tokens, pane_block};
 use crate::engine::StopReason;
 use crate::tui::app::scroll::{PaneScroll, PaneView};
 use crate::tui::app::{App, Entry, ModelState, Pane};
@@ -186,11 +186,21 @@ fn segments_by_entry(app: &App) -> (Vec<Segment<'_>>, Vec<usize>) {
     let mut out = Vec::new();
     let mut starts = Vec::with_capacity(app.entries.len());
     let last = app.entries.len().saturating_sub(1);
+    // The k-th user entry shows the k-th user message's rendered tokens.
+    let mut user_tokens = app.user_message_tokens().into_iter();
     for (i, entry) in app.entries.iter().enumerate() {
         starts.push(out.len());
         match entry {
             Entry::User(doc) => {
-                out.push(Segment::Lines(header(app, i, "▌ You", theme.user)));
+                let mut lines = header(app, i, "▌ You", theme.user);
+                if let (Some(tokens), Some(line)) = (user_tokens.next().flatten(), lines.first_mut())
+                {
+                    line.spans.push(Span::styled(
+                        format!(" · {} tok", format_tokens(tokens)),
+                        theme.dim,
+                    ));
+                }
+                out.push(Segment::Lines(lines));
                 out.push(Segment::Doc(doc));
                 out.push(Segment::Lines(vec![Line::default()]));
             }
@@ -314,6 +324,17 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
         format!(" {title_base} ")
     };
     let mut block = pane_block(app, Pane::Chat, title);
+    // The chat's size in tokens (what the context holds of it), top right.
+    let (chat_tokens, _) = super::status::context(app);
+    if chat_tokens > 0 {
+        block = block.title_top(
+            Line::from(Span::styled(
+                format!(" {} tok ", format_tokens(chat_tokens)),
+                app.theme.dim,
+            ))
+            .right_aligned(),
+        );
+    }
     if shown.new_text_below {
         block = block.title_bottom(
             Line::from(Span::styled(" ↓ new text ", app.theme.accent)).right_aligned(),

@@ -9,13 +9,14 @@ use super::centered;
 use crate::tui::app::App;
 use crate::tui::keys::Action;
 
-const SLASH_COMMANDS: [(&str, &str); 11] = [
+const SLASH_COMMANDS: [(&str, &str); 12] = [
     (
         "/system TEXT",
         "developer instructions (/system alone edits them)",
     ),
     ("/effort LEVEL", "reasoning effort low, medium or high"),
     ("/ctx N", "context limit in tokens"),
+    ("/max N", "answers stop after N tokens (/max off)"),
     ("/sampling", "show temperature, top-p, top-k, min-p, seed"),
     (
         "/temp X",
@@ -82,6 +83,10 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     for note in CLIPBOARD_NOTES {
         lines.push(Line::from(Span::styled(note, theme.dim)));
     }
+    lines.push(Line::from(Span::styled(
+        "Mouse: click focuses a pane, the wheel scrolls; Shift+drag selects text to copy.",
+        theme.text,
+    )));
     lines.push(Line::from(Span::styled(
         "Keys are set in the config file's [keybindings]. Esc closes this.",
         theme.dim,

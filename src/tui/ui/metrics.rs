@@ -1,14 +1,17 @@
-//! The metrics pane: device and memory, context gauge and KV bytes, prefill/decode speed,
-//! time to first token and a sparkline of decode speed.
+//! The metrics pane: the memory bar (weights | KV in use | KV reserved | scratch | other |
+//! free) with its legend, decode and prefill speed with the previous turns beside this one,
+//! time to first token, the context gauge and the scale marking the fitted limit within the
+//! model's maximum; spare rows get a taller sparkline of this turn's decode speed.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{LineGauge, Paragraph, Sparkline};
+use ratatui::widgets::{Paragraph, Sparkline};
 
 use super::status::context;
-use super::{format_bytes, format_tokens, pane_block};
-use crate::tui::app::{App, ModelState, Pane, context_percent};
+use super::{format_bytes, format_tokens, gauges, pane_block};
+use crate::memory::breakdown::MemoryBreakdown;
+use crate::tui::app::{App, ModelState, Pane};
 
 /// Cells of the label column ("KV cache" and a space).
 const LABEL_CELLS: usize = 9;
@@ -35,51 +38,79 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let memory = &sample.memory;
     let on_cpu = matches!(&app.model, ModelState::Ready(info) if info.device.starts_with("cpu"));
     let turn = sample.turn;
-    // (priority, line): when the pane is short, the most useful lines stay. Values are short
-    // (one figure a row) so that each row fits the 30 columns the pane has at 80x24.
-    let ram = if on_cpu { "RAM" } else { "GPU" };
-    let mut rows = Vec::new();
+    let width = usize::from(inner.width);
+    let (used, limit) = context(app);
+    let model_max = match &app.model {
+        ModelState::Ready(info) => info.max_context,
+        _ => 0,
+    };
+    // (priority, line) in display order: when the pane is short, the lowest priorities stay.
+    // Every row fits the 30 columns the pane has at 80x24.
+    let mut rows: Vec<(u8, Line<'static>)> = Vec::new();
     if let Some(remote) = &sample.remote {
         // A remote server's memory is not ours to see; its KV use comes from its /metrics.
         let kv = remote.kv_cache_used_fraction.map_or_else(
             || "server: n/a".into(),
             |f| format!("server {:.1}%", f * 100.0),
         );
-        rows.push((5, row(app, "server", remote.server.clone())));
-        rows.push((6, row(app, "memory", "remote".into())));
-        rows.push((7, row(app, "KV cache", kv)));
+        rows.push((8, row(app, "server", remote.server.clone())));
+        rows.push((9, row(app, "memory", "remote".into())));
+        rows.push((5, row(app, "KV cache", kv)));
     } else {
-        rows.extend([
-            (5, row(app, "device", memory.device_name.clone())),
-            (6, row(app, "model", format_bytes(memory.model_bytes))),
-            (
-                4,
-                row(
-                    app,
-                    &format!("{ram} free"),
-                    format_bytes(memory.device_free_bytes),
+        let parts = MemoryBreakdown::from_sample(memory);
+        rows.push((
+            8,
+            Line::from(vec![
+                Span::styled(memory.device_name.clone(), app.theme.text),
+                Span::styled(
+                    format!(" · {}", format_bytes(parts.total_bytes)),
+                    app.theme.dim,
                 ),
-            ),
-            (
-                9,
-                row(
-                    app,
-                    &format!("{ram} used"),
-                    format_bytes(memory.device_used_bytes),
-                ),
-            ),
-        ]);
+            ]),
+        ));
+        rows.push((3, gauges::memory_bar(&parts, width, &app.theme)));
+        let [weights_kv, rest] = gauges::memory_legend(&parts, width, &app.theme);
+        rows.push((5, weights_kv));
+        rows.push((9, rest));
         if on_cpu {
-            rows.push((10, row(app, "RSS", format_bytes(memory.process_rss_bytes))));
+            rows.push((11, row(app, "RSS", format_bytes(memory.process_rss_bytes))));
         }
-        rows.push((7, row(app, "KV cache", format_bytes(memory.kv_cache_bytes))));
     }
+    let previous = app.metrics.previous_turns();
+    let decode_now = if sample.generating {
+        sample.decode_tok_s_now
+    } else {
+        turn.decode_tok_s()
+    };
+    let previous_decode: Vec<f64> = previous.iter().map(|t| t.decode_tok_s).collect();
+    let current_decode: Vec<f64> = app.metrics.decode_history.iter().copied().collect();
     rows.push((
-        1,
-        row(app, "prefill", format!("{:.1} tok/s", turn.prefill_tok_s())),
+        0,
+        gauges::speed_row(
+            "decode",
+            LABEL_CELLS,
+            decode_now,
+            &previous_decode,
+            &current_decode,
+            width,
+            &app.theme,
+        ),
+    ));
+    let previous_prefill: Vec<f64> = previous.iter().map(|t| t.prefill_tok_s).collect();
+    rows.push((
+        2,
+        gauges::speed_row(
+            "prefill",
+            LABEL_CELLS,
+            turn.prefill_tok_s(),
+            &previous_prefill,
+            &app.metrics.prefill_history,
+            width,
+            &app.theme,
+        ),
     ));
     rows.push((
-        8,
+        10,
         row(
             app,
             "prompt",
@@ -91,19 +122,7 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
         ),
     ));
     rows.push((
-        0,
-        row(
-            app,
-            "decode",
-            format!(
-                "{:.1} tok/s · avg {:.1}",
-                sample.decode_tok_s_now,
-                turn.decode_tok_s()
-            ),
-        ),
-    ));
-    rows.push((
-        2,
+        4,
         row(
             app,
             "TTFT",
@@ -116,7 +135,7 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
     // Tool time is not decode time: its own row, once the chat has called a tool.
     if !app.tools.blocks.is_empty() {
         rows.push((
-            3,
+            6,
             row(
                 app,
                 "tool",
@@ -129,54 +148,27 @@ pub(super) fn draw(frame: &mut Frame<'_>, area: Rect, app: &App) {
             ),
         ));
     }
-    // One row for the context gauge; the sparkline gets what is left (at least 2 rows when
-    // all text fits).
-    let room = usize::from(inner.height.saturating_sub(1));
-    let keep = rows.len().min(room);
+    rows.push((1, gauges::context_gauge(used, limit, width, &app.theme)));
+    if let Some(scale) = gauges::context_scale(used, limit, model_max, width, &app.theme) {
+        rows.push((7, scale));
+    }
+    // The rows that fit, most useful first; the sparkline gets what is left.
+    let keep = rows.len().min(usize::from(inner.height));
     let mut by_priority: Vec<u8> = rows.iter().map(|(p, _)| *p).collect();
     by_priority.sort_unstable();
-    let cutoff = by_priority
-        .get(keep.saturating_sub(1))
-        .copied()
-        .unwrap_or(0);
-    let lines: Vec<Line<'static>> = if keep == 0 {
-        Vec::new()
-    } else {
-        rows.into_iter()
+    let lines: Vec<Line<'static>> = match keep.checked_sub(1).map(|i| by_priority[i]) {
+        None => Vec::new(),
+        Some(cutoff) => rows
+            .into_iter()
             .filter(|(p, _)| *p <= cutoff)
             .map(|(_, l)| l)
-            .collect()
+            .collect(),
     };
 
     let text_rows = lines.len() as u16;
-    let [text_area, gauge_area, spark_area] = Layout::vertical([
-        Constraint::Length(text_rows.min(inner.height.saturating_sub(1))),
-        Constraint::Length(1),
-        Constraint::Min(0),
-    ])
-    .areas(inner);
+    let [text_area, spark_area] =
+        Layout::vertical([Constraint::Length(text_rows), Constraint::Min(0)]).areas(inner);
     frame.render_widget(Paragraph::new(lines), text_area);
-    let (used, limit) = context(app);
-    let percent = context_percent(used, limit);
-    let gauge_style = if percent >= 90.0 {
-        app.theme.error
-    } else if percent >= 75.0 {
-        app.theme.warning
-    } else {
-        app.theme.good
-    };
-    frame.render_widget(
-        LineGauge::default()
-            .filled_style(gauge_style)
-            .unfilled_style(app.theme.dim)
-            .label(format!(
-                "ctx {}/{} {percent:.0}%",
-                format_tokens(used),
-                format_tokens(limit)
-            ))
-            .ratio((percent / 100.0).clamp(0.0, 1.0)),
-        gauge_area,
-    );
     if spark_area.height > 0 {
         // Sparkline takes integers: tenths of tok/s keep small speeds visible.
         let points: Vec<u64> = app

@@ -2,6 +2,7 @@
 //! Nothing here changes state (the pane rectangles are recorded for mouse hit-testing).
 
 pub(crate) mod chat;
+mod gauges;
 mod help;
 mod input;
 mod metrics;
