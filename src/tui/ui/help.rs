@@ -9,7 +9,7 @@ use super::centered;
 use crate::tui::app::App;
 use crate::tui::keys::Action;
 
-const SLASH_COMMANDS: [(&str, &str); 11] = [
+const SLASH_COMMANDS: [(&str, &str); 12] = [
     (
         "/system TEXT",
         "developer instructions (/system alone edits them)",
@@ -27,7 +27,11 @@ const SLASH_COMMANDS: [(&str, &str); 11] = [
     ("/rename TITLE", "rename this chat"),
     (
         "/export [PATH]",
-        "Markdown to PATH (~ = home) or ./ossterm-ID.md",
+        "Markdown (.json: harmony JSON) to PATH (~ = home) or ./ossterm-ID.md",
+    ),
+    (
+        "/import FILE",
+        "open a harmony JSON or Markdown export as a new chat",
     ),
     ("/quit", "quit"),
 ];
