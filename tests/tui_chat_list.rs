@@ -1,5 +1,5 @@
 //! The chats overlay in the real binary (tmux, demo model): type to search a saved chat's
-//! content and open it, delete one (asked first) and undo, and `/import` a harmony JSON file
+//! content and open it, delete one (asked first) and undo, rename one with F2, and `/import` a harmony JSON file
 //! and `/export` it back as harmony JSON.
 //!
 //! Needs tmux (installed by .ci/run) and the demo model in assets/demo.
@@ -96,6 +96,21 @@ fn search_open_delete_undo_import_and_export_in_the_app() {
         s.contains("Chats (2)") && s.contains("restored 'Weekend risotto'")
     });
     assert!(store.chat_path("c1").exists());
+
+    // F2 renames in place; the title is saved.
+    tmux.keys(&["F2"]);
+    tmux.wait_for("the rename field", |s| {
+        s.contains("New title: Weekend risotto")
+    });
+    tmux.type_text(" 2");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the rename", |s| {
+        s.contains("renamed to 'Weekend risotto 2'")
+    });
+    assert_eq!(
+        store.load("c1").expect("still there").meta.title,
+        "Weekend risotto 2"
+    );
     tmux.keys(&["Escape"]);
 
     // Import a harmony conversation, then export it as harmony JSON again.
