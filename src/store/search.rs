@@ -359,4 +359,22 @@ mod tests {
         std::fs::remove_file(store.chat_path("c3")).unwrap();
         assert_eq!(store.list().unwrap().len(), 49);
     }
+
+    /// Timing, not a check: `cargo test --lib search_time -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "prints a timing"]
+    fn search_time_over_a_large_index() {
+        let text = "the quick brown fox jumps over the lazy dog. ".repeat(450); // ~20 KB
+        let chats: Vec<ChatSummary> = (0..2000)
+            .map(|i| summary(&format!("chat {i}"), &text))
+            .collect();
+        let start = std::time::Instant::now();
+        let hits = search(&chats, "zebra");
+        println!(
+            "search over 2000 chats x {} bytes: {:?} ({} hits)",
+            text.len(),
+            start.elapsed(),
+            hits.len()
+        );
+    }
 }
