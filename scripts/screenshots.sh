@@ -95,10 +95,19 @@ tm send-keys -t s C-r Tab Tab
 shot reasoning-focused
 tm send-keys -t s F1
 shot help
-tm send-keys -t s Escape; sleep 0.3; tm send-keys -t s C-l
-wait_for "Chats"
+# A second chat, so the list and its search have something to pick from.
+tm send-keys -t s Escape; sleep 0.3; tm send-keys -t s C-n
+tm send-keys -t s -l "How long should a risotto cook?"
+tm send-keys -t s Enter
+wait_for "tok · [0-9.]+ tok/s"
+tm send-keys -t s C-l
+wait_for "Chats \\(2\\)"
 shot chats
-tm send-keys -t s Escape; sleep 0.3
+# Search: typing filters titles and messages; a match in a message shows a snippet.
+tm send-keys -t s -l "string"
+wait_for "Chats \\(1 of 2\\)"
+shot chat-search
+tm send-keys -t s Escape Escape; sleep 0.3
 branching_scene
 tm send-keys -t s C-q
 

@@ -6,12 +6,23 @@
 //! copy of the app is locked against the others (`lock`).
 
 mod branches;
+mod export;
+mod import;
 mod lock;
 mod recover;
+mod rename;
+mod search;
+mod trash;
 
 pub use branches::{BranchError, Branches, Fork, ShownPath, Tail, VersionLabel};
+pub use export::{ExportFormat, to_markdown};
+pub use import::{IMPORT_MAX_BYTES, ImportError, Imported, import_file};
 pub use lock::ChatLock;
 pub use recover::{Recovery, Resumed};
+pub use rename::TITLE_MAX_CHARS;
+pub(crate) use rename::clean_title;
+pub use search::{SearchHit, SearchText, Snippet, search};
+pub use trash::{TRASH_KEEP_DAYS, TrashedChat};
 
 use std::fs;
 use std::io::Write;
@@ -20,7 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{StopReason, TurnStats};
-use crate::harmony::{Content, Conversation, ExtraFields, Role};
+use crate::harmony::{Conversation, ExtraFields, Role};
 
 /// Why a chat could not be saved, read or removed.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +65,12 @@ pub enum StoreError {
     },
     #[error("chat {id} is open in another copy of ossterm: close it there first")]
     Locked { id: String },
+    #[error("a chat {id} exists already: it is not replaced by the one in the trash")]
+    Exists { id: String },
+    #[error("'{entry}' is not a chat in the trash")]
+    BadTrashEntry { entry: String },
+    #[error("a chat title cannot be empty")]
+    EmptyTitle,
 }
 
 /// The stats of one finished assistant turn.
@@ -92,17 +109,25 @@ pub struct ChatSnapshot {
 }
 
 /// A saved chat in the list.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatSummary {
     pub id: String,
     pub title: String,
+    /// RFC 3339 (empty when unknown).
+    pub created: String,
+    /// RFC 3339 (empty when unknown).
     pub updated: String,
+    /// User messages and answers (reasoning, tool traffic and instructions not counted).
+    pub messages: usize,
+    /// The text the list's search looks through.
+    pub text: SearchText,
 }
 
-/// The chats folder.
+/// The chats folder, with the list's index of it (shared by clones).
 #[derive(Debug, Clone)]
 pub struct ChatStore {
     dir: PathBuf,
+    index: search::SharedIndex,
 }
 
 /// A new chat id from the time: sortable, unique enough for one user.
@@ -166,6 +191,7 @@ impl ChatStore {
     pub fn new(data_dir: &Path) -> Self {
         Self {
             dir: data_dir.join("chats"),
+            index: search::SharedIndex::default(),
         }
     }
 
@@ -195,6 +221,7 @@ impl ChatStore {
         };
         let meta = serde_json::to_vec_pretty(&chat.meta).map_err(encode)?;
         let conversation = serde_json::to_vec_pretty(&chat.conversation).map_err(encode)?;
+        self.index.forget(&chat.id);
         write_atomic(&self.meta_path(&chat.id), &meta)?;
         write_atomic(&self.chat_path(&chat.id), &conversation)
     }
@@ -223,40 +250,10 @@ impl ChatStore {
         })
     }
 
-    /// The saved chats, newest first.
+    /// The saved chats, newest first, with counts and search text. Only chats whose files
+    /// changed since the last call are read again (see `search`), so a large store lists fast.
     pub fn list(&self) -> Result<Vec<ChatSummary>, StoreError> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(StoreError::Read {
-                    path: self.dir.clone(),
-                    source,
-                });
-            }
-        };
-        let mut chats = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if id.ends_with(".meta") || id.starts_with('.') {
-                continue;
-            }
-            let meta: Option<ChatMeta> = fs::read_to_string(self.meta_path(id))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok());
-            let (title, updated) =
-                meta.map_or_else(|| (id.to_string(), String::new()), |m| (m.title, m.updated));
-            chats.push(ChatSummary {
-                id: id.to_string(),
-                title,
-                updated,
-            });
-        }
-        chats.sort_by(|a, b| (&b.updated, &b.id).cmp(&(&a.updated, &a.id)));
-        Ok(chats)
+        self.index.refresh(self)
     }
 
     /// Removes a chat's files; refused while another copy of the app has the chat open.
@@ -272,12 +269,8 @@ impl ChatStore {
                 Err(source) => return Err(StoreError::Write { path, source }),
             }
         }
+        self.index.forget(id);
         Ok(())
-    }
-
-    /// Writes the chat as Markdown to `path` (atomically).
-    pub fn export_markdown(&self, chat: &ChatSnapshot, path: &Path) -> Result<(), StoreError> {
-        write_atomic(path, to_markdown(chat).as_bytes())
     }
 }
 
@@ -289,40 +282,10 @@ fn first_user_text(conversation: &Conversation) -> Option<String> {
         .map(|m| m.text().chars().take(60).collect())
 }
 
-/// The chat as Markdown: title, then each user message and answer; reasoning in a
-/// collapsible `<details>` block.
-pub fn to_markdown(chat: &ChatSnapshot) -> String {
-    let mut out = format!("# {}\n\n", chat.meta.title);
-    for message in &chat.conversation.messages {
-        let text = message.text();
-        match (message.role, message.channel.as_deref()) {
-            (Role::System, _) => {}
-            (Role::Developer, _) => {
-                let instructions = message.content.iter().find_map(|c| match c {
-                    Content::DeveloperContent(d) => d.instructions.clone(),
-                    _ => None,
-                });
-                let instructions = instructions.unwrap_or(text);
-                out.push_str(&format!("**Instructions:**\n\n{instructions}\n\n"));
-            }
-            (Role::User, _) => out.push_str(&format!("## You\n\n{text}\n\n")),
-            (Role::Assistant, Some("analysis")) => out.push_str(&format!(
-                "<details><summary>Reasoning</summary>\n\n{text}\n\n</details>\n\n"
-            )),
-            (Role::Assistant, Some("commentary")) => {
-                out.push_str(&format!("> tool call: {text}\n\n"));
-            }
-            (Role::Assistant, _) => out.push_str(&format!("## gpt-oss\n\n{text}\n\n")),
-            (Role::Tool, _) => out.push_str(&format!("> tool result: {text}\n\n")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harmony::Message;
+    use crate::harmony::{Content, Message};
 
     fn message(role: Role, channel: Option<&str>, text: &str) -> Message {
         Message {
@@ -336,7 +299,7 @@ mod tests {
         }
     }
 
-    fn chat(id: &str, updated: &str) -> ChatSnapshot {
+    pub(super) fn chat(id: &str, updated: &str) -> ChatSnapshot {
         ChatSnapshot {
             id: id.into(),
             meta: ChatMeta {
@@ -415,14 +378,5 @@ mod tests {
             err.contains("x.json") && err.contains("not a valid chat file"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn markdown_export_has_roles_and_reasoning() {
-        let md = to_markdown(&chat("a", ""));
-        assert!(md.starts_with("# chat a\n"));
-        assert!(md.contains("## You\n\nhi"));
-        assert!(md.contains("<summary>Reasoning</summary>\n\nthink"));
-        assert!(md.contains("## gpt-oss\n\nhello"));
     }
 }

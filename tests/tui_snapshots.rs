@@ -8,9 +8,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ossterm::engine::protocol::{MemorySample, MetricsSample, ModelInfo, SamplingParams};
 use ossterm::engine::{Event, StopReason, TurnStats};
 use ossterm::harmony::{Content, Message, ReasoningEffort, Role};
-use ossterm::store::ChatSummary;
+use ossterm::store::{ChatSummary, SearchText};
 use ossterm::tools::{CatalogEntry, ToolCatalog, ToolCommand, ToolEvent, ToolResult, ToolWhere};
-use ossterm::tui::app::{App, AppOptions, Effect, Input};
+use ossterm::tui::app::{App, AppOptions, Effect, Input, Overlay};
 use ossterm::tui::keys::KeyMap;
 use ossterm::tui::theme::Theme;
 use ossterm::tui::ui;
@@ -491,9 +491,84 @@ proptest! {
             id: "other".into(),
             title: title.clone(),
             updated: title,
+            ..ChatSummary::default()
         }]);
         prop_assert_eq!(control_cells(&app, 80, 24), vec![]);
         app.update(Input::Engine(Event::Error { message: error, fatal: false }));
         prop_assert_eq!(control_cells(&app, 80, 24), vec![]);
     }
+}
+
+/// Saved chats as the store lists them, seen on 2026-12-03 at 12:00 UTC.
+fn chat_list_app() -> App {
+    let mut app = app();
+    let chat = |id: &str, title: &str, updated: &str, messages: usize, text: &str| ChatSummary {
+        id: id.into(),
+        title: title.into(),
+        created: "2026-11-20T08:30:00Z".into(),
+        updated: updated.into(),
+        messages,
+        text: SearchText::new(text),
+    };
+    app.show_chat_list(vec![
+        chat(
+            "c1",
+            "Reverse a string in Rust",
+            "2026-12-03T11:40:00Z",
+            4,
+            "Write a Rust function to reverse a string.\nUse chars().rev()",
+        ),
+        chat(
+            "c2",
+            "Weekend risotto",
+            "2026-12-02T19:00:00Z",
+            6,
+            "How long do I cook a risotto?\nAbout 18 minutes; a rust-free pan helps",
+        ),
+        chat(
+            "c3",
+            "Ownership and borrowing, explained with far too many words to fit",
+            "2026-11-28T10:00:00Z",
+            12,
+            "What is a lifetime?",
+        ),
+        chat(
+            "c4",
+            "Tax letter",
+            "2026-10-01T09:00:00Z",
+            1,
+            "Draft a letter",
+        ),
+    ]);
+    if let Overlay::Chats(list) = &mut app.overlay {
+        list.listed_at = chrono::DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+    }
+    app
+}
+
+#[test]
+fn chat_list_with_counts_dates_and_search() {
+    let mut app = chat_list_app();
+    insta::assert_snapshot!("chat_list_80x24", render(&app, 80, 24).backend());
+    for c in "RUST".chars() {
+        app.update(Input::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::NONE,
+        )));
+    }
+    let screen = render(&app, 80, 24).backend().to_string();
+    // A title match, then a content match with its snippet.
+    assert!(screen.contains("Chats (2 of 4)"), "{screen}");
+    assert!(screen.contains("a rust-free pan helps"), "{screen}");
+    insta::assert_snapshot!("chat_list_search_80x24", render(&app, 80, 24).backend());
+    app.update(Input::Key(KeyEvent::new(
+        KeyCode::Delete,
+        KeyModifiers::NONE,
+    )));
+    insta::assert_snapshot!(
+        "chat_list_confirm_delete_80x24",
+        render(&app, 80, 24).backend()
+    );
 }

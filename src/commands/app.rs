@@ -262,8 +262,13 @@ async fn event_loop(
         app.open_chat(chat);
         chat_lock = Some(lock);
     }
-    if !resumed.notes.is_empty() {
-        app.notice = Some(resumed.notes.join("; "));
+    // The trash keeps deleted chats for TRASH_KEEP_DAYS; older ones go now.
+    let mut notes = resumed.notes;
+    if let Err(e) = store.purge_trash(std::time::SystemTime::now()) {
+        notes.push(format!("cannot empty old chats from the trash: {e}"));
+    }
+    if !notes.is_empty() {
+        app.notice = Some(notes.join("; "));
     }
     let mut engine_chat = None;
     follow_open_chat(&app, &engine, &mut engine_chat);
@@ -399,12 +404,17 @@ fn exit_status(app: &App) -> anyhow::Result<()> {
 }
 
 /// Where `/export` writes: `~` or `~/…` in the home folder, a relative path in the working
-/// folder, and no path `ossterm-ID.md` in the working folder; always absolute, so the notice
+/// folder, and no path `default_name` in the working folder; always absolute, so the notice
 /// says exactly where the file went.
-fn export_path(asked: Option<&Path>, home: Option<&Path>, cwd: &Path, chat_id: &str) -> PathBuf {
+fn export_path(
+    asked: Option<&Path>,
+    home: Option<&Path>,
+    cwd: &Path,
+    default_name: &str,
+) -> PathBuf {
     match asked {
         Some(asked) => expand_user_path(asked, home, cwd),
-        None => cwd.join(format!("ossterm-{chat_id}.md")),
+        None => cwd.join(default_name),
     }
 }
 
@@ -448,13 +458,43 @@ fn perform(
             let loaded = TurnConstraint::from_schema_file(&path).map_err(|e| e.to_string());
             app.set_answer_format(path, loaded);
         }
-        Effect::Export(chat, path) => {
+        Effect::Export(request) => {
             let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
             let cwd =
                 std::env::current_dir().context("exporting: cannot read the working folder")?;
-            let path = export_path(path.as_deref(), home.as_deref(), &cwd, &chat.id);
-            store.export_markdown(&chat, &path)?;
+            let default_name =
+                format!("ossterm-{}.{}", request.chat.id, request.format.extension());
+            let path = export_path(
+                request.path.as_deref(),
+                home.as_deref(),
+                &cwd,
+                &default_name,
+            );
+            store.export(
+                &request.chat,
+                &path,
+                request.format,
+                request.model.as_deref(),
+            )?;
             app.notice = Some(format!("exported to {}", path.display()));
+        }
+        Effect::Import(asked) => {
+            let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+            let cwd =
+                std::env::current_dir().context("importing: cannot read the working folder")?;
+            let path = expand_user_path(&asked, home.as_deref(), &cwd);
+            let imported = crate::store::import_file(&path)?;
+            let chat = imported.chat;
+            if !hold_lock(store, chat_lock, &chat.id)? {
+                return Err(StoreError::Locked { id: chat.id }).context("importing");
+            }
+            store.save(&chat).context("saving the imported chat")?;
+            let mut notice = format!("imported {} as '{}'", path.display(), chat.meta.title);
+            for note in imported.notes {
+                notice.push_str(&format!("; {note}"));
+            }
+            app.open_chat(chat);
+            app.notice = Some(notice);
         }
         Effect::ListChats => app.show_chat_list(store.list()?),
         Effect::OpenChat(id) => {
@@ -473,9 +513,19 @@ fn perform(
             if chat_lock.as_ref().is_some_and(|lock| lock.id() == id) {
                 *chat_lock = None;
             }
-            store.delete(&id)?;
+            let trashed = store.move_to_trash(&id)?;
             app.show_chat_list(store.list()?);
-            app.notice = Some("chat deleted".into());
+            app.chat_trashed(trashed);
+        }
+        Effect::RenameChat { id, title } => {
+            let title = store.rename(&id, &title)?;
+            app.show_chat_list(store.list()?);
+            app.notice = Some(format!("renamed to '{title}'"));
+        }
+        Effect::ListTrash => app.show_trash(store.list_trash()?),
+        Effect::RestoreChat(entry) => {
+            let id = store.restore_from_trash(&entry)?;
+            app.chat_restored(&id, store.list()?);
         }
         Effect::Quit => return Ok(true),
         // Sent by the event loop, which holds the tool host.
@@ -568,7 +618,9 @@ mod tests {
     fn export_paths_expand_the_home_folder_and_are_absolute() {
         let home = Path::new("/home/ann");
         let cwd = Path::new("/work/here");
-        let path = |asked: Option<&str>| export_path(asked.map(Path::new), Some(home), cwd, "c1");
+        let path = |asked: Option<&str>| {
+            export_path(asked.map(Path::new), Some(home), cwd, "ossterm-c1.md")
+        };
         assert_eq!(path(Some("~/x.md")), Path::new("/home/ann/x.md"));
         assert_eq!(path(Some("~")), Path::new("/home/ann"));
         assert_eq!(path(Some("notes/x.md")), Path::new("/work/here/notes/x.md"));

@@ -20,7 +20,7 @@ use super::theme::Theme;
 use crate::engine::protocol::{ModelInfo, SamplingParams};
 use crate::engine::{Command, Event, StopReason, TurnStats};
 use crate::harmony::{Content, Conversation, Message, ReasoningEffort, Role, SystemContent};
-use crate::store::{ChatMeta, ChatSnapshot, ChatSummary, TurnRecord};
+use crate::store::{ChatMeta, ChatSnapshot, TurnRecord};
 use crate::structured::TurnConstraint;
 use crate::tools::{ToolCommand, ToolEvent};
 
@@ -52,14 +52,22 @@ pub enum Effect {
     Save(Box<ChatSnapshot>),
     /// Put text on the clipboard (OSC 52).
     Copy(String),
-    /// Write the chat as Markdown to this path (or a default one when `None`).
-    Export(Box<ChatSnapshot>, Option<PathBuf>),
+    /// Write the chat to a file (Markdown or harmony JSON).
+    Export(Box<chat_files::ExportRequest>),
+    /// Import a chat from this file (harmony JSON or our Markdown), save it and open it.
+    Import(PathBuf),
     /// Read the saved chats and hand them to `App::show_chat_list`.
     ListChats,
     /// Load a saved chat and hand it to `App::open_chat`.
     OpenChat(String),
-    /// Delete a saved chat, then list again.
+    /// Move a saved chat to the trash, then list again and tell `App::chat_trashed`.
     DeleteChat(String),
+    /// Give a saved chat (not the open one) a new title, then list again.
+    RenameChat { id: String, title: String },
+    /// Read the trash and hand it to `App::show_trash`.
+    ListTrash,
+    /// Put this trash entry back, then hand the list to `App::chat_restored`.
+    RestoreChat(String),
     /// Send a command to the tool host.
     Tool(ToolCommand),
     /// Read and check the JSON schema at this path (`/json FILE`), then hand it to
@@ -131,11 +139,8 @@ pub enum Overlay {
         message: String,
         fatal: bool,
     },
-    /// Saved chats; `selected` indexes `chats`.
-    Chats {
-        chats: Vec<ChatSummary>,
-        selected: usize,
-    },
+    /// Saved chats: search, open, rename, delete, trash.
+    Chats(Box<chat_list::ChatList>),
 }
 
 /// One assistant turn as shown: reasoning, tool calls/preambles, answer and stats.
@@ -663,7 +668,7 @@ impl App {
                     return Vec::new();
                 }
             }
-            Overlay::Chats { .. } => return self.chat_list_key(key, action),
+            Overlay::Chats(_) => return self.chat_list_key(key, action),
             Overlay::None => {}
         }
         if self.tools.prompt.is_some() {
@@ -1067,10 +1072,8 @@ impl App {
                     Err(usage) => self.notice = Some(usage),
                 }
             }
-            "/export" => {
-                let path = (!rest.is_empty()).then(|| PathBuf::from(rest));
-                return vec![Effect::Export(Box::new(self.snapshot()), path)];
-            }
+            "/export" => return self.export_command(rest),
+            "/import" => return self.import_command(rest),
             "/max" => return self.max_command(rest),
             "/json" => match rest {
                 "" => {
@@ -1101,7 +1104,7 @@ impl App {
             }
             other => {
                 self.notice = Some(format!(
-                    "unknown command {other}: try /new /chats /ctx /max /effort /temp /sampling /system /json /export /rename /help"
+                    "unknown command {other}: try /new /chats /ctx /max /effort /temp /sampling /system /json /export /import /rename /help"
                 ));
             }
         }
@@ -1121,6 +1124,10 @@ fn title_from(text: &str) -> String {
 mod branches;
 #[cfg(test)]
 mod branches_tests;
+pub mod chat_files;
+pub mod chat_list;
+#[cfg(test)]
+mod chat_list_tests;
 mod chats;
 pub mod history;
 pub mod metrics_state;

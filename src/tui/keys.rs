@@ -119,7 +119,7 @@ impl Action {
             Action::Regenerate => "regenerate the last answer",
             Action::CopyAnswer => "copy the last answer (OSC 52)",
             Action::CopyCode => "copy the last code block (OSC 52)",
-            Action::ChatList => "saved chats: open, delete",
+            Action::ChatList => "saved chats: search, open, rename, delete",
             Action::Help => "this help",
             Action::Quit => "quit (the chat is saved)",
             Action::GrowChat => "widen the chat pane",

@@ -1,17 +1,12 @@
-//! The open chat: building the conversation to submit and save, new chats, the saved-chats
-//! list, and reopening a saved chat as it was.
-
-use crossterm::event::{KeyCode, KeyEvent};
+//! The open chat: building the conversation to submit and save, new chats, and reopening a
+//! saved chat as it was (the saved-chats overlay is `chat_list`).
 
 use super::scroll::PaneScroll;
 use super::tools::{new_developer_message, with_builtin_tools};
-use super::{
-    App, CommandKind, Effect, Entry, Overlay, PendingMessage, message_text, system_message,
-};
+use super::{App, CommandKind, Effect, Entry, PendingMessage, message_text, system_message};
 use crate::harmony::{Content, Conversation, Message, ReasoningEffort, Role};
-use crate::store::{ChatMeta, ChatSnapshot, ChatSummary};
+use crate::store::{ChatMeta, ChatSnapshot};
 use crate::tui::doc::{DocKind, StreamDoc};
-use crate::tui::keys::Action;
 
 /// A saved system message with the app's reasoning effort (everything else kept).
 fn with_effort(mut system: Message, effort: ReasoningEffort) -> Message {
@@ -129,52 +124,6 @@ impl App {
         self.saved_context_tokens = None;
         self.tools.reset_chat();
         self.branching = Default::default();
-    }
-
-    /// Shows the saved chats (the driver's answer to `Effect::ListChats`).
-    pub fn show_chat_list(&mut self, chats: Vec<ChatSummary>) {
-        let selected = chats.iter().position(|c| c.id == self.chat_id).unwrap_or(0);
-        self.overlay = Overlay::Chats { chats, selected };
-    }
-
-    pub(super) fn chat_list_key(&mut self, key: KeyEvent, action: Option<Action>) -> Vec<Effect> {
-        let Overlay::Chats { chats, selected } = &mut self.overlay else {
-            return Vec::new();
-        };
-        match key.code {
-            KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => {
-                *selected = (*selected + 1).min(chats.len().saturating_sub(1));
-            }
-            KeyCode::Enter => {
-                if let Some(chat) = chats.get(*selected) {
-                    let id = chat.id.clone();
-                    self.overlay = Overlay::None;
-                    if id == self.chat_id {
-                        return Vec::new();
-                    }
-                    let mut effects = Vec::new();
-                    if self.generating {
-                        effects.push(Effect::Engine(CommandKind::Stop));
-                    }
-                    effects.push(Effect::OpenChat(id));
-                    return effects;
-                }
-            }
-            KeyCode::Delete | KeyCode::Char('d') => {
-                if let Some(chat) = chats.get(*selected) {
-                    if chat.id == self.chat_id {
-                        self.notice =
-                            Some("this chat is open: start a new chat to delete it".into());
-                        return Vec::new();
-                    }
-                    return vec![Effect::DeleteChat(chat.id.clone())];
-                }
-            }
-            _ if action == Some(Action::Quit) => return self.quit(),
-            _ => self.overlay = Overlay::None,
-        }
-        Vec::new()
     }
 
     /// Replaces the chat with a saved one (the driver's answer to `Effect::OpenChat`). The

@@ -28,7 +28,11 @@ const SLASH_COMMANDS: [(&str, &str); 12] = [
     ("/rename TITLE", "rename this chat"),
     (
         "/export [PATH]",
-        "Markdown to PATH (~ = home) or ./ossterm-ID.md",
+        "Markdown (.json: harmony JSON) to PATH (~ = home) or ./ossterm-ID.md",
+    ),
+    (
+        "/import FILE",
+        "open a harmony JSON or Markdown export as a new chat",
     ),
     ("/quit", "quit"),
 ];

@@ -2,6 +2,7 @@
 //! Nothing here changes state (the pane rectangles are recorded for mouse hit-testing).
 
 pub(crate) mod chat;
+mod chat_list;
 mod gauges;
 mod help;
 mod input;
@@ -70,7 +71,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         }
         Overlay::Help => help::draw(frame, area, app),
         Overlay::Error { message, fatal } => popup::draw_error(frame, area, app, message, *fatal),
-        Overlay::Chats { chats, selected } => popup::draw_chats(frame, area, app, chats, *selected),
+        Overlay::Chats(list) => chat_list::draw(frame, area, app, list),
     }
     if let Some(background) = app.theme.background {
         fill_background(frame.buffer_mut(), background);
