@@ -274,10 +274,16 @@ fn generation_error(position: usize, error: impl std::fmt::Display) -> Structure
     }
 }
 
-/// -inf for every logit whose bit is clear; words of all-allowed bits are skipped.
+/// -inf for every logit whose bit is clear; all-allowed words are skipped, all-forbidden
+/// ones filled.
 fn apply_mask(allowed: &SimpleVob, row: &mut [f32]) {
     for (row_chunk, &word) in row.chunks_mut(32).zip(allowed.as_slice()) {
         if word == u32::MAX {
+            continue;
+        }
+        // Most words are all-forbidden outside strings: one fill, no bit tests.
+        if word == 0 {
+            row_chunk.fill(f32::NEG_INFINITY);
             continue;
         }
         for (bit, logit) in row_chunk.iter_mut().enumerate() {
