@@ -267,4 +267,18 @@ fn ask_tool_choice_calls_the_mcp_tool_with_valid_arguments_and_answers_from_its_
         ),
         "{stderr}"
     );
+    // A remote server samples; the call cannot be forced there, and ask says so.
+    let remote = Process::new(env!("CARGO_BIN_EXE_ossterm"))
+        .args(["ask", "--tools", "--remote", "http://127.0.0.1:9/v1"])
+        .args(["--tool-choice", "required", "hi"])
+        .env("OSSTERM_CONFIG_DIR", dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    assert!(!remote.status.success());
+    let stderr = String::from_utf8_lossy(&remote.stderr);
+    assert!(
+        stderr.contains("--tool-choice needs the local engine: it is enforced with token masks"),
+        "{stderr}"
+    );
 }
