@@ -364,6 +364,11 @@ pub struct AskArgs {
     /// free). A schema feature that cannot be enforced is an error before generation.
     #[arg(long, value_name = "FILE")]
     pub json_schema: Option<PathBuf>,
+    /// With --tools: the first message after any reasoning must call this function tool
+    /// (NAME or functions.NAME), or one of them with `required`, with arguments held to its
+    /// schema. Without it, calling is the model's choice.
+    #[arg(long, requires = "tools", value_name = "NAME|required")]
+    pub tool_choice: Option<String>,
     /// Ask a model on an OpenAI-compatible server instead of the local engine: its API base
     /// URL (vLLM, SGLang, llama-server, Ollama or ossterm serve).
     #[arg(long, value_name = "URL", conflicts_with = "demo")]

@@ -332,6 +332,7 @@ fn the_official_openai_python_client_streams_answers_and_sees_a_400() {
         "whole: content and usage",
         "bad request: 400 top_p",
         "tools: a call and its result round trip",
+        "forced tool_choice: a call with valid arguments",
     ] {
         assert!(
             stdout.contains(line),

@@ -217,29 +217,62 @@ fn check_allow_flags(
 /// schema for calls written after `<|constrain|>json`. A tool schema llguidance cannot follow
 /// leaves that tool's arguments free, with a note on stderr; `--json-schema` must hold or
 /// nothing runs.
+///
+/// `--tool-choice` forces the first generation to call a function tool; its schema must hold.
 fn turn_constraint(args: &AskArgs, catalog: &ToolCatalog) -> anyhow::Result<TurnConstraint> {
-    let mut constraint = match &args.json_schema {
+    let constraint = match &args.json_schema {
         Some(path) => TurnConstraint::from_schema_file(path)?,
         None => TurnConstraint::default(),
     };
     if args.remote.is_some() {
+        if args.tool_choice.is_some() {
+            bail!("--tool-choice needs the local engine: it is enforced with token masks");
+        }
         // A remote server samples; it cannot take our token masks for tool arguments.
         return Ok(constraint);
     }
-    for tool in &catalog.functions {
-        let Some(schema) = &tool.parameters else {
-            continue;
-        };
-        let recipient = format!("functions.{}", tool.name);
-        match constraint
-            .clone()
-            .with_tool_arguments(&recipient, schema.clone())
-        {
-            Ok(with_tool) => constraint = with_tool,
-            Err(e) => eprintln!("note: {recipient}'s arguments are not constrained: {e}"),
+    let required = match &args.tool_choice {
+        Some(choice) => required_calls(choice, catalog)?,
+        None => Vec::new(),
+    };
+    let (mut constraint, unenforceable) = constraint.with_function_tools(&catalog.functions);
+    for (recipient, e) in unenforceable {
+        if required.contains(&recipient) {
+            bail!("--tool-choice {recipient}: its arguments cannot be enforced: {e}");
         }
+        eprintln!("note: {recipient}'s arguments are not constrained: {e}");
+    }
+    if !required.is_empty() {
+        constraint = constraint.with_required_call(&required)?;
     }
     Ok(constraint)
+}
+
+/// The recipients `--tool-choice` (NAME, functions.NAME or `required`) asks to call.
+fn required_calls(choice: &str, catalog: &ToolCatalog) -> anyhow::Result<Vec<String>> {
+    let offered: Vec<String> = catalog
+        .functions
+        .iter()
+        .map(|tool| format!("functions.{}", tool.name))
+        .collect();
+    if choice == "required" {
+        if offered.is_empty() {
+            bail!("--tool-choice required: the tools offer no function tool to call");
+        }
+        return Ok(offered);
+    }
+    let recipient = match choice.starts_with("functions.") {
+        true => choice.to_owned(),
+        false => format!("functions.{choice}"),
+    };
+    if !offered.contains(&recipient) {
+        let list = match offered.is_empty() {
+            true => "none".to_owned(),
+            false => offered.join(", "),
+        };
+        bail!("--tool-choice {choice}: no such function tool (offered: {list})");
+    }
+    Ok(vec![recipient])
 }
 
 fn first_messages(settings: &Settings, catalog: &ToolCatalog) -> Conversation {

@@ -35,6 +35,9 @@ impl Default for SamplingParams {
 }
 
 /// What the UI asks of the engine.
+// Submit carries the conversation and the constraint by value: a few commands a turn, so
+// boxing them would only churn every sender.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Command {
     /// Generate the assistant's next turn for this conversation (system/developer included).

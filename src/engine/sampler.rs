@@ -79,7 +79,13 @@ pub struct Sampler {
     rng: StdRng,
     /// Each token's weight relative to the best, kept between draws to spare an allocation.
     weights: Vec<f32>,
+    /// The ids a mask left, and their logits, when it left few (reused between draws).
+    sparse_ids: Vec<u32>,
+    sparse_logits: Vec<f32>,
 }
+
+/// A mask that leaves at most 1/this of the row is drawn from the tokens it left alone.
+const SPARSE_MASK_FRACTION: usize = 16;
 
 impl Sampler {
     /// A sampler seeded with `params.seed`.
@@ -88,6 +94,8 @@ impl Sampler {
             rng: StdRng::seed_from_u64(params.seed),
             params,
             weights: Vec::new(),
+            sparse_ids: Vec::new(),
+            sparse_logits: Vec::new(),
         }
     }
 
@@ -127,7 +135,35 @@ impl Sampler {
         mask: impl FnOnce(&mut [f32]) -> Result<(), crate::structured::StructuredError>,
     ) -> Result<u32, SamplerError> {
         mask(row)?;
-        self.sample_slice(row)
+        // A grammar often leaves a handful of tokens (a key, a digit, a bracket): weigh those
+        // alone, not 201k masked ones. The draw is the same: a masked token weighs 0 either
+        // way, and the kept tokens stay in vocabulary order.
+        let limit = row.len() / SPARSE_MASK_FRACTION;
+        let mut ids = std::mem::take(&mut self.sparse_ids);
+        ids.clear();
+        ids.extend(
+            (0u32..)
+                .zip(row.iter())
+                .filter(|(_, logit)| **logit != f32::NEG_INFINITY)
+                .map(|(id, _)| id)
+                .take(limit + 1),
+        );
+        let token = if ids.len() <= limit {
+            let mut logits = std::mem::take(&mut self.sparse_logits);
+            logits.clear();
+            logits.extend(ids.iter().map(|&id| row[id as usize]));
+            let drawn = self.sample_slice(&logits);
+            self.sparse_logits = logits;
+            drawn.and_then(|index| {
+                ids.get(index as usize)
+                    .copied()
+                    .ok_or(SamplerError::NoCandidates)
+            })
+        } else {
+            self.sample_slice(row)
+        };
+        self.sparse_ids = ids;
+        token
     }
 
     /// Picks the next token from a slice of logits. On gpt-oss's 201k-token vocabulary this
@@ -283,6 +319,36 @@ fn exp_nonpositive(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sparse_mask_draws_what_the_full_row_draws() {
+        let row: Vec<f32> = (0..4096).map(|i| ((i * 7919) % 97) as f32 / 10.0).collect();
+        let keep = |id: usize| id % 97 == 3 || id == 4095;
+        let masked = |r: &mut [f32]| {
+            for (id, logit) in r.iter_mut().enumerate() {
+                if !keep(id) {
+                    *logit = f32::NEG_INFINITY;
+                }
+            }
+            Ok(())
+        };
+        for settings in [
+            params(1.0, 0, 1.0, 0.0),
+            params(0.7, 5, 0.9, 0.0),
+            params(0.0, 0, 1.0, 0.0),
+        ] {
+            let mut sparse = Sampler::new(settings);
+            let mut full = Sampler::new(settings);
+            for _ in 0..200 {
+                let mut a = row.clone();
+                let drawn = sparse.sample_masked_slice(&mut a, masked).expect("draw");
+                let mut b = row.clone();
+                masked(&mut b).expect("mask");
+                assert_eq!(drawn, full.sample_slice(&b).expect("draw"));
+                assert!(keep(drawn as usize), "{drawn}");
+            }
+        }
+    }
 
     fn params(temperature: f64, top_k: usize, top_p: f64, min_p: f64) -> SamplingParams {
         SamplingParams {

@@ -36,6 +36,10 @@ const METRICS_ABSENT_POLL: Duration = Duration::from_secs(10);
 const MAX_CONNECT_DELAY: Duration = Duration::from_secs(30);
 /// Metrics samples during a turn at most this often.
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
+/// The error for a constraint only the local engine can apply.
+pub const REMOTE_TOOL_CONSTRAINT_REFUSAL: &str = "tool argument schemas and required tool calls \
+    are enforced only on the local engine; with --remote only an answer format (--json-schema, \
+    /json) is sent, as response_format";
 
 /// What the front's thread waits on.
 enum Inbox {
@@ -267,17 +271,18 @@ impl Front {
                 constraint,
             } => {
                 self.cancel_running();
-                // Never a silently unconstrained answer: the remote front does not pass
-                // schemas on (yet).
-                if constraint.is_some_and(|c| !c.is_empty()) {
+                // The answer's format goes to the server as `response_format`; tool argument
+                // schemas and required calls are token masks only the local engine applies:
+                // refused, never a silently unconstrained answer.
+                let constraint = constraint.unwrap_or_default();
+                if !constraint.tool_arguments.is_empty() || !constraint.required_call.is_empty() {
                     self.send(Event::Error {
-                        message:
-                            "structured outputs (a JSON schema) are not supported with --remote yet"
-                                .to_owned(),
+                        message: REMOTE_TOOL_CONSTRAINT_REFUSAL.to_owned(),
                         fatal: false,
                     });
                     return;
                 }
+                let answer_format = constraint.final_format;
                 let Some(model) = self.model.clone() else {
                     self.send(Event::Error {
                         message: format!(
@@ -299,6 +304,7 @@ impl Front {
                     sampling: self.sampling,
                     max_new_tokens,
                     context_limit: self.context_limit,
+                    answer_format,
                 };
                 let body = request_body(&conversation, &settings);
                 self.next_turn += 1;

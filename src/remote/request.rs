@@ -1,13 +1,15 @@
 //! A harmony conversation as an OpenAI chat-completions request: developer instructions as a
 //! system message, function tools as `tools`, past calls as `tool_calls` with ids made from
 //! their position (so each `role: tool` answer names its call), the last turn's reasoning as
-//! `reasoning_content` beside its answer.
+//! `reasoning_content` beside its answer. An answer format goes as `response_format`, for the
+//! server to enforce (vLLM, llama-server and `ossterm serve` do).
 
 use serde_json::{Map, Value, json};
 
 use crate::engine::SamplingParams;
 use crate::harmony::{Content, Conversation, ReasoningEffort, Role};
 use crate::server::tools::called_function;
+use crate::structured::ResponseFormat;
 
 /// What one request asks for besides the conversation.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +24,20 @@ pub struct RequestSettings {
     pub max_new_tokens: usize,
     /// The server's context length (`max_model_len`), 0 when unknown.
     pub context_limit: usize,
+    /// The final answer's format, sent as `response_format`; `None` leaves it free.
+    pub answer_format: Option<ResponseFormat>,
+}
+
+/// OpenAI's `response_format` for `format`: `json_schema` (named `answer`, strict) or
+/// `json_object`.
+pub fn response_format(format: &ResponseFormat) -> Value {
+    match format {
+        ResponseFormat::JsonSchema { schema, .. } => json!({
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": true}
+        }),
+        ResponseFormat::JsonObject => json!({"type": "json_object"}),
+    }
 }
 
 /// The `max_tokens` to send: none when unbounded or when it is not below the server's context
@@ -126,6 +142,9 @@ pub fn request_body(conversation: &Conversation, settings: &RequestSettings) -> 
     if !tools.is_empty() {
         body["tools"] = Value::Array(tools);
     }
+    if let Some(format) = &settings.answer_format {
+        body["response_format"] = response_format(format);
+    }
     body
 }
 
@@ -141,7 +160,39 @@ mod tests {
             sampling: SamplingParams::default(),
             max_new_tokens: 64,
             context_limit: 0,
+            answer_format: None,
         }
+    }
+
+    #[test]
+    fn an_answer_format_is_sent_as_response_format() {
+        let conversation = Conversation::from_messages([Message::user("hi")]);
+        assert!(
+            request_body(&conversation, &settings())
+                .get("response_format")
+                .is_none()
+        );
+        let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        let with_schema = RequestSettings {
+            answer_format: Some(ResponseFormat::JsonSchema {
+                schema: schema.clone(),
+                source_name: "a.json".into(),
+            }),
+            ..settings()
+        };
+        assert_eq!(
+            request_body(&conversation, &with_schema)["response_format"],
+            json!({"type": "json_schema",
+                   "json_schema": {"name": "answer", "schema": schema, "strict": true}})
+        );
+        let object = RequestSettings {
+            answer_format: Some(ResponseFormat::JsonObject),
+            ..settings()
+        };
+        assert_eq!(
+            request_body(&conversation, &object)["response_format"],
+            json!({"type": "json_object"})
+        );
     }
 
     #[test]

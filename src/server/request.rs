@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::tools::{
     FunctionTools, PastCall, call_message, function_tools, past_calls, result_message,
+    tool_constraint,
 };
 use crate::engine::SamplingParams;
 use crate::engine::sampler::check_setting;
@@ -112,7 +113,7 @@ pub fn parse_chat_request(
     let tools = function_tools(&fields)?;
     let has_tools = !tools.tools.is_empty();
     let stop = super::stop::parse_stop(&fields)?;
-    let conversation = conversation(&fields, defaults, tools)?;
+    let conversation = conversation(&fields, defaults, &tools)?;
     let mut sampling = defaults.sampling;
     sampling.seed = seed;
     if let Some(temperature) = optional_f64(&fields, "temperature")? {
@@ -149,6 +150,7 @@ pub fn parse_chat_request(
     let stream = optional_bool(&fields, "stream")?.unwrap_or(false);
     let constraint = crate::structured::parse_response_format(fields.get("response_format"))
         .map_err(|bad| ApiError::invalid(bad.param, bad.message))?;
+    let constraint = tool_constraint(&tools, constraint)?;
     Ok(ChatRequest {
         generation: Generation {
             conversation,
@@ -173,7 +175,7 @@ impl ApiError {
 fn conversation(
     fields: &Map<String, Value>,
     defaults: &RequestDefaults,
-    tools: FunctionTools,
+    tools: &FunctionTools,
 ) -> Result<Conversation, ApiError> {
     let messages = match fields.get("messages") {
         None | Some(Value::Null) => {
@@ -283,13 +285,13 @@ fn conversation(
         }
     }
     let mut all = vec![Message::system(system)];
-    instructions.extend(tools.instruction);
+    instructions.extend(tools.instruction.clone());
     let mut developer = DeveloperContent::new();
     if !instructions.is_empty() {
         developer = developer.with_instructions(instructions.join("\n\n"));
     }
     if !tools.tools.is_empty() {
-        developer = developer.with_function_tools(tools.tools);
+        developer = developer.with_function_tools(tools.tools.clone());
     }
     if developer != DeveloperContent::new() {
         all.push(Message::developer(developer));

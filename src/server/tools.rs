@@ -3,14 +3,19 @@
 //! messages the model was trained on (the call on `commentary` to `functions.NAME` with
 //! `<|constrain|>json`, the result from `functions.NAME` to the assistant).
 //!
-//! Harmony cannot force a call: `tool_choice: "required"` and a named function are
-//! best-effort (an instruction in the developer message, and a named choice offers only that
-//! function); a client sees whether the model complied from `finish_reason`.
+//! Harmony has no token that asks for a call, so `tool_choice: "required"` and a named
+//! function are forced with the grammar, as vLLM and llama.cpp do: the model may reason on
+//! `analysis`, then its next message is the call (`structured::TurnConstraint::
+//! with_required_call`), with arguments valid against the function's `parameters`. A named
+//! choice offers only that function, and the developer message says a call is wanted. With
+//! `auto` (the default) calling stays the model's choice; a call it writes after
+//! `<|constrain|>json` is still held to the function's schema when llguidance can follow it.
 
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use crate::harmony::{Message, ToolDescription};
+use crate::structured::TurnConstraint;
 
 /// The namespace OpenAI function tools live in.
 pub const FUNCTIONS_NAMESPACE: &str = "functions";
@@ -26,6 +31,9 @@ pub struct FunctionTools {
     pub tools: Vec<ToolDescription>,
     /// A line for the developer instructions (`required` or a named function).
     pub instruction: Option<String>,
+    /// The functions one of which must be called (`required`, or the named one); empty: the
+    /// model's choice.
+    pub required_call: Vec<String>,
 }
 
 /// Reads `tools` and `tool_choice`.
@@ -52,17 +60,18 @@ pub fn function_tools(fields: &Map<String, Value>) -> Result<FunctionTools, ApiE
             instruction: Some(format!(
                 "Call the function {FUNCTIONS_NAMESPACE}.{name} before you answer."
             )),
+            required_call: vec![name.to_owned()],
         })
     };
     match choice {
         None => Ok(FunctionTools {
             tools,
-            instruction: None,
+            ..FunctionTools::default()
         }),
         Some(Value::String(mode)) => match mode.as_str() {
             "auto" => Ok(FunctionTools {
                 tools,
-                instruction: None,
+                ..FunctionTools::default()
             }),
             "none" => Ok(FunctionTools::default()),
             "required" if tools.is_empty() => Err(ApiError::invalid(
@@ -70,6 +79,7 @@ pub fn function_tools(fields: &Map<String, Value>) -> Result<FunctionTools, ApiE
                 "tool_choice is 'required' but tools is empty: send at least one tool",
             )),
             "required" => Ok(FunctionTools {
+                required_call: tools.iter().map(|tool| tool.name.clone()).collect(),
                 tools,
                 instruction: Some(
                     "Call one of the functions in the functions namespace before you answer."
@@ -101,6 +111,37 @@ pub fn function_tools(fields: &Map<String, Value>) -> Result<FunctionTools, ApiE
             other,
         )),
     }
+}
+
+/// The turn's constraint: `response_format`'s (`base`), each function's `parameters` for a
+/// call written after `<|constrain|>json`, and the required call. With `auto` a schema
+/// llguidance cannot follow leaves that function's arguments free, as before; when the call
+/// is forced it is a 400 naming the function and the feature.
+pub fn tool_constraint(
+    tools: &FunctionTools,
+    base: Option<TurnConstraint>,
+) -> Result<Option<TurnConstraint>, ApiError> {
+    let forced = !tools.required_call.is_empty();
+    let (mut constraint, unenforceable) =
+        base.unwrap_or_default().with_function_tools(&tools.tools);
+    if forced && let Some((recipient, e)) = unenforceable.first() {
+        let name = called_function(recipient).unwrap_or(recipient);
+        return Err(ApiError::invalid(
+            "tool_choice",
+            format!("tool_choice forces a call, but {name}'s parameters cannot be enforced: {e}"),
+        ));
+    }
+    if forced {
+        let recipients: Vec<String> = tools
+            .required_call
+            .iter()
+            .map(|name| format!("{FUNCTIONS_NAMESPACE}.{name}"))
+            .collect();
+        constraint = constraint
+            .with_required_call(&recipients)
+            .map_err(|e| ApiError::invalid("tool_choice", e.to_string()))?;
+    }
+    Ok((!constraint.is_empty()).then_some(constraint))
 }
 
 fn tool_description(tool: &Value, at: &str) -> Result<ToolDescription, ApiError> {
@@ -295,7 +336,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn required_and_named_choices_are_instructions() {
+    fn required_and_named_choices_are_instructions_and_forced_calls() {
         let required = function_tools(&fields(
             json!({"tools": [weather()], "tool_choice": "required"}),
         ))
@@ -314,6 +355,54 @@ pub(super) mod tests {
         assert_eq!(
             named.instruction.as_deref(),
             Some("Call the function functions.get_weather before you answer.")
+        );
+        assert_eq!(named.required_call, ["get_weather"]);
+        let constraint = tool_constraint(&named, None)
+            .expect("enforceable")
+            .expect("a constraint");
+        assert_eq!(constraint.required_call, ["functions.get_weather"]);
+        assert_eq!(
+            constraint.tool_arguments["functions.get_weather"]["required"],
+            json!(["city"])
+        );
+    }
+
+    #[test]
+    fn auto_leaves_calls_free_and_a_forced_call_needs_an_enforceable_schema() {
+        let unenforceable = json!({"type": "function", "function": {"name": "odd",
+            "parameters": {"type": "object", "dependentSchemas": {}}}});
+        let auto =
+            function_tools(&fields(json!({"tools": [weather(), unenforceable]}))).expect("valid");
+        assert!(auto.required_call.is_empty());
+        let constraint = tool_constraint(&auto, None)
+            .expect("auto never refuses a schema")
+            .expect("get_weather's schema");
+        assert!(constraint.required_call.is_empty());
+        assert_eq!(
+            constraint.tool_arguments.keys().collect::<Vec<_>>(),
+            ["functions.get_weather"]
+        );
+        let required = function_tools(&fields(
+            json!({"tools": [weather(), unenforceable], "tool_choice": "required"}),
+        ))
+        .expect("valid");
+        let error = tool_constraint(&required, None).expect_err("refused");
+        assert_eq!(error.param.as_deref(), Some("tool_choice"));
+        assert!(
+            error
+                .message
+                .starts_with("tool_choice forces a call, but odd's parameters cannot be enforced:"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("dependentSchemas"),
+            "{}",
+            error.message
+        );
+        assert_eq!(
+            tool_constraint(&FunctionTools::default(), None).expect("none"),
+            None
         );
     }
 

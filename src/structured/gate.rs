@@ -7,6 +7,7 @@ use std::sync::Arc;
 use llguidance::Matcher;
 use toktrie::SimpleVob;
 
+use super::forced::RequiredCall;
 use super::{GrammarVocab, JsonGrammar, StructuredError, TurnConstraint};
 use crate::harmony::{Role, StreamParser, Tokenizer};
 
@@ -35,6 +36,8 @@ pub struct HarmonyConstraint {
     tokenizer: Arc<Tokenizer>,
     final_grammar: Option<JsonGrammar>,
     tool_grammars: BTreeMap<String, JsonGrammar>,
+    /// Forces the next non-analysis header to a call, when one is required.
+    required: Option<RequiredCall>,
     /// Reads headers, to know which message is open.
     parser: StreamParser,
     active: Option<Active>,
@@ -69,12 +72,27 @@ impl HarmonyConstraint {
         for grammar in final_grammar.iter().chain(tool_grammars.values()) {
             grammar.matcher(&vocab)?;
         }
+        if let Some(missing) = constraint
+            .required_call
+            .iter()
+            .find(|recipient| !tool_grammars.contains_key(*recipient))
+        {
+            return Err(StructuredError::Unsupported {
+                source_name: format!("of tool {missing}"),
+                reason: "a required call needs the tool's argument schema".to_owned(),
+            });
+        }
+        let required = match constraint.required_call.is_empty() {
+            true => None,
+            false => Some(RequiredCall::new(&tokenizer, &constraint.required_call)?),
+        };
         let parser = StreamParser::new(Arc::clone(&tokenizer), Some(Role::Assistant));
         Ok(Self {
             vocab,
             tokenizer,
             final_grammar,
             tool_grammars,
+            required,
             parser,
             active: None,
             prompt_tail: Vec::new(),
@@ -116,6 +134,9 @@ impl HarmonyConstraint {
         }
         let position = self.generated.len();
         let Some(active) = &mut self.active else {
+            if let Some(required) = &self.required {
+                required.mask_logits(row);
+            }
             if self.final_grammar.is_some() {
                 let return_ = self.vocab.specials().return_ as usize;
                 if let Some(logit) = row.get_mut(return_) {
@@ -168,6 +189,10 @@ impl HarmonyConstraint {
     fn replay(&mut self, keep: usize) -> Result<(), StructuredError> {
         let generated = std::mem::take(&mut self.generated);
         self.active = None;
+        let before_start = !self.prompt_tail.is_empty();
+        if let Some(required) = &mut self.required {
+            required.restart(before_start);
+        }
         self.parser = match self.prompt_tail.is_empty() {
             true => StreamParser::new(Arc::clone(&self.tokenizer), Some(Role::Assistant)),
             false => StreamParser::new(Arc::clone(&self.tokenizer), None),
@@ -192,6 +217,10 @@ impl HarmonyConstraint {
                     .consume_token(token)
                     .map_err(|e| generation_error(self.generated.len(), e))?;
             }
+        }
+        if let Some(required) = &mut self.required {
+            let end = self.vocab.specials().end;
+            required.accept(token, end, self.generated.len())?;
         }
         let step = self.parser.push(token);
         if step.message_started && step.role == Some(Role::Assistant) {
@@ -245,10 +274,16 @@ fn generation_error(position: usize, error: impl std::fmt::Display) -> Structure
     }
 }
 
-/// -inf for every logit whose bit is clear; words of all-allowed bits are skipped.
+/// -inf for every logit whose bit is clear; all-allowed words are skipped, all-forbidden
+/// ones filled.
 fn apply_mask(allowed: &SimpleVob, row: &mut [f32]) {
     for (row_chunk, &word) in row.chunks_mut(32).zip(allowed.as_slice()) {
         if word == u32::MAX {
+            continue;
+        }
+        // Most words are all-forbidden outside strings: one fill, no bit tests.
+        if word == 0 {
+            row_chunk.fill(f32::NEG_INFINITY);
             continue;
         }
         for (bit, logit) in row_chunk.iter_mut().enumerate() {
@@ -382,6 +417,65 @@ mod tests {
         assert_eq!(gate.phase(), Phase::Json { end_token: call });
         feed(&mut gate, &tokenizer, "{\"city\":\"Paris\"}");
         assert_eq!(allowed(&mut gate), vec![call]);
+    }
+
+    #[test]
+    fn a_required_call_forces_the_header_then_holds_the_arguments_to_the_schema() {
+        let constraint = TurnConstraint::default()
+            .with_tool_arguments(
+                "functions.get_weather",
+                serde_json::json!({"type": "object", "properties": {"city": {"enum": ["Paris"]}}, "required": ["city"], "additionalProperties": false}),
+            )
+            .expect("tool schema")
+            .with_required_call(&["functions.get_weather".to_owned()])
+            .expect("required");
+        let (mut gate, tokenizer) = gate(&constraint);
+        let specials = *tokenizer.specials();
+        let call = specials.call.expect("tiny tokenizer has <|call|>");
+        // The prompt ends with `<|start|>assistant`, replayed: the header comes next.
+        let prompt = tokenizer
+            .encode_with_specials("<|start|>user<|message|>hi<|end|><|start|>assistant")
+            .expect("encode");
+        gate.observe_prompt(&prompt).expect("observe");
+        assert_eq!(allowed(&mut gate), vec![specials.channel]);
+        feed(
+            &mut gate,
+            &tokenizer,
+            "<|channel|>analysis<|message|>hmm<|end|><|start|>assistant<|channel|>commentary",
+        );
+        // Drawing only the allowed token each step writes the rest of the call header.
+        while gate.phase() == Phase::Free {
+            let next = allowed(&mut gate);
+            assert_eq!(next.len(), 1, "{next:?}");
+            gate.accept(next[0]).expect("the forced token");
+        }
+        assert_eq!(gate.phase(), Phase::Json { end_token: call });
+        let written = tokenizer.decode(gate.generated());
+        assert!(
+            written.ends_with(
+                "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+            ),
+            "{written}"
+        );
+        feed(&mut gate, &tokenizer, "{\"city\":\"Paris\"}");
+        assert_eq!(allowed(&mut gate), vec![call]);
+    }
+
+    #[test]
+    fn a_required_call_names_a_tool_without_a_schema_in_its_error() {
+        let constraint = TurnConstraint {
+            required_call: vec!["functions.nowhere".to_owned()],
+            ..TurnConstraint::default()
+        };
+        let tokenizer = tiny_tokenizer();
+        let vocab = GrammarVocab::new(&tokenizer, tokenizer.vocab_size()).expect("vocab");
+        let error = HarmonyConstraint::new(vocab, Arc::clone(&tokenizer), &constraint)
+            .err()
+            .expect("refused");
+        assert_eq!(
+            error.to_string(),
+            "cannot constrain output to the JSON schema of tool functions.nowhere: a required call needs the tool's argument schema"
+        );
     }
 
     #[test]

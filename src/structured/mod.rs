@@ -13,6 +13,7 @@
 //! Front ends build a [`TurnConstraint`] (one call: [`TurnConstraint::from_schema_file`],
 //! [`TurnConstraint::from_response_format`]) and pass it with `engine::Command::Submit`.
 
+mod forced;
 mod gate;
 mod json;
 mod openai;
@@ -65,6 +66,9 @@ pub enum StructuredError {
         /// Tokens in the grammar vocabulary.
         vocab: usize,
     },
+    /// A tool call was required, but no tool was named.
+    #[error("a tool call is required but no tool is offered to call")]
+    NoToolToCall,
     /// The grammar failed during generation (it allows no token, or refused a token).
     #[error("the output constraint failed at generated token {position}: {reason}")]
     Generation {
@@ -115,6 +119,9 @@ pub struct TurnConstraint {
     pub final_format: Option<ResponseFormat>,
     /// Argument schemas by full recipient name (`functions.get_weather`).
     pub tool_arguments: BTreeMap<String, serde_json::Value>,
+    /// The turn must call one of these (full recipient names, each with an argument schema):
+    /// analysis stays free, every other message is such a call. Empty: the model's choice.
+    pub required_call: Vec<String>,
 }
 
 impl TurnConstraint {
@@ -142,7 +149,7 @@ impl TurnConstraint {
         JsonGrammar::check(&format.schema(), format.source_name())?;
         Ok(Self {
             final_format: Some(format),
-            tool_arguments: BTreeMap::new(),
+            ..Self::default()
         })
     }
 
@@ -156,6 +163,52 @@ impl TurnConstraint {
         JsonGrammar::check(&schema, &format!("of tool {recipient}"))?;
         self.tool_arguments.insert(recipient.to_owned(), schema);
         Ok(self)
+    }
+
+    /// Adds each function tool's `parameters` as the argument schema of `functions.NAME`. A
+    /// schema llguidance cannot follow leaves that tool's arguments free: it is returned with
+    /// the reason, for the caller to report or refuse.
+    pub fn with_function_tools(
+        mut self,
+        tools: &[crate::harmony::ToolDescription],
+    ) -> (Self, Vec<(String, StructuredError)>) {
+        let mut unenforceable = Vec::new();
+        for tool in tools {
+            let Some(schema) = &tool.parameters else {
+                continue;
+            };
+            let recipient = format!("functions.{}", tool.name);
+            match self.clone().with_tool_arguments(&recipient, schema.clone()) {
+                Ok(with_tool) => self = with_tool,
+                Err(e) => unenforceable.push((recipient, e)),
+            }
+        }
+        (self, unenforceable)
+    }
+
+    /// The turn must call one of `recipients` (`functions.get_weather`), as OpenAI's
+    /// `tool_choice: "required"` or a named function asks: its next message after any
+    /// reasoning is forced to that call, with arguments valid against the tool's schema (any
+    /// JSON object for a tool added without one).
+    pub fn with_required_call(mut self, recipients: &[String]) -> Result<Self, StructuredError> {
+        if recipients.is_empty() {
+            return Err(StructuredError::NoToolToCall);
+        }
+        for recipient in recipients {
+            if !self.tool_arguments.contains_key(recipient) {
+                self =
+                    self.with_tool_arguments(recipient, serde_json::json!({"type": "object"}))?;
+            }
+        }
+        self.required_call = recipients.to_vec();
+        Ok(self)
+    }
+
+    /// The same constraint with the model free to call or not (a tool loop's generations
+    /// after the required call was made).
+    pub fn without_required_call(mut self) -> Self {
+        self.required_call.clear();
+        self
     }
 
     /// True when nothing is constrained.
@@ -222,6 +275,54 @@ mod tests {
             constraint.final_format,
             Some(ResponseFormat::JsonSchema { ref source_name, .. }) if *source_name == good.display().to_string()
         ));
+    }
+
+    #[test]
+    fn a_required_call_adds_an_object_schema_for_a_tool_without_one_and_needs_a_tool() {
+        let constraint = TurnConstraint::default()
+            .with_required_call(&["functions.now".to_owned()])
+            .expect("required");
+        assert_eq!(
+            constraint.tool_arguments["functions.now"],
+            serde_json::json!({"type": "object"})
+        );
+        assert_eq!(constraint.required_call, ["functions.now"]);
+        assert!(
+            constraint
+                .clone()
+                .without_required_call()
+                .required_call
+                .is_empty()
+        );
+        assert_eq!(
+            TurnConstraint::default()
+                .with_required_call(&[])
+                .unwrap_err()
+                .to_string(),
+            "a tool call is required but no tool is offered to call"
+        );
+    }
+
+    #[test]
+    fn function_tools_add_their_schemas_and_return_the_unenforceable_ones() {
+        use crate::harmony::ToolDescription;
+        let tools = [
+            ToolDescription::new("a", "", Some(serde_json::json!({"type": "object"}))),
+            ToolDescription::new("none", "", None),
+            ToolDescription::new("odd", "", Some(serde_json::json!({"dependentSchemas": {}}))),
+        ];
+        let (constraint, unenforceable) = TurnConstraint::default().with_function_tools(&tools);
+        assert_eq!(
+            constraint.tool_arguments.keys().collect::<Vec<_>>(),
+            ["functions.a"]
+        );
+        assert_eq!(unenforceable.len(), 1);
+        assert_eq!(unenforceable[0].0, "functions.odd");
+        assert!(
+            unenforceable[0].1.to_string().contains("dependentSchemas"),
+            "{}",
+            unenforceable[0].1
+        );
     }
 
     #[test]

@@ -126,7 +126,8 @@ impl AgentLoop {
     }
 
     /// Holds every generation of this loop to `constraint` (`ask --json-schema`, tool
-    /// argument schemas); an empty one is dropped.
+    /// argument schemas); an empty one is dropped. A required call (`ask --tool-choice`)
+    /// holds only a user turn's first generation: once a call is made the model may answer.
     pub fn with_constraint(mut self, constraint: crate::structured::TurnConstraint) -> Self {
         self.constraint = (!constraint.is_empty()).then_some(constraint);
         self
@@ -299,10 +300,14 @@ impl AgentLoop {
     }
 
     fn submit(&self) -> AgentStep {
+        let constraint = match self.calls_this_turn {
+            0 => self.constraint.clone(),
+            _ => self.constraint.clone().map(|c| c.without_required_call()),
+        };
         AgentStep::Engine(Command::Submit {
             conversation: self.conversation.clone(),
             max_new_tokens: self.max_new_tokens,
-            constraint: self.constraint.clone(),
+            constraint,
         })
     }
 }
@@ -410,6 +415,31 @@ mod tests {
             }
         ));
         assert_eq!(agent.engine_turns().len(), 2);
+    }
+
+    #[test]
+    fn a_required_call_holds_only_the_first_generation_of_a_user_turn() {
+        let required = crate::structured::TurnConstraint::default()
+            .with_required_call(&["functions.now".to_owned()])
+            .unwrap();
+        let conversation = Conversation::from_messages([Message::system(SystemContent::new())]);
+        let mut agent = AgentLoop::new(conversation, ApprovalPolicy::default(), "chat-1", 64)
+            .with_constraint(required.clone());
+        let sent = |step: &AgentStep| match step {
+            AgentStep::Engine(Command::Submit { constraint, .. }) => constraint.clone(),
+            other => panic!("expected a submit, got {other:?}"),
+        };
+        let first = agent.start_turn("what time is it");
+        assert_eq!(sent(&first), Some(required.clone()));
+        let after_call = model_calls_python(&mut agent).unwrap();
+        let free = sent(&after_call).expect("the schemas stay");
+        assert!(free.required_call.is_empty());
+        assert_eq!(free.tool_arguments, required.tool_arguments);
+        // The next user turn is held again.
+        agent
+            .on_turn_done(StopReason::Return, TurnStats::default(), &catalog())
+            .unwrap();
+        assert_eq!(sent(&agent.start_turn("and now?")), Some(required));
     }
 
     #[test]

@@ -7,5 +7,6 @@ pub mod cli;
 pub mod demo_engine;
 pub mod fake_hub;
 pub mod harmony;
+pub mod schema_check;
 pub mod serve;
 pub mod tmux;

@@ -1,4 +1,5 @@
 """Drives `ossterm serve --demo` with the official openai client; argv[1] is the base URL."""
+import json
 import sys
 
 import openai
@@ -73,3 +74,24 @@ try:
 except openai.BadRequestError as error:
     assert error.body["param"] == "messages[1].tool_call_id", error.body
 print("tools: a call and its result round trip")
+
+# A forced call: the demo model never calls on its own; tool_choice makes it, with valid JSON.
+cities = ["Oslo", "Paris", "Rome"]
+forecast = [{"type": "function", "function": {
+    "name": "get_forecast", "description": "The forecast for a city",
+    "parameters": {"type": "object", "properties": {
+        "city": {"enum": cities}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+        "required": ["city", "days"], "additionalProperties": False}}}]
+forced = client.chat.completions.create(
+    model="ossterm-demo", messages=[{"role": "user", "content": "hello"}], tools=forecast,
+    tool_choice={"type": "function", "function": {"name": "get_forecast"}}, temperature=0,
+    max_tokens=400,
+)
+choice = forced.choices[0]
+assert choice.finish_reason == "tool_calls", choice
+call = choice.message.tool_calls[0].function
+assert call.name == "get_forecast", call
+arguments = json.loads(call.arguments)
+assert arguments["city"] in cities and 1 <= arguments["days"] <= 7, arguments
+assert set(arguments) == {"city", "days"}, arguments
+print("forced tool_choice: a call with valid arguments")
