@@ -23,6 +23,7 @@ fn engine(kv_dir: Option<&Path>) -> EngineHandle {
         device: DeviceChoice::Cpu,
         dtype: DtypeChoice::Auto,
         context_limit: Some(512),
+        kernels: ossterm::model::Kernels::Auto,
         effort: ReasoningEffort::Low,
         sampling: SamplingParams {
             temperature: 0.0,

@@ -84,12 +84,12 @@ fn int4_fixture_is_close_with_the_fused_kernels() {
     }
 }
 
-/// The CPU's default kernels: Q4_0 experts on 8-bit activations (decode, and prefill's
-/// experts with fewer than 16 tokens; `src/model/q4_0_q8.rs`), held to the q8 tier (`check`
+/// The CPU's default kernels: Q4_0 experts on 8-bit activations (decode's row kernel,
+/// `src/model/q4_0_q8.rs`, and prefill's tile GEMM, `q4_0_q8_gemm.rs`), held to the q8 tier (`check`
 /// asserts that no rule of it breaks; the greedy tokens included). On this fixture they break
 /// two of the exact default tier's rules by a hair (README "Speed" has the figures per
 /// prompt), so the tier is looser there and tighter on the likelihood. The result is visibly
-/// not the exact kernel's, so the 8-bit path ran; `--kernels q8` names the same path.
+/// not the exact kernel's, so the 8-bit path ran; `--kernels q8-prefill` names the same path.
 #[test]
 fn int4_fixture_meets_the_q8_tier_with_the_default_kernels() {
     let q8 = check("tiny-a-int4", Precision::Default, Kernels::Auto);
@@ -97,7 +97,14 @@ fn int4_fixture_meets_the_q8_tier_with_the_default_kernels() {
     let exact = check("tiny-a-int4", Precision::Default, Kernels::Exact);
     assert_eq!(q8.prompts.len(), 3);
     for (q8, exact) in q8.prompts.iter().zip(&exact.prompts) {
-        assert!(q8.greedy_match, "{}: greedy tokens differ", q8.prompt);
+        // `long` (40 tokens) runs its experts through prefill's 8-bit GEMM; its first greedy
+        // token, where the reference leads by 1.29 logits, flips (the q8 tier tolerates a
+        // flip under 1.5: `check` asserted the tier). The shorter prompts keep every token.
+        assert!(
+            q8.greedy_match || q8.prompt == "long",
+            "{}: greedy tokens differ",
+            q8.prompt
+        );
         assert!(
             q8.max_diff > 100.0 * exact.max_diff.max(1e-4),
             "{}: max |diff| {} with 8-bit activations vs {} exact",
@@ -106,7 +113,7 @@ fn int4_fixture_meets_the_q8_tier_with_the_default_kernels() {
             exact.max_diff
         );
     }
-    let named = check("tiny-a-int4", Precision::Default, Kernels::Q8);
+    let named = check("tiny-a-int4", Precision::Default, Kernels::Q8Prefill);
     for (a, b) in named.prompts.iter().zip(&q8.prompts) {
         assert_eq!(a.max_diff.to_bits(), b.max_diff.to_bits(), "{}", a.prompt);
     }

@@ -30,6 +30,13 @@ pub const Q8_MEAN_DIFF: f32 = 0.3;
 pub const Q8_ARGMAX_AGREEMENT: f64 = 0.75;
 /// 8-bit activations: relative nll_mean difference allowed. Measured: up to 1.25% (`mid`).
 pub const Q8_NLL_REL: f64 = 0.02;
+/// 8-bit activations (decode and prefill): the greedy tokens may part from the reference's
+/// at a step whose reference top-two margin is under this many logits (all before it must
+/// agree). 8-bit rounding moves this
+/// random-weight fixture's logits by up to ~7 (max |diff| above), so a 1.29-logit lead can
+/// flip: measured, `long`'s first greedy token (margin 1.29) flips when prefill runs on 8
+/// bits, while decode-only 8-bit keeps all 24. `--kernels exact` keeps every greedy token.
+pub const Q8_GREEDY_MARGIN: f64 = 1.5;
 
 /// Which tolerances a run is held to: its precision mode's, and within the default mode the
 /// looser q8 tier when the CPU's experts quantize activations to 8 bits. The f32 and q8 tiers
@@ -60,6 +67,15 @@ impl Tier {
     /// Whether the greedy tokens must equal the reference's.
     fn checks_greedy(self) -> bool {
         matches!(self, Self::F32 | Self::Q8)
+    }
+
+    /// A greedy token may differ (ending the comparison) where the reference's margin is
+    /// under this.
+    fn greedy_margin(self) -> f64 {
+        match self {
+            Self::Q8 => Q8_GREEDY_MARGIN,
+            Self::F32 | Self::Default => GREEDY_MARGIN,
+        }
     }
 }
 
@@ -258,8 +274,16 @@ fn check_prompt(
         .unwrap_or(golden.greedy.len());
     let got = greedy(model, &golden.ids, greedy_compared)?;
     let greedy_match = got[..] == golden.greedy[..greedy_compared];
+    // Where the tier tolerates a flip at a close call, the tokens must agree up to the first
+    // difference and the reference must have led there by less than the tier's margin.
+    let flip_tolerated = got
+        .iter()
+        .zip(&golden.greedy)
+        .position(|(a, b)| a != b)
+        .and_then(|step| golden.margin.get(step))
+        .is_some_and(|&m| m < tier.greedy_margin());
     let mut failures = broken_rules(&measured, golden.nll_mean, tier);
-    if tier.checks_greedy() && !greedy_match {
+    if tier.checks_greedy() && !greedy_match && !flip_tolerated {
         failures.push(format!(
             "greedy tokens {got:?} differ from the reference {:?} within the first {greedy_compared} steps",
             &golden.greedy[..greedy_compared]

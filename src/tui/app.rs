@@ -532,7 +532,7 @@ impl App {
             }
             Event::ChatRestored {
                 restored_tokens, ..
-            } => self.chat_restored(restored_tokens),
+            } => self.kv_restored(restored_tokens),
             Event::Notice(text) => {
                 self.notice = Some(text);
                 Vec::new()

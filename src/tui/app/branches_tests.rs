@@ -214,7 +214,7 @@ fn versions_survive_saving_and_reopening_and_export_writes_the_shown_branch() {
     let dir = tempfile::tempdir().unwrap();
     let store = ChatStore::new(dir.path());
     store.save(&app.snapshot()).unwrap();
-    let markdown = to_markdown(&app.snapshot());
+    let markdown = to_markdown(&app.snapshot(), None);
     assert!(markdown.contains("two, again") && !markdown.contains("## gpt-oss\n\ntwo\n"));
 
     let mut reopened = super::tests::app();

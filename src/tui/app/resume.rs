@@ -5,7 +5,7 @@ use super::{App, Effect};
 
 impl App {
     /// The engine restored `restored_tokens` of the open chat's cache (`Event::ChatRestored`).
-    pub(super) fn chat_restored(&mut self, restored_tokens: usize) -> Vec<Effect> {
+    pub(super) fn kv_restored(&mut self, restored_tokens: usize) -> Vec<Effect> {
         let note = format!("restored {restored_tokens} tokens from disk");
         self.notice = Some(match self.notice.take() {
             Some(opened) if opened.starts_with("opened ") => format!("{opened}: {note}"),

@@ -193,7 +193,8 @@ fn segments_by_entry(app: &App) -> (Vec<Segment<'_>>, Vec<usize>) {
         match entry {
             Entry::User(doc) => {
                 let mut lines = header(app, i, "▌ You", theme.user);
-                if let (Some(tokens), Some(line)) = (user_tokens.next().flatten(), lines.first_mut())
+                if let (Some(tokens), Some(line)) =
+                    (user_tokens.next().flatten(), lines.first_mut())
                 {
                     line.spans.push(Span::styled(
                         format!(" · {} tok", format_tokens(tokens)),

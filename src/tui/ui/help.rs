@@ -9,7 +9,7 @@ use super::centered;
 use crate::tui::app::App;
 use crate::tui::keys::Action;
 
-const SLASH_COMMANDS: [(&str, &str); 12] = [
+const SLASH_COMMANDS: [(&str, &str); 13] = [
     (
         "/system TEXT",
         "developer instructions (/system alone edits them)",
