@@ -25,10 +25,10 @@ wait_for() { # wait_for PATTERN [SECONDS]
     sleep 0.2
   done
 }
-shot() { # shot NAME
+shot() { # shot NAME [COLUMNS]
   sleep 0.3 # one more frame
   tm capture-pane -e -p -t s >"$WORK/$1.txt"
-  python3 scripts/ansi_to_png.py "$WORK/$1.txt" "$OUT/$1.png" --cols 160
+  python3 scripts/ansi_to_png.py "$WORK/$1.txt" "$OUT/$1.png" --cols "${2:-160}"
   echo "screenshots/$1.png"
 }
 
@@ -95,8 +95,10 @@ tm send-keys -t s C-r Tab Tab
 shot reasoning-focused
 tm send-keys -t s F1
 shot help
+tm send-keys -t s Escape; sleep 0.3
+branching_scene
 # A second chat, so the list and its search have something to pick from.
-tm send-keys -t s Escape; sleep 0.3; tm send-keys -t s C-n
+tm send-keys -t s C-n
 tm send-keys -t s -l "How long should a risotto cook?"
 tm send-keys -t s Enter
 wait_for "tok · [0-9.]+ tok/s"
@@ -104,11 +106,21 @@ tm send-keys -t s C-l
 wait_for "Chats \\(2\\)"
 shot chats
 # Search: typing filters titles and messages; a match in a message shows a snippet.
-tm send-keys -t s -l "string"
+tm send-keys -t s -l "small table"
 wait_for "Chats \\(1 of 2\\)"
 shot chat-search
-tm send-keys -t s Escape Escape; sleep 0.3
-branching_scene
+# Esc clears the search, then closes the list.
+for _ in 1 2 3; do
+  screen | grep -q "Chats (" || break
+  tm send-keys -t s Escape
+  sleep 0.3
+done
+# 80x24: the reasoning pane hides first, the metrics pane's rows all fit.
+tm resize-window -t s -x 80 -y 24
+sleep 0.5
+shot narrow-80x24 80
+tm resize-window -t s -x 160 -y 48
+sleep 0.3
 tm send-keys -t s C-q
 
 # A tool call: a second run with the python tool switched on (a config of its own).

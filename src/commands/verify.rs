@@ -83,7 +83,7 @@ fn print_report(out: &mut impl Write, report: &FixtureReport) -> std::io::Result
             p.positions,
             p.nll_mean,
             p.reference_nll_mean,
-            if p.greedy_match { p.greedy_compared } else { 0 },
+            p.greedy_agreed,
             p.greedy_compared,
             if p.failures.is_empty() { "ok" } else { "FAIL" },
         )?;

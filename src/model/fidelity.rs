@@ -106,6 +106,9 @@ pub struct PromptReport {
     /// Greedy steps compared (up to the first near-tie) and whether they all matched.
     pub greedy_compared: usize,
     pub greedy_match: bool,
+    /// Greedy steps equal to the reference's before the first difference (a tier may
+    /// tolerate a difference at a close call: see [`Q8_GREEDY_MARGIN`]).
+    pub greedy_agreed: usize,
     pub failures: Vec<String>,
 }
 
@@ -276,12 +279,16 @@ fn check_prompt(
     let greedy_match = got[..] == golden.greedy[..greedy_compared];
     // Where the tier tolerates a flip at a close call, the tokens must agree up to the first
     // difference and the reference must have led there by less than the tier's margin.
-    let flip_tolerated = got
+    let greedy_agreed = got
         .iter()
         .zip(&golden.greedy)
-        .position(|(a, b)| a != b)
-        .and_then(|step| golden.margin.get(step))
-        .is_some_and(|&m| m < tier.greedy_margin());
+        .take_while(|(a, b)| a == b)
+        .count();
+    let flip_tolerated = !greedy_match
+        && golden
+            .margin
+            .get(greedy_agreed)
+            .is_some_and(|&m| m < tier.greedy_margin());
     let mut failures = broken_rules(&measured, golden.nll_mean, tier);
     if tier.checks_greedy() && !greedy_match && !flip_tolerated {
         failures.push(format!(
@@ -299,6 +306,7 @@ fn check_prompt(
         reference_nll_mean: golden.nll_mean,
         greedy_compared,
         greedy_match,
+        greedy_agreed,
         failures,
     })
 }
