@@ -309,6 +309,22 @@ pub(crate) mod tests {
 
     /// Q4_0 blocks whose nibbles are often the extremes (0 -> -8, 15 -> 7) and whose scales
     /// come from `scale`.
+    /// `len` activations that are their own 8-bit codes: integers in -127..=127, each block
+    /// of 32 holding `pinned` (±127) somewhere, so its scale is exactly 1.
+    pub(crate) fn exact_codes(rng: &mut StdRng, len: usize, pinned: f32) -> Vec<f32> {
+        let mut x: Vec<f32> = (0..len)
+            .map(|_| match rng.random_range(0..3) {
+                0 => 127.0,
+                1 => -127.0,
+                _ => rng.random_range(-127..=127) as f32,
+            })
+            .collect();
+        for block in x.chunks_exact_mut(Q4_0_BLOCK_LEN) {
+            block[rng.random_range(0..Q4_0_BLOCK_LEN)] = pinned;
+        }
+        x
+    }
+
     pub(crate) fn edgy_weights(
         rng: &mut StdRng,
         blocks: usize,
@@ -340,16 +356,7 @@ pub(crate) mod tests {
             let weights = edgy_weights(&mut rng, blocks, |r| {
                 [0.0, 0.25, -0.5, 1.0, 2.0][r.random_range(0..5)]
             });
-            let mut x: Vec<f32> = (0..m * cols)
-                .map(|_| match rng.random_range(0..3) {
-                    0 => 127.0,
-                    1 => -127.0,
-                    _ => rng.random_range(-127..=127) as f32,
-                })
-                .collect();
-            for block in x.chunks_exact_mut(Q4_0_BLOCK_LEN) {
-                block[rng.random_range(0..Q4_0_BLOCK_LEN)] = 127.0;
-            }
+            let x = exact_codes(&mut rng, m * cols, 127.0);
             let q8 = Q8Rows::quantize(&x, m, cols);
             assert!((0..m * blocks).all(|b| q8.scale(b) == 1.0));
             let mut want = vec![0f32; m];

@@ -525,7 +525,7 @@ fn tokens_major_parallel(rows_major: &[f32], rows: usize, m: usize) -> Vec<f32> 
 mod tests {
     use super::*;
     use crate::model::q4_0_q8::q8_row_generic;
-    use crate::model::q4_0_q8::tests::edgy_weights;
+    use crate::model::q4_0_q8::tests::{edgy_weights, exact_codes};
     use crate::model::quant::{q4_0_dequantize, q4_0_matmul, tokens_major};
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -596,16 +596,7 @@ mod tests {
             let weights = edgy_weights(&mut rng, blocks, |r| {
                 [0.0, 0.25, -0.5, 1.0, 2.0][r.random_range(0..5)]
             });
-            let mut x: Vec<f32> = (0..m * cols)
-                .map(|_| match rng.random_range(0..3) {
-                    0 => 127.0,
-                    1 => -127.0,
-                    _ => rng.random_range(-127..=127) as f32,
-                })
-                .collect();
-            for block in x.chunks_exact_mut(Q4_0_BLOCK_LEN) {
-                block[rng.random_range(0..Q4_0_BLOCK_LEN)] = -127.0;
-            }
+            let x = exact_codes(&mut rng, m * cols, -127.0);
             let want = row_reference(&weights, rows, cols, &x, m);
             for kernel in kernels() {
                 let got = gemm_with(kernel, &weights, rows, cols, &x, m);
