@@ -1,6 +1,7 @@
 //! One expert's Q4_0 matvec at gpt-oss-20b's real shapes (gate_up [5760, 2880], down [2880,
-//! 2880]) with f32 activations (`--kernels exact`) and with 8-bit activations (the CPU's
-//! default, integer dot products), in the same run. "from memory": each iteration reads another of
+//! 2880]) with f32 activations (`--kernels exact`), with 8-bit activations (integer dot
+//! products) on plain Q4_0 rows (the default without AVX-512 VNNI), and on the 16-row layout
+//! (the default with it), in the same run. "from memory": each iteration reads another of
 //! enough distinct matrices that the weights come from memory, as they do in decode; "cached":
 //! the same matrix again (the kernel's compute rate). Throughput is weight bytes read per
 //! second. Run: `cargo bench --bench q4_matvec`.
@@ -8,6 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ossterm::model::q4_0_x16::Q4_0x16;
 use ossterm::model::quant::{Q4_0_BLOCK_BYTES, Q4_0_BLOCK_LEN, Q4Activations, q4_0_matmul_with};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -46,7 +48,7 @@ fn bench(c: &mut Criterion) {
             group.sample_size(30);
             for (label, activations) in [
                 ("f32 activations (exact)", Q4Activations::F32),
-                ("8-bit activations (default)", Q4Activations::Q8),
+                ("8-bit activations, Q4_0 rows", Q4Activations::Q8),
             ] {
                 let mut next = 0;
                 group.bench_function(label, |b| {
@@ -60,6 +62,19 @@ fn bench(c: &mut Criterion) {
                             1,
                             activations,
                         )
+                    })
+                });
+            }
+            if Q4_0x16::supported() {
+                let packed: Vec<Q4_0x16> = matrices
+                    .iter()
+                    .map(|m| Q4_0x16::from_q4_0(m, rows, cols).expect("whole groups of 16 rows"))
+                    .collect();
+                let mut next = 0;
+                group.bench_function("8-bit activations, 16-row layout", |b| {
+                    b.iter(|| {
+                        next = (next + 1) % packed.len();
+                        black_box(&packed[next]).matmul_q8(black_box(&x), 1)
                     })
                 });
             }

@@ -54,7 +54,8 @@ pub use crate::model::device::DeviceChoice;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum KernelsChoice {
     /// ossterm's fused kernels on CUDA; on the CPU the Q4_0 experts multiply 8-bit
-    /// activations in decode (integer dot products, as llama.cpp): fast, a little less exact.
+    /// activations in decode and prefill (integer dot products, as llama.cpp), repacked 16
+    /// rows at a time where the CPU has AVX-512 VNNI: fast, a little less exact.
     #[default]
     Auto,
     /// As `auto` with f32 activations everywhere: the closest to the reference, slower
@@ -65,10 +66,11 @@ pub enum KernelsChoice {
     /// ossterm's: stacked experts with the routing on the device, fused decode attention
     /// (on the CPU through their reference implementations, for tests).
     Fused,
-    /// The same as `auto` (the CPU's Q4_0 experts on 8-bit activations), named explicitly.
+    /// The CPU's Q4_0 experts on 8-bit activations in decode only (plain Q4_0 rows; prefill
+    /// as `exact`).
     Q8,
-    /// As `q8`, and prefill's experts on 8-bit activations too (integer GEMM): faster
-    /// prefill, less exact again.
+    /// As `q8`, and prefill's experts on 8-bit activations too (integer GEMM), still on plain
+    /// Q4_0 rows: the kernels `auto` runs on a CPU without AVX-512 VNNI.
     Q8Prefill,
 }
 

@@ -89,7 +89,7 @@ fn int4_fixture_is_close_with_the_fused_kernels() {
 /// asserts that no rule of it breaks; the greedy tokens included). On this fixture they break
 /// two of the exact default tier's rules by a hair (README "Speed" has the figures per
 /// prompt), so the tier is looser there and tighter on the likelihood. The result is visibly
-/// not the exact kernel's, so the 8-bit path ran; `--kernels q8-prefill` names the same path.
+/// not the exact kernel's, so the 8-bit path ran.
 #[test]
 fn int4_fixture_meets_the_q8_tier_with_the_default_kernels() {
     let q8 = check("tiny-a-int4", Precision::Default, Kernels::Auto);
@@ -113,9 +113,24 @@ fn int4_fixture_meets_the_q8_tier_with_the_default_kernels() {
             exact.max_diff
         );
     }
-    let named = check("tiny-a-int4", Precision::Default, Kernels::Q8Prefill);
-    for (a, b) in named.prompts.iter().zip(&q8.prompts) {
-        assert_eq!(a.max_diff.to_bits(), b.max_diff.to_bits(), "{}", a.prompt);
+    // `q8-prefill` runs the same 8-bit math on plain Q4_0 rows; `auto` on a CPU with AVX-512
+    // VNNI runs it on the 16-row layout, whose f32 sums go in another order: equal there up to
+    // rounding, bit for bit elsewhere. Both meet the q8 tier (`check` asserts it).
+    let rows = check("tiny-a-int4", Precision::Default, Kernels::Q8Prefill);
+    assert_eq!(rows.tier, Tier::Q8);
+    for (a, b) in rows.prompts.iter().zip(&q8.prompts) {
+        if ossterm::model::q4_0_x16::Q4_0x16::supported() {
+            let rel = (a.nll_mean - b.nll_mean).abs() / b.nll_mean;
+            assert!(
+                rel < 1e-3,
+                "{}: nll {} vs {}",
+                a.prompt,
+                a.nll_mean,
+                b.nll_mean
+            );
+        } else {
+            assert_eq!(a.max_diff.to_bits(), b.max_diff.to_bits(), "{}", a.prompt);
+        }
     }
     // The f32 mode dequantizes the experts: no 8-bit path, the f32 tier.
     assert_eq!(

@@ -15,6 +15,7 @@ use super::config::{Config, LayerKind};
 use super::error::ModelError;
 use super::linear::Linear;
 use super::moe::{Expert, ExpertLinear, Experts, Moe, StackedExperts};
+use super::q4_0_x16::Q4_0x16;
 use super::q4_stack::Q4Stack;
 use super::quant::{GptqInt4, mxfp4_dequantize, q4_0_dequantize};
 use super::rope::Rope;
@@ -137,11 +138,20 @@ impl<'a> Builder<'a> {
                 }
                 Precision::Default | Precision::Bf16 if self.device.is_cpu() => {
                     self.bytes += bytes.len() as u64;
+                    let activations = self.kernels.q4_activations();
+                    if self.kernels.repacks_q4_0()
+                        && Q4_0x16::supported()
+                        && let Ok(weights) = Q4_0x16::from_q4_0(&bytes, rows, cols)
+                    {
+                        // 8 bits in decode and prefill on a CPU with VNNI: the 16-row
+                        // layout (a shape it cannot hold keeps plain Q4_0's kernels).
+                        return Ok(ExpertLinear::Q4CpuX16(weights));
+                    }
                     ExpertLinear::Q4Cpu {
                         bytes,
                         rows,
                         cols,
-                        activations: self.kernels.q4_activations(),
+                        activations,
                     }
                 }
                 Precision::Default | Precision::Bf16 => {

@@ -21,6 +21,7 @@ pub mod moe;
 mod moe_ops;
 pub mod q4_0_q8;
 pub mod q4_0_q8_gemm;
+pub mod q4_0_x16;
 pub mod q4_stack;
 pub mod quant;
 pub mod replica;
@@ -159,9 +160,11 @@ fn cuda_has_bf16(_: &candle_core::CudaDevice) -> bool {
 /// other devices the fused ops run their reference implementations, which tests use); on the
 /// CPU its Q4_0 expert kernels quantize activations to 8 bits for integer dot products, as
 /// llama.cpp does: decode's row kernel ([`q4_0_q8`]) and prefill's tile GEMM ([`q4_0_q8_gemm`]),
-/// held to the fidelity's q8 tier ([`fidelity::Tier::Q8`]). `Exact`: as `Auto` with f32
-/// activations everywhere (the default mode's own tier). `Q8Prefill` is `Auto` named
-/// explicitly; `Q8`: 8-bit activations in decode only.
+/// held to the fidelity's q8 tier ([`fidelity::Tier::Q8`]); where the CPU has AVX-512 VNNI
+/// the experts are repacked 16 rows at a time for kernels that read them at the memory's
+/// speed ([`q4_0_x16`]). `Exact`: as `Auto` with f32 activations everywhere (the default
+/// mode's own tier). `Q8Prefill`: the same 8-bit math on plain Q4_0 rows (the kernels a CPU
+/// without VNNI runs); `Q8`: 8-bit activations in decode only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernels {
     #[default]
@@ -193,6 +196,12 @@ impl Kernels {
             Self::Auto | Self::Q8Prefill => quant::Q4Activations::Q8Prefill,
             Self::Exact | Self::Candle | Self::Fused => quant::Q4Activations::F32,
         }
+    }
+
+    /// Whether the CPU's Q4_0 experts may be repacked into the 16-row layout
+    /// ([`q4_0_x16::Q4_0x16`], used where the CPU has the instructions for it).
+    pub fn repacks_q4_0(self) -> bool {
+        self == Self::Auto
     }
 }
 

@@ -84,6 +84,31 @@ impl Q8Rows {
         self.scales[block]
     }
 
+    /// Rows quantized.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Values per row.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Every row's codes, [rows, cols].
+    pub(super) fn codes(&self) -> &[i8] {
+        &self.codes
+    }
+
+    /// Every block's scale, [rows, cols / 32] (NaN for a block that held a non-finite value).
+    pub(super) fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
+    /// Every block's `-8 * sum(codes)`, [rows, cols / 32].
+    pub(super) fn offsets(&self) -> &[i32] {
+        &self.offsets
+    }
+
     /// Block `block` of row `row`: its codes, scale and offset (`-8 * sum(codes)`), for
     /// prefill's GEMM ([`super::q4_0_q8_gemm`]), which lays them out its own way.
     pub(super) fn block(&self, row: usize, block: usize) -> (&[i8], f32, i32) {
@@ -343,6 +368,55 @@ pub(crate) mod tests {
         bytes
     }
 
+    /// Random Q4_0 weights [rows, cols] and `m` rows of x: ordinary magnitudes, or `huge`
+    /// ones (the largest f16 scale, |x| up to 1e6) that test the sums' range.
+    pub(crate) fn random_case(
+        rng: &mut StdRng,
+        rows: usize,
+        cols: usize,
+        m: usize,
+        huge: bool,
+    ) -> (Vec<u8>, Vec<f32>) {
+        let weights = edgy_weights(rng, rows * cols / Q4_0_BLOCK_LEN, |r| {
+            if huge {
+                65504.0
+            } else {
+                r.random_range(-0.1f32..0.1)
+            }
+        });
+        let amplitude = if huge { 1e6 } else { 3.0 };
+        let x = (0..m * cols)
+            .map(|_| rng.random_range(-amplitude..amplitude))
+            .collect();
+        (weights, x)
+    }
+
+    /// Decode's scalar row kernel over a whole Q4_0 matrix, one weight row at a time:
+    /// [m, rows].
+    pub(crate) fn rows_reference(
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+        x: &[f32],
+        m: usize,
+    ) -> Vec<f32> {
+        let q8 = Q8Rows::quantize(x, m, cols);
+        let row_bytes = cols / Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES;
+        let mut rows_major = vec![0f32; rows * m];
+        for (dst, row) in rows_major
+            .chunks_exact_mut(m)
+            .zip(bytes.chunks_exact(row_bytes))
+        {
+            q8_row_generic(row, &q8, dst);
+        }
+        crate::model::quant::tokens_major(rows_major, rows, m)
+    }
+
+    /// The bits of each value, for exact comparisons that NaNs do not spoil.
+    pub(crate) fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|f| f.to_bits()).collect()
+    }
+
     #[test]
     fn every_kernel_equals_the_scalar_reference_bit_for_bit_on_exact_data() {
         // Codes are the values themselves (each block's largest |x| is 127, so its scale is
@@ -372,7 +446,6 @@ pub(crate) mod tests {
             for (name, kernel) in kernels() {
                 let mut got = vec![f32::NAN; m];
                 kernel(&weights, &q8, &mut got);
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{name}, m={m}");
             }
         }
@@ -383,17 +456,7 @@ pub(crate) mod tests {
         let mut rng = StdRng::seed_from_u64(22);
         let cols = 352;
         for (huge, m) in [(false, 1), (false, 9), (true, 2)] {
-            let weights = edgy_weights(&mut rng, cols / Q4_0_BLOCK_LEN, |r| {
-                if huge {
-                    65504.0
-                } else {
-                    r.random_range(-0.1f32..0.1)
-                }
-            });
-            let amplitude = if huge { 1e6 } else { 3.0 };
-            let x: Vec<f32> = (0..m * cols)
-                .map(|_| rng.random_range(-amplitude..amplitude))
-                .collect();
+            let (weights, x) = random_case(&mut rng, 1, cols, m, huge);
             let q8 = Q8Rows::quantize(&x, m, cols);
             let mut want = vec![0f32; m];
             q8_row_generic(&weights, &q8, &mut want);

@@ -524,9 +524,8 @@ fn tokens_major_parallel(rows_major: &[f32], rows: usize, m: usize) -> Vec<f32> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::q4_0_q8::q8_row_generic;
-    use crate::model::q4_0_q8::tests::{edgy_weights, exact_codes};
-    use crate::model::quant::{q4_0_dequantize, q4_0_matmul, tokens_major};
+    use crate::model::q4_0_q8::tests::{bits, edgy_weights, exact_codes, rows_reference};
+    use crate::model::quant::{q4_0_dequantize, q4_0_matmul};
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     /// Every kernel this CPU can run.
@@ -544,24 +543,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn bits(v: &[f32]) -> Vec<u32> {
-        v.iter().map(|f| f.to_bits()).collect()
-    }
-
-    /// decode's kernel, one weight row at a time: [m, rows].
-    fn row_reference(bytes: &[u8], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec<f32> {
-        let q8 = Q8Rows::quantize(x, m, cols);
-        let row_bytes = cols / Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES;
-        let mut rows_major = vec![0f32; rows * m];
-        for (dst, row) in rows_major
-            .chunks_exact_mut(m)
-            .zip(bytes.chunks_exact(row_bytes))
-        {
-            q8_row_generic(row, &q8, dst);
-        }
-        tokens_major(rows_major, rows, m)
     }
 
     #[test]
@@ -597,7 +578,7 @@ mod tests {
                 [0.0, 0.25, -0.5, 1.0, 2.0][r.random_range(0..5)]
             });
             let x = exact_codes(&mut rng, m * cols, -127.0);
-            let want = row_reference(&weights, rows, cols, &x, m);
+            let want = rows_reference(&weights, rows, cols, &x, m);
             for kernel in kernels() {
                 let got = gemm_with(kernel, &weights, rows, cols, &x, m);
                 assert_eq!(bits(&got), bits(&want), "{kernel:?} [{rows}, {cols}] x {m}");
@@ -625,7 +606,7 @@ mod tests {
                 .collect();
             let want = gemm_with(Kernel::Generic, &weights, rows, cols, &x, m);
             // And the same values as decode's row kernel, up to the order of the f32 sums.
-            let reference = row_reference(&weights, rows, cols, &x, m);
+            let reference = rows_reference(&weights, rows, cols, &x, m);
             let w = q4_0_dequantize(&weights);
             let q8 = Q8Rows::quantize(&x, m, cols);
             for t in 0..m {
