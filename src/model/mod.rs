@@ -25,6 +25,7 @@ pub mod q4_stack;
 pub mod quant;
 pub mod replica;
 pub mod rope;
+mod sink_softmax;
 pub mod synthetic;
 mod tiled_gemm;
 pub mod weights;
