@@ -18,6 +18,7 @@ pub mod linear;
 mod load;
 pub mod model_file;
 pub mod moe;
+mod moe_host;
 mod moe_ops;
 pub mod q4_0_q8;
 pub mod q4_0_q8_gemm;
