@@ -29,6 +29,78 @@ pub fn map_large_blocks() -> bool {
     }
 }
 
+/// While a [`HeapScratch`] is alive, blocks up to this size come from the heap: glibc's
+/// largest fixed threshold (`HEAP_MAX_SIZE / 2` on 64-bit).
+pub const SCRATCH_MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
+/// While a [`HeapScratch`] is alive, freed heap memory is kept up to this much at the top.
+const SCRATCH_TRIM_THRESHOLD_BYTES: i32 = 1 << 30;
+/// glibc's default trim threshold, restored with [`MMAP_THRESHOLD_BYTES`].
+const DEFAULT_TRIM_THRESHOLD_BYTES: i32 = 128 * 1024;
+
+/// Live [`HeapScratch`] guards (the policy is process-wide; the last one restores it).
+static SCRATCH_GUARDS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// Sets glibc's mmap and trim thresholds; false off glibc.
+fn set_thresholds(mmap_bytes: i32, trim_bytes: i32) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes glibc's allocation policy for later allocations.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, mmap_bytes) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, trim_bytes) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = (mmap_bytes, trim_bytes);
+        false
+    }
+}
+
+/// A prefill's allocation policy, for as long as it lives: the CPU forward pass makes and
+/// frees the same large temporaries layer after layer (activations, expert outputs, attention
+/// scores), and under [`map_large_blocks`] each is a fresh mapping whose every page faults on
+/// first touch and is unmapped on free. The guard serves blocks up to
+/// [`SCRATCH_MMAP_THRESHOLD_BYTES`] from the heap and keeps freed ones there, so later layers
+/// reuse resident pages; dropping the last guard restores [`map_large_blocks`]' policy and
+/// returns the freed pages to the OS, so resident memory after the pass follows the plan again.
+/// The KV cache is allocated outside a pass, so its zero pages stay unbacked.
+pub struct HeapScratch {
+    applied: bool,
+}
+
+impl HeapScratch {
+    /// Applies the policy (a no-op off glibc).
+    pub fn new() -> Self {
+        let mut guards = SCRATCH_GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        *guards += 1;
+        let applied = set_thresholds(SCRATCH_MMAP_THRESHOLD_BYTES, SCRATCH_TRIM_THRESHOLD_BYTES);
+        Self { applied }
+    }
+
+    /// Whether the policy took effect (glibc only).
+    pub fn applied(&self) -> bool {
+        self.applied
+    }
+}
+
+impl Default for HeapScratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for HeapScratch {
+    fn drop(&mut self) {
+        let mut guards = SCRATCH_GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        *guards = guards.saturating_sub(1);
+        if *guards == 0 {
+            set_thresholds(MMAP_THRESHOLD_BYTES, DEFAULT_TRIM_THRESHOLD_BYTES);
+            release_free_memory();
+        }
+    }
+}
+
 /// Hands freed heap pages back to the OS (glibc `malloc_trim`); a no-op elsewhere. Useful
 /// before a memory reading that should show what is live.
 pub fn release_free_memory() {
@@ -46,10 +118,56 @@ pub fn release_free_memory() {
 
 #[cfg(test)]
 mod tests {
+    /// The policy is process-wide: the tests that change it run one at a time.
+    static POLICY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn applies_on_glibc() {
+        let _policy = POLICY.lock().unwrap_or_else(|e| e.into_inner());
         let applied = super::map_large_blocks();
         assert_eq!(applied, cfg!(all(target_os = "linux", target_env = "gnu")));
         super::release_free_memory();
+    }
+
+    /// Page faults of this thread so far.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn thread_faults() -> i64 {
+        // SAFETY: getrusage writes one plain struct, zeroed before.
+        unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+            usage.ru_minflt
+        }
+    }
+
+    /// Faults taken while a 16 MiB block is allocated, filled and freed a second time.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn faults_of_a_reused_block() -> i64 {
+        let fill = || {
+            let block = vec![1u8; 16 << 20];
+            std::hint::black_box(&block);
+        };
+        fill();
+        let before = thread_faults();
+        fill();
+        thread_faults() - before
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn a_scratch_guard_reuses_large_blocks_and_restores_mapping_them() {
+        let _policy = POLICY.lock().unwrap_or_else(|e| e.into_inner());
+        super::map_large_blocks();
+        // 16 MiB is 4,096 pages: every one faults as a fresh mapping.
+        let mapped = faults_of_a_reused_block();
+        assert!(mapped >= 4000, "{mapped} faults without the guard");
+        {
+            let guard = super::HeapScratch::new();
+            assert!(guard.applied());
+            let reused = faults_of_a_reused_block();
+            assert!(reused < 100, "{reused} faults with the guard");
+        }
+        let restored = faults_of_a_reused_block();
+        assert!(restored >= 4000, "{restored} faults after the guard");
     }
 }

@@ -457,6 +457,9 @@ impl GptOss {
             )));
         }
         cache.check_room(ids.len())?;
+        // A prefill's large temporaries reuse resident heap pages layer after layer.
+        let _scratch = (ids.len() > 1 && self.device.is_cpu())
+            .then(crate::memory::allocator::HeapScratch::new);
         let mut finals = Vec::new();
         let mut offset = 0;
         while offset < ids.len() {
