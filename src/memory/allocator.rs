@@ -118,56 +118,10 @@ pub fn release_free_memory() {
 
 #[cfg(test)]
 mod tests {
-    /// The policy is process-wide: the tests that change it run one at a time.
-    static POLICY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
     #[test]
     fn applies_on_glibc() {
-        let _policy = POLICY.lock().unwrap_or_else(|e| e.into_inner());
         let applied = super::map_large_blocks();
         assert_eq!(applied, cfg!(all(target_os = "linux", target_env = "gnu")));
         super::release_free_memory();
-    }
-
-    /// Page faults of this thread so far.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fn thread_faults() -> i64 {
-        // SAFETY: getrusage writes one plain struct, zeroed before.
-        unsafe {
-            let mut usage: libc::rusage = std::mem::zeroed();
-            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
-            usage.ru_minflt
-        }
-    }
-
-    /// Faults taken while a 16 MiB block is allocated, filled and freed a second time.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fn faults_of_a_reused_block() -> i64 {
-        let fill = || {
-            let block = vec![1u8; 16 << 20];
-            std::hint::black_box(&block);
-        };
-        fill();
-        let before = thread_faults();
-        fill();
-        thread_faults() - before
-    }
-
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[test]
-    fn a_scratch_guard_reuses_large_blocks_and_restores_mapping_them() {
-        let _policy = POLICY.lock().unwrap_or_else(|e| e.into_inner());
-        super::map_large_blocks();
-        // 16 MiB is 4,096 pages: every one faults as a fresh mapping.
-        let mapped = faults_of_a_reused_block();
-        assert!(mapped >= 4000, "{mapped} faults without the guard");
-        {
-            let guard = super::HeapScratch::new();
-            assert!(guard.applied());
-            let reused = faults_of_a_reused_block();
-            assert!(reused < 100, "{reused} faults with the guard");
-        }
-        let restored = faults_of_a_reused_block();
-        assert!(restored >= 4000, "{restored} faults after the guard");
     }
 }
