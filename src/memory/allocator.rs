@@ -29,6 +29,78 @@ pub fn map_large_blocks() -> bool {
     }
 }
 
+/// While a [`HeapScratch`] is alive, blocks up to this size come from the heap: glibc's
+/// largest fixed threshold (`HEAP_MAX_SIZE / 2` on 64-bit).
+pub const SCRATCH_MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
+/// While a [`HeapScratch`] is alive, freed heap memory is kept up to this much at the top.
+const SCRATCH_TRIM_THRESHOLD_BYTES: i32 = 1 << 30;
+/// glibc's default trim threshold, restored with [`MMAP_THRESHOLD_BYTES`].
+const DEFAULT_TRIM_THRESHOLD_BYTES: i32 = 128 * 1024;
+
+/// Live [`HeapScratch`] guards (the policy is process-wide; the last one restores it).
+static SCRATCH_GUARDS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// Sets glibc's mmap and trim thresholds; false off glibc.
+fn set_thresholds(mmap_bytes: i32, trim_bytes: i32) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes glibc's allocation policy for later allocations.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, mmap_bytes) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, trim_bytes) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = (mmap_bytes, trim_bytes);
+        false
+    }
+}
+
+/// A prefill's allocation policy, for as long as it lives: the CPU forward pass makes and
+/// frees the same large temporaries layer after layer (activations, expert outputs, attention
+/// scores), and under [`map_large_blocks`] each is a fresh mapping whose every page faults on
+/// first touch and is unmapped on free. The guard serves blocks up to
+/// [`SCRATCH_MMAP_THRESHOLD_BYTES`] from the heap and keeps freed ones there, so later layers
+/// reuse resident pages; dropping the last guard restores [`map_large_blocks`]' policy and
+/// returns the freed pages to the OS, so resident memory after the pass follows the plan again.
+/// The KV cache is allocated outside a pass, so its zero pages stay unbacked.
+pub struct HeapScratch {
+    applied: bool,
+}
+
+impl HeapScratch {
+    /// Applies the policy (a no-op off glibc).
+    pub fn new() -> Self {
+        let mut guards = SCRATCH_GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        *guards += 1;
+        let applied = set_thresholds(SCRATCH_MMAP_THRESHOLD_BYTES, SCRATCH_TRIM_THRESHOLD_BYTES);
+        Self { applied }
+    }
+
+    /// Whether the policy took effect (glibc only).
+    pub fn applied(&self) -> bool {
+        self.applied
+    }
+}
+
+impl Default for HeapScratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for HeapScratch {
+    fn drop(&mut self) {
+        let mut guards = SCRATCH_GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        *guards = guards.saturating_sub(1);
+        if *guards == 0 {
+            set_thresholds(MMAP_THRESHOLD_BYTES, DEFAULT_TRIM_THRESHOLD_BYTES);
+            release_free_memory();
+        }
+    }
+}
+
 /// Hands freed heap pages back to the OS (glibc `malloc_trim`); a no-op elsewhere. Useful
 /// before a memory reading that should show what is live.
 pub fn release_free_memory() {

@@ -127,7 +127,7 @@ fn attend_kv_head<T: CacheElement>(
 }
 
 /// Scores to probabilities in place, the sink joining the denominator (spec 2).
-fn softmax_with_sink(scores: &mut [f32], sink: f32) {
+pub(crate) fn softmax_with_sink(scores: &mut [f32], sink: f32) {
     let top = scores.iter().copied().fold(sink, f32::max);
     let mut total = (sink - top).exp();
     for s in scores.iter_mut() {

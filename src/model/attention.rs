@@ -9,6 +9,7 @@ use super::decode_attention::attention_decode;
 use super::error::ModelError;
 use super::linear::Linear;
 use super::rope::{self, RopeTables};
+use super::sink_softmax::SinkSoftmax;
 
 /// One layer's attention weights (Linear layout [out, in]).
 pub struct Attention {
@@ -96,11 +97,15 @@ impl Attention {
         let per_kv = h / kv;
         // [kv, per_kv * n, d]: rows of one kv head's query heads, head-major.
         let q = q.contiguous()?.reshape((kv, per_kv * n, d))?;
-        let mask = self
-            .mask(n, start, first, keys)
-            .map(|mask| Tensor::from_vec(mask, (n, keys), x.device()))
-            .transpose()?;
-        let probs = self.probabilities(&q, &k_all, mask.as_ref(), n)?;
+        let probs = if x.device().is_cpu() {
+            self.probabilities_in_place(&q, &k_all, n, start, first)?
+        } else {
+            let mask = self
+                .mask(n, start, first, keys)
+                .map(|mask| Tensor::from_vec(mask, (n, keys), x.device()))
+                .transpose()?;
+            self.probabilities(&q, &k_all, mask.as_ref(), n)?
+        };
         let out = probs
             .to_dtype(v_all.dtype())?
             .matmul(&v_all)?
@@ -108,6 +113,29 @@ impl Attention {
             .transpose(0, 1)?
             .reshape((n, h * d))?;
         Ok(self.o_weight.forward(&out)?.broadcast_add(&self.o_bias)?)
+    }
+
+    /// [`Attention::probabilities`] on the CPU: one pass over the scores the matmul wrote
+    /// ([`SinkSoftmax`]), no mask, no copies; `start` and `first` are the positions of the
+    /// first query and the first key.
+    fn probabilities_in_place(
+        &self,
+        q: &Tensor,
+        k_all: &Tensor,
+        n: usize,
+        start: usize,
+        first: usize,
+    ) -> Result<Tensor, ModelError> {
+        // A fresh tensor (the matmul's, or its f32 copy), so no other tensor sees the writes.
+        let scores = q.matmul(&k_all.t()?)?.to_dtype(DType::F32)?;
+        scores.inplace_op1(&SinkSoftmax {
+            sinks: self.sinks.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
+            n,
+            start,
+            first,
+            window: self.window,
+        })?;
+        Ok(scores)
     }
 
     /// Softmax over each query's visible keys and its head's sink, [kv, per_kv * n, keys] f32.

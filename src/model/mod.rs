@@ -18,6 +18,7 @@ pub mod linear;
 mod load;
 pub mod model_file;
 pub mod moe;
+mod moe_host;
 mod moe_ops;
 pub mod q4_0_q8;
 pub mod q4_0_q8_gemm;
@@ -26,6 +27,7 @@ pub mod q4_stack;
 pub mod quant;
 pub mod replica;
 pub mod rope;
+mod sink_softmax;
 pub mod synthetic;
 mod tiled_gemm;
 pub mod weights;
@@ -464,6 +466,9 @@ impl GptOss {
             )));
         }
         cache.check_room(ids.len())?;
+        // A prefill's large temporaries reuse resident heap pages layer after layer.
+        let _scratch = (ids.len() > 1 && self.device.is_cpu())
+            .then(crate::memory::allocator::HeapScratch::new);
         let mut finals = Vec::new();
         let mut offset = 0;
         while offset < ids.len() {

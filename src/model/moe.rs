@@ -11,6 +11,7 @@ use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Module, Tensor};
 
 use super::error::ModelError;
+use super::moe_host::{self, Routing};
 use super::moe_ops;
 use super::q4_0_x16::Q4_0x16;
 use super::q4_stack::Q4Stack;
@@ -45,6 +46,20 @@ impl ExpertLinear {
             }
             Self::Q4Cpu { bytes, .. } => bytes.len() as u64,
             Self::Q4CpuX16(weights) => weights.len_bytes() as u64,
+        }
+    }
+
+    /// The Q4_0 bytes, shape [rows, cols] and activations of a CPU weight (what the host MoE
+    /// path multiplies by); `None` for the other kinds.
+    pub(crate) fn q4_cpu(&self) -> Option<(&[u8], usize, usize, Q4Activations)> {
+        match self {
+            Self::Q4Cpu {
+                bytes,
+                rows,
+                cols,
+                activations,
+            } => Some((bytes, *rows, *cols, *activations)),
+            _ => None,
         }
     }
 
@@ -205,6 +220,15 @@ impl Moe {
         let logits = scores
             .broadcast_add(&self.router_bias)?
             .to_dtype(DType::F32)?;
+        if let Experts::PerExpert(experts) = &self.experts
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && experts
+                .iter()
+                .all(|e| e.gate_up.q4_cpu().is_some() && e.down.q4_cpu().is_some())
+        {
+            return self.forward_host(experts, x, &logits, residual);
+        }
         let out = match &self.experts {
             Experts::PerExpert(experts) => {
                 self.forward_grouped(x, &logits, experts.len(), |e, xs| {
@@ -255,6 +279,86 @@ impl Moe {
             out = out.index_add(&index, &y.broadcast_mul(&weights)?, 0)?;
         }
         Ok(out)
+    }
+
+    /// [`Moe::forward_grouped`] for Q4_0 experts on the CPU with f32 activations, on host
+    /// slices ([`moe_host`]): the same sums without a tensor per step.
+    fn forward_host(
+        &self,
+        experts: &[Expert],
+        x: &Tensor,
+        logits: &Tensor,
+        residual: &Tensor,
+    ) -> Result<Tensor, ModelError> {
+        let (n, hidden) = x.dims2()?;
+        let routing = Routing {
+            n,
+            hidden,
+            experts: experts.len(),
+            top_k: self.top_k,
+        };
+        let host = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
+        let out = moe_host::grouped(
+            &host(x)?,
+            &host(residual)?,
+            &host(logits)?,
+            routing,
+            |e, xs, m| self.expert_host(e, &experts[e], xs, m, hidden),
+        )?;
+        Ok(Tensor::from_vec(out, (n, hidden), x.device())?.to_dtype(residual.dtype())?)
+    }
+
+    /// Expert `index` over the rows `xs` [m, hidden]: [m, hidden] with its biases, on the host.
+    fn expert_host(
+        &self,
+        index: usize,
+        expert: &Expert,
+        xs: &[f32],
+        m: usize,
+        hidden: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        let inter = self.intermediate;
+        let bias = |t: &Tensor, what: &str, len: usize| -> Result<Vec<f32>, ModelError> {
+            let values = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            if values.len() != len {
+                return Err(ModelError::Invalid(format!(
+                    "expert {index}: the {what} bias has {} values, not {len}",
+                    values.len()
+                )));
+            }
+            Ok(values)
+        };
+        let project =
+            |linear: &ExpertLinear, what: &str, x: &[f32], shape: (usize, usize)| match linear
+                .q4_cpu()
+            {
+                Some((bytes, rows, cols, activations)) if (rows, cols) == shape => {
+                    Ok(q4_0_matmul_with(bytes, rows, cols, x, m, activations))
+                }
+                found => Err(ModelError::Invalid(format!(
+                    "expert {index}: the {what} weight is {:?}, not a Q4_0 [{}, {}] on the CPU",
+                    found.map(|(_, rows, cols, _)| [rows, cols]),
+                    shape.0,
+                    shape.1
+                ))),
+            };
+        let gate_up = project(&expert.gate_up, "gate_up", xs, (2 * inter, hidden))?;
+        let gate_up_bias = bias(&expert.gate_up_bias, "gate_up", 2 * inter)?;
+        let glu = moe_host::bias_swiglu(
+            &gate_up,
+            &gate_up_bias,
+            inter,
+            self.alpha as f32,
+            self.limit as f32,
+        );
+        let mut y = project(&expert.down, "down", &glu, (hidden, inter))?;
+        let down_bias = bias(&expert.down_bias, "down", hidden)?;
+        for row in y.chunks_exact_mut(hidden) {
+            for (v, b) in row.iter_mut().zip(&down_bias) {
+                *v += b;
+            }
+        }
+        Ok(y)
     }
 
     fn expert_forward(&self, expert: &Expert, xs: &Tensor) -> candle_core::Result<Tensor> {
@@ -348,6 +452,103 @@ mod tests {
         ] {
             assert!(!Experts::PerExpert(experts).quantizes_activations());
         }
+    }
+
+    /// Q4_0 blocks [rows, cols] with small scales and varied codes.
+    fn q4_bytes(rows: usize, cols: usize, seed: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for block in 0..rows * cols / 32 {
+            let scale = half::f16::from_f32(0.01 + ((block + seed) % 7) as f32 * 0.002);
+            bytes.extend_from_slice(&scale.to_le_bytes());
+            bytes.extend((0..16).map(|i| ((block * 31 + i * 17 + seed * 5) % 256) as u8));
+        }
+        bytes
+    }
+
+    #[test]
+    fn the_host_path_equals_candles_grouped_ops() -> candle_core::Result<()> {
+        use candle_core::Device;
+        let (hidden, inter, experts, n) = (64, 32, 4, 40);
+        let cpu = &Device::Cpu;
+        let q4 = |rows, cols, seed| ExpertLinear::Q4Cpu {
+            bytes: q4_bytes(rows, cols, seed),
+            rows,
+            cols,
+            activations: Q4Activations::F32,
+        };
+        let experts: Vec<Expert> = (0..experts)
+            .map(|e| -> candle_core::Result<Expert> {
+                Ok(Expert {
+                    gate_up: q4(2 * inter, hidden, e),
+                    gate_up_bias: Tensor::randn(0f32, 0.5, 2 * inter, cpu)?,
+                    down: q4(hidden, inter, e + 10),
+                    down_bias: Tensor::randn(0f32, 0.5, hidden, cpu)?,
+                })
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let moe = Moe {
+            router_weight: Tensor::randn(0f32, 1.0, (4, hidden), cpu)?,
+            router_bias: Tensor::randn(0f32, 0.1, 4, cpu)?,
+            experts: Experts::PerExpert(experts),
+            top_k: 2,
+            intermediate: inter,
+            alpha: 1.702,
+            limit: 7.0,
+        };
+        // Large enough that some gate values pass the clamp limit.
+        let x = Tensor::randn(0f32, 3.0, (n, hidden), cpu)?;
+        let residual = Tensor::randn(0f32, 1.0, (n, hidden), cpu)?;
+        let host = moe
+            .forward(&x, &residual)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let Experts::PerExpert(list) = &moe.experts else {
+            unreachable!("built per expert above")
+        };
+        let logits = x
+            .matmul(&moe.router_weight.t()?)?
+            .broadcast_add(&moe.router_bias)?;
+        let ops = (&residual
+            + moe.forward_grouped(&x, &logits, list.len(), |e, xs| {
+                moe.expert_forward(&list[e], xs)
+            })?)?;
+        let diff = (host - ops)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "max |host - candle ops| {diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_host_path_names_an_expert_of_the_wrong_shape() -> candle_core::Result<()> {
+        use candle_core::Device;
+        let cpu = &Device::Cpu;
+        let q4 = |rows, cols| ExpertLinear::Q4Cpu {
+            bytes: q4_bytes(rows, cols, 1),
+            rows,
+            cols,
+            activations: Q4Activations::F32,
+        };
+        // down is [32, 32] where the hidden size is 64.
+        let expert = Expert {
+            gate_up: q4(64, 64),
+            gate_up_bias: Tensor::zeros(64, DType::F32, cpu)?,
+            down: q4(32, 32),
+            down_bias: Tensor::zeros(64, DType::F32, cpu)?,
+        };
+        let moe = Moe {
+            router_weight: Tensor::zeros((1, 64), DType::F32, cpu)?,
+            router_bias: Tensor::zeros(1, DType::F32, cpu)?,
+            experts: Experts::PerExpert(vec![expert]),
+            top_k: 1,
+            intermediate: 32,
+            alpha: 1.702,
+            limit: 7.0,
+        };
+        let x = Tensor::ones((2, 64), DType::F32, cpu)?;
+        let err = moe.forward(&x, &x).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            err.contains("expert 0: the down weight is Some([32, 32]), not a Q4_0 [64, 32]"),
+            "{err}"
+        );
+        Ok(())
     }
 
     #[test]

@@ -39,6 +39,14 @@ pub fn swiglu(
     })
 }
 
+/// gpt-oss's clamped SwiGLU of one gate value `g` and its up value `u`.
+pub fn swiglu_value(g: f32, u: f32, alpha: f32, limit: f32) -> f32 {
+    let g = g.min(limit);
+    // As the kernel's fminf/fmaxf: a NaN `up` clamps to -limit.
+    let u = u.max(-limit).min(limit);
+    (u + 1.0) * g / (1.0 + (-alpha * g).exp())
+}
+
 /// `residual` [n, hidden] plus the experts' outputs `down` [n, k, hidden] f32 weighted by the
 /// softmax of the router's `scores` [n, experts] + `bias` [experts] f32 at `ids` [n, k]: [n,
 /// hidden] in the residual's dtype (f32 or bf16, as the scores), summed in f32.
@@ -209,12 +217,9 @@ impl CustomOp1 for Swiglu {
             .chunks_exact(2 * self.inter)
             .flat_map(|row| {
                 let (gate, up) = row.split_at(self.inter);
-                gate.iter().zip(up).map(move |(&g, &u)| {
-                    let g = g.min(limit);
-                    // As the kernel's fminf/fmaxf: a NaN `up` clamps to -limit.
-                    let u = u.max(-limit).min(limit);
-                    (u + 1.0) * g / (1.0 + (-alpha * g).exp())
-                })
+                gate.iter()
+                    .zip(up)
+                    .map(move |(&g, &u)| swiglu_value(g, u, alpha, limit))
             })
             .collect();
         Ok((CpuStorage::F32(out), shape))
