@@ -49,17 +49,28 @@ impl ExpertLinear {
         }
     }
 
-    /// The Q4_0 bytes, shape [rows, cols] and activations of a CPU weight (what the host MoE
-    /// path multiplies by); `None` for the other kinds.
-    pub(crate) fn q4_cpu(&self) -> Option<(&[u8], usize, usize, Q4Activations)> {
+    /// The shape [rows, cols] of a weight the host runs itself (Q4_0 on the CPU, in either
+    /// layout: what the host MoE path multiplies by); `None` for the other kinds.
+    pub(crate) fn host_shape(&self) -> Option<(usize, usize)> {
+        match self {
+            Self::Q4Cpu { rows, cols, .. } => Some((*rows, *cols)),
+            Self::Q4CpuX16(weights) => Some((weights.rows(), weights.cols())),
+            Self::Dense(_) | Self::Quantized(_) => None,
+        }
+    }
+
+    /// `x` [m, cols] f32 times the transpose of a weight the host runs itself: [m, rows];
+    /// `None` for the other kinds.
+    pub(crate) fn host_matmul(&self, x: &[f32], m: usize) -> Option<Vec<f32>> {
         match self {
             Self::Q4Cpu {
                 bytes,
                 rows,
                 cols,
                 activations,
-            } => Some((bytes, *rows, *cols, *activations)),
-            _ => None,
+            } => Some(q4_0_matmul_with(bytes, *rows, *cols, x, m, *activations)),
+            Self::Q4CpuX16(weights) => Some(weights.matmul_q8(x, m)),
+            Self::Dense(_) | Self::Quantized(_) => None,
         }
     }
 
@@ -67,22 +78,15 @@ impl ExpertLinear {
         match self {
             Self::Dense(w) => x.matmul(&w.t()?),
             Self::Quantized(q) => q.forward(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype()),
-            Self::Q4Cpu {
-                bytes,
-                rows,
-                cols,
-                activations,
-            } => {
+            Self::Q4Cpu { .. } | Self::Q4CpuX16(_) => {
                 let m = x.dim(0)?;
                 let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                let out = q4_0_matmul_with(bytes, *rows, *cols, &xs, m, *activations);
-                Tensor::from_vec(out, (m, *rows), x.device())?.to_dtype(x.dtype())
-            }
-            Self::Q4CpuX16(weights) => {
-                let m = x.dim(0)?;
-                let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                let out = weights.matmul_q8(&xs, m);
-                Tensor::from_vec(out, (m, weights.rows()), x.device())?.to_dtype(x.dtype())
+                let (rows, out) = self
+                    .host_shape()
+                    .zip(self.host_matmul(&xs, m))
+                    .map(|((rows, _), out)| (rows, out))
+                    .ok_or_else(|| candle_core::Error::Msg("not a host weight".into()))?;
+                Tensor::from_vec(out, (m, rows), x.device())?.to_dtype(x.dtype())
             }
         }
     }
@@ -225,7 +229,7 @@ impl Moe {
             && x.dtype() == DType::F32
             && experts
                 .iter()
-                .all(|e| e.gate_up.q4_cpu().is_some() && e.down.q4_cpu().is_some())
+                .all(|e| e.gate_up.host_shape().is_some() && e.down.host_shape().is_some())
         {
             return self.forward_host(experts, x, &logits, residual);
         }
@@ -328,20 +332,20 @@ impl Moe {
             }
             Ok(values)
         };
-        let project =
-            |linear: &ExpertLinear, what: &str, x: &[f32], shape: (usize, usize)| match linear
-                .q4_cpu()
-            {
-                Some((bytes, rows, cols, activations)) if (rows, cols) == shape => {
-                    Ok(q4_0_matmul_with(bytes, rows, cols, x, m, activations))
-                }
-                found => Err(ModelError::Invalid(format!(
+        let project = |linear: &ExpertLinear, what: &str, x: &[f32], shape: (usize, usize)| {
+            match linear.host_shape() {
+                Some(found) if found == shape => linear.host_matmul(x, m),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                ModelError::Invalid(format!(
                     "expert {index}: the {what} weight is {:?}, not a Q4_0 [{}, {}] on the CPU",
-                    found.map(|(_, rows, cols, _)| [rows, cols]),
+                    linear.host_shape().map(|(rows, cols)| [rows, cols]),
                     shape.0,
                     shape.1
-                ))),
-            };
+                ))
+            })
+        };
         let gate_up = project(&expert.gate_up, "gate_up", xs, (2 * inter, hidden))?;
         let gate_up_bias = bias(&expert.gate_up_bias, "gate_up", 2 * inter)?;
         let glu = moe_host::bias_swiglu(
