@@ -1,13 +1,15 @@
 //! One expert's prefill GEMM at gpt-oss-20b's real shapes (gate_up [5760, 2880], down [2880,
 //! 2880]) times 128 and 32 tokens: f32 activations (dequantized tiles through the `gemm`
-//! crate; the default and `q8` modes) and 8-bit activations (`--kernels q8-prefill`: integer
-//! register tiles, `src/model/q4_0_q8_gemm.rs`), in the same run. Throughput is 2 x
+//! crate; `--kernels exact` and `q8`), 8-bit activations on plain Q4_0 rows (`--kernels
+//! q8-prefill`: integer register tiles, `src/model/q4_0_q8_gemm.rs`) and on the 16-row layout
+//! (the default with AVX-512 VNNI, `src/model/q4_0_x16.rs`), in the same run. Throughput is 2 x
 //! multiply-adds (FLOP) per second; the weights fit in cache and every token reuses them, so
 //! this is the kernels' compute rate. Run: `cargo bench --bench q4_prefill`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ossterm::model::q4_0_x16::Q4_0x16;
 use ossterm::model::quant::{Q4_0_BLOCK_BYTES, Q4_0_BLOCK_LEN, Q4Activations, q4_0_matmul_with};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -54,6 +56,13 @@ fn bench(c: &mut Criterion) {
                             activations,
                         )
                     })
+                });
+            }
+            if Q4_0x16::supported() {
+                let packed =
+                    Q4_0x16::from_q4_0(&matrix, rows, cols).expect("whole groups of 16 rows");
+                group.bench_function("8-bit activations, 16-row layout (default)", |b| {
+                    b.iter(|| black_box(&packed).matmul_q8(black_box(&x), m))
                 });
             }
             group.finish();
