@@ -13,6 +13,8 @@
 #   GGUF [$LLAMACPP_DIR/gpt-oss-20b-shape.gguf]   GGUF_PY [$LLAMACPP_DIR/llama.cpp/gguf-py]
 #   OSSTERM [target/release/ossterm]   THREADS [2]   REPEAT [3]   PP [512]   TG [128]
 #   DEPTH [4096]   DEPTH_TG [32]   OUT_DIR [$LLAMACPP_DIR/side-by-side-<UTC time>]
+#   DTYPE [auto]: ossterm's --dtype; q8-dense (8-bit attention and output weights) pairs with a
+#   GGUF written with `write_gguf.py --dense q8_0`, the same byte budget.
 # The layer count comes from the GGUF, so a small test file (write_gguf.py --layers 2) makes a
 # small run of both engines: PP=16 TG=4 DEPTH=256 DEPTH_TG=2 REPEAT=2 GGUF=...-2l.gguf.
 set -euo pipefail
@@ -29,6 +31,7 @@ PP=${PP:-512}
 TG=${TG:-128}
 DEPTH=${DEPTH:-4096}
 DEPTH_TG=${DEPTH_TG:-32}
+DTYPE=${DTYPE:-auto}
 OUT_DIR=${OUT_DIR:-$LLAMACPP_DIR/side-by-side-$(date -u +%Y%m%dT%H%M%SZ)}
 
 fail() {
@@ -42,6 +45,11 @@ for name in THREADS REPEAT PP TG DEPTH DEPTH_TG; do
 done
 [ -x "$LLAMA_BENCH" ] || fail "LLAMA_BENCH=$LLAMA_BENCH: not an executable (build llama.cpp's llama-bench; README \"Speed\")"
 [ -f "$GGUF" ] || fail "GGUF=$GGUF: no such file (write it with scripts/llamacpp/write_gguf.py)"
+case $DTYPE in
+  auto) dense_note="16-bit attention/embedding/lm_head" ;;
+  q8-dense) dense_note="8-bit attention and lm_head (ossterm --dtype q8-dense, f32 block scales; the GGUF's Q8_0, f16 scales), 16-bit embedding" ;;
+  *) fail "DTYPE=$DTYPE: expected auto or q8-dense" ;;
+esac
 [ -x "$OSSTERM" ] || fail "OSSTERM=$OSSTERM: not an executable (cargo build --release)"
 [ -d "$GGUF_PY/gguf" ] || fail "GGUF_PY=$GGUF_PY: not llama.cpp's gguf-py folder (it reads the GGUF's layer count)"
 
@@ -81,7 +89,7 @@ run() {
   echo "  ($((SECONDS - start)) s)" >&2
 }
 
-ossterm_bench=("$OSSTERM" bench --synthetic gpt-oss-20b --layers "$LAYERS" --device cpu --threads "$THREADS" --repeat "$REPEAT" --json)
+ossterm_bench=("$OSSTERM" bench --synthetic gpt-oss-20b --layers "$LAYERS" --device cpu --threads "$THREADS" --repeat "$REPEAT" --dtype "$DTYPE" --json)
 run ossterm.err "${ossterm_bench[@]}" --depth 0 --pp "$PP" --tg "$TG" >>"$OSSTERM_JSON"
 run ossterm.err "${ossterm_bench[@]}" --depth "$DEPTH" --pp 0 --tg "$DEPTH_TG" >>"$OSSTERM_JSON"
 
@@ -91,5 +99,5 @@ run llama.err "${llama_bench[@]}" -p 0 -n "$DEPTH_TG" -d "$DEPTH" -fa off,on >>"
 
 python3 scripts/llamacpp/side_by_side.py --ossterm "$OSSTERM_JSON" --llama "$LLAMA_JSON" \
   --machine "$machine" \
-  --note "Engines: $llama_version, llama-bench defaults otherwise (CPU backend, GGML_NATIVE, mmap, Q4_0 repack); $ossterm_version, bench --synthetic gpt-oss-20b. Same shape ($LAYERS layers) and weight bytes: Q4_0 experts, 16-bit attention/embedding/lm_head. Raw results: $OUT_DIR." \
+  --note "Engines: $llama_version, llama-bench defaults otherwise (CPU backend, GGML_NATIVE, mmap, Q4_0 repack); $ossterm_version, bench --synthetic gpt-oss-20b. Same shape ($LAYERS layers) and weight bytes: Q4_0 experts, $dense_note. Raw results: $OUT_DIR." \
   | tee "$OUT_DIR/table.md"

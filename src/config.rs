@@ -416,6 +416,7 @@ fn dtype_name(dtype: DtypeChoice) -> &'static str {
         DtypeChoice::Auto => "auto",
         DtypeChoice::F32 => "f32",
         DtypeChoice::Bf16 => "bf16",
+        DtypeChoice::Q8Dense => "q8-dense",
     }
 }
 
@@ -491,7 +492,11 @@ impl Reader<'_> {
             "auto" => Ok(DtypeChoice::Auto),
             "f32" => Ok(DtypeChoice::F32),
             "bf16" => Ok(DtypeChoice::Bf16),
-            other => Err(self.bad(key, format!("is '{other}': use auto, f32 or bf16"))),
+            "q8-dense" => Ok(DtypeChoice::Q8Dense),
+            other => Err(self.bad(
+                key,
+                format!("is '{other}': use auto, f32, bf16 or q8-dense"),
+            )),
         }
     }
 
@@ -622,6 +627,22 @@ submit = "ctrl-enter"
         assert_eq!(settings.sampling.min_p, 0.05);
         assert_eq!(settings.sampling.seed, 7);
         assert_eq!(settings.keybindings["submit"], "ctrl-enter");
+    }
+
+    #[test]
+    fn every_dtype_reads_and_renders_back() {
+        for (name, dtype) in [
+            ("auto", DtypeChoice::Auto),
+            ("f32", DtypeChoice::F32),
+            ("bf16", DtypeChoice::Bf16),
+            ("q8-dense", DtypeChoice::Q8Dense),
+        ] {
+            let settings = parse(&format!("dtype = \"{name}\"\n")).expect("valid dtype");
+            assert_eq!(settings.dtype, dtype);
+            assert_eq!(parse(&settings.to_toml()).expect("renders").dtype, dtype);
+        }
+        let err = parse("dtype = \"q4\"\n").expect_err("refused").to_string();
+        assert!(err.contains("use auto, f32, bf16 or q8-dense"), "{err}");
     }
 
     #[test]

@@ -59,7 +59,12 @@ fn resident_memory_matches_the_plan() {
             .forward(&[1; STEP_TOKENS], &mut cache, Logits::Last)
             .expect("warm forward");
     }
-    check(&small_config(), &LENGTHS);
+    check(
+        &small_config(),
+        &LENGTHS,
+        DtypeChoice::Auto,
+        Growth::Checked,
+    );
     // Another shape: GQA 16:4, head_dim 32, 6 layers (3 full), wider window.
     let mut other = small_config().with_layers(6);
     other.num_attention_heads = 16;
@@ -67,24 +72,43 @@ fn resident_memory_matches_the_plan() {
     other.head_dim = 32;
     other.sliding_window = 64;
     other.vocab_size = 16_384;
-    // From 1024 tokens: its 16-bit cache grows 0.75 MiB per 512 tokens, within the RSS noise.
-    check(&other, &LENGTHS[1..]);
+    // From 1024 tokens. Its 16-bit cache grows 0.75 MiB per 512 tokens: a heap fragment of
+    // a few hundred KiB (where it falls moves with unrelated code changes) shifts one step's
+    // growth by 15-20% while every reading stays within 4% of the plan, so the growth between
+    // readings is checked on the larger model only (the cache's own count is exact here too).
+    check(&other, &LENGTHS[1..], DtypeChoice::Auto, Growth::Unchecked);
+    // 8-bit dense weights (`--dtype q8-dense`): 1.125 bytes a projection weight, where the
+    // CPU has the kernel (elsewhere they stay bf16, and the plan says so too).
+    check(
+        &small_config(),
+        &LENGTHS,
+        DtypeChoice::Q8Dense,
+        Growth::Checked,
+    );
+}
+
+/// Whether resident memory's growth between readings is held to the KV cache's.
+#[derive(Clone, Copy)]
+enum Growth {
+    Checked,
+    Unchecked,
 }
 
 /// Loads `config`'s synthetic model, fills one cache to each length in turn and compares
 /// resident memory with the plan.
-fn check(config: &Config, lengths: &[usize]) {
+fn check(config: &Config, lengths: &[usize], dtype: DtypeChoice, growth: Growth) {
     let device = Device::Cpu;
     let plan = Plan::new(
         config,
         &synthetic_int4(config),
         DeviceKind::Cpu,
-        DtypeChoice::Auto,
+        dtype,
         STEP_TOKENS,
     )
     .expect("plan");
     let (baseline, _) = trimmed_rss();
-    let model = GptOss::synthetic(config, 7, &device, Precision::Default).expect("model");
+    let model = GptOss::synthetic(config, 7, &device, Precision::from(dtype)).expect("model");
+    eprintln!("{dtype:?}: dense weights in 8 bits: {}", model.dense_q8());
     let (rss, untrimmed) = trimmed_rss();
     let loaded = rss.saturating_sub(baseline);
     let planned_weights = plan.weight_bytes();
@@ -135,7 +159,7 @@ fn check(config: &Config, lengths: &[usize]) {
             "context {target}: measured {measured} vs predicted {predicted}"
         );
         // Growth between lengths is the full layers' KV, within 10%.
-        if let Some((length, rss)) = previous {
+        if let (Some((length, rss)), Growth::Checked) = (previous, growth) {
             let grown = measured.saturating_sub(rss);
             let expected = plan.kv_bytes(target - length);
             eprintln!(

@@ -248,3 +248,28 @@ fn a_broken_tolerance_is_reported() {
         "{failures:#?}"
     );
 }
+
+/// `--dtype q8-dense`: attention and output weights in 8 bits (where the CPU has AVX-512
+/// VNNI; elsewhere they stay bf16 and the default mode's tiers apply). Both fixtures meet the
+/// q8-dense tier (`check` asserts it), and the logits visibly move from the default kernels'
+/// (the 8-bit weights ran).
+#[test]
+fn both_fixtures_meet_the_q8_dense_tier() {
+    let vnni = ossterm::model::q8_0_x16::Q8_0x16::supported();
+    for name in ["tiny-a-bf16", "tiny-a-int4"] {
+        let q8_dense = check(name, Precision::Q8Dense, Kernels::Auto);
+        let default = check(name, Precision::Default, Kernels::Auto);
+        if !vnni {
+            assert_eq!(q8_dense.tier, default.tier, "{name}: bf16 weights kept");
+            continue;
+        }
+        assert_eq!(q8_dense.tier, Tier::Q8Dense, "{name}");
+        let moved = q8_dense
+            .prompts
+            .iter()
+            .zip(&default.prompts)
+            .filter(|(q, d)| q.mean_diff > d.mean_diff + 0.01)
+            .count();
+        assert!(moved >= 2, "{name}: the 8-bit weights changed nothing?");
+    }
+}

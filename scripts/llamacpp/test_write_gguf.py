@@ -42,6 +42,29 @@ class WriteGguf(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "multiple of 32 elements, got 40"):
             w.q4_0_blocks(rng, (1, 40), 0.05)
 
+    def test_q8_0_blocks_decode_to_finite_weights_within_the_amplitude(self):
+        rng = np.random.default_rng(0)
+        data = w.q8_0_blocks(rng, (3, 64), 0.05)
+        self.assertEqual(data.shape, (3, 2 * 34))
+        weights = w.gguf.quants.dequantize(data, w.Q8_0)
+        self.assertEqual(weights.shape, (3, 64))
+        self.assertTrue(np.isfinite(weights).all())
+        self.assertLessEqual(np.abs(weights).max(), 0.05)
+        self.assertGreater(len(np.unique(weights[0, :32])), 16)
+        with self.assertRaisesRegex(ValueError, "multiple of 32 elements, got 40"):
+            w.q8_0_blocks(rng, (1, 40), 0.05)
+
+    def test_the_q8_0_plan_quantizes_the_projections_and_the_head_only(self):
+        f16 = {p.name: p for p in w.plan_tensors(w.Shape(num_hidden_layers=1))}
+        q8 = {p.name: p for p in w.plan_tensors(w.Shape(num_hidden_layers=1), "q8_0")}
+        changed = {n for n in f16 if f16[n].kind != q8[n].kind}
+        self.assertEqual(
+            changed,
+            {"output.weight"} | {f"blk.0.attn_{p}.weight" for p in ("q", "k", "v", "output")},
+        )
+        self.assertTrue(all(q8[n].kind == "q8_0" for n in changed))
+        self.assertEqual(q8["output.weight"].stored()[2], 201088 * 2880 // 32 * 34)
+
     def test_the_plan_has_llama_cpp_s_gpt_oss_names_shapes_and_bytes(self):
         plan = {p.name: p for p in w.plan_tensors(w.Shape(num_hidden_layers=1))}
         # src/models/openai-moe.cpp's load_arch_tensors, ne reversed.

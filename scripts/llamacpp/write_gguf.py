@@ -3,7 +3,9 @@
 
 The byte budget is the one `ossterm bench --synthetic gpt-oss-20b` runs: Q4_0 experts (what
 ossterm keeps the Intel int4 experts as), F16 attention, embedding and lm_head (F16 and ossterm's
-bf16 read the same bytes), F32 norms, biases, sinks and routers. Names, shapes and metadata keys
+bf16 read the same bytes), F32 norms, biases, sinks and routers. With `--dense q8_0` the attention projections and the
+output head are Q8_0 instead (llama.cpp's 8-bit blocks: the byte budget of ossterm's
+`--dtype q8-dense`, which keeps them in 8 bits with f32 rather than f16 block scales). Names, shapes and metadata keys
 are the ones llama.cpp's gpt-oss loader (LLM_ARCH_OPENAI_MOE, `src/models/openai-moe.cpp`)
 reads, as `convert_hf_to_gguf.py` writes them; the vocabulary is the real o200k_harmony one
 (gpt2-style BPE, pre-tokenizer "gpt-4o"), since llama-bench draws its random tokens from it.
@@ -63,6 +65,10 @@ class Shape:
 
 Q4_0 = gguf.GGMLQuantizationType.Q4_0
 Q4_0_BLOCK_LEN, Q4_0_BLOCK_BYTES = gguf.GGML_QUANT_SIZES[Q4_0]
+Q8_0 = gguf.GGMLQuantizationType.Q8_0
+Q8_0_BLOCK_LEN, Q8_0_BLOCK_BYTES = gguf.GGML_QUANT_SIZES[Q8_0]
+# The quantized kinds: (GGML type, weights per block, bytes per block).
+QUANTIZED = {"q4_0": (Q4_0, Q4_0_BLOCK_LEN, Q4_0_BLOCK_BYTES), "q8_0": (Q8_0, Q8_0_BLOCK_LEN, Q8_0_BLOCK_BYTES)}
 
 
 @dataclass
@@ -72,15 +78,16 @@ class Planned:
 
     name: str
     shape: tuple[int, ...]
-    kind: str  # "q4_0", "f16" or "f32"
+    kind: str  # "q4_0", "q8_0", "f16" or "f32"
     make: Callable[[np.random.Generator], np.ndarray]
 
     def stored(self) -> tuple[tuple[int, ...], np.dtype, int]:
-        """Shape, dtype and byte count as gguf-py's writer takes them (bytes for Q4_0)."""
+        """Shape, dtype and byte count as gguf-py's writer takes them (bytes for Q4_0, Q8_0)."""
         n = math.prod(self.shape)
-        if self.kind == "q4_0":
-            row_bytes = self.shape[-1] // Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES
-            return (*self.shape[:-1], row_bytes), np.dtype(np.uint8), n // Q4_0_BLOCK_LEN * Q4_0_BLOCK_BYTES
+        if self.kind in QUANTIZED:
+            _, block_len, block_bytes = QUANTIZED[self.kind]
+            row_bytes = self.shape[-1] // block_len * block_bytes
+            return (*self.shape[:-1], row_bytes), np.dtype(np.uint8), n // block_len * block_bytes
         dtype = np.dtype(np.float16 if self.kind == "f16" else np.float32)
         return self.shape, dtype, n * dtype.itemsize
 
@@ -135,6 +142,30 @@ def random_q4_0(shape: tuple[int, ...], amplitude: float) -> Callable[[np.random
     return lambda rng: q4_0_blocks(rng, shape, amplitude)
 
 
+def q8_0_blocks(rng: np.random.Generator, shape: tuple[int, ...], amplitude: float) -> np.ndarray:
+    """Random Q8_0 data for a tensor of `shape` elements (last dim a multiple of 32), as bytes
+    [..., blocks * 34]: a finite f16 scale per block and codes in -127..127, so that the weights
+    code * scale lie within +-amplitude."""
+    if shape[-1] % Q8_0_BLOCK_LEN != 0:
+        raise ValueError(f"Q8_0 rows need a multiple of {Q8_0_BLOCK_LEN} elements, got {shape[-1]}")
+    rows = math.prod(shape[:-1])
+    blocks_per_row = shape[-1] // Q8_0_BLOCK_LEN
+    data = np.empty((rows * blocks_per_row, Q8_0_BLOCK_BYTES), dtype=np.uint8)
+    scales = f16_binade_bits(rng, rows * blocks_per_row, amplitude / 127)
+    data[:, 0] = (scales & 0xFF).astype(np.uint8)
+    data[:, 1] = (scales >> 8).astype(np.uint8)
+    codes = rng.integers(-127, 128, size=(rows * blocks_per_row, Q8_0_BLOCK_LEN), dtype=np.int8)
+    data[:, 2:] = codes.view(np.uint8)
+    return data.reshape(*shape[:-1], blocks_per_row * Q8_0_BLOCK_BYTES)
+
+
+def random_dense(kind: str, shape: tuple[int, ...], amplitude: float) -> Callable[[np.random.Generator], np.ndarray]:
+    """A generator of a dense weight in `kind` ("f16" or "q8_0") of magnitude about `amplitude`."""
+    if kind == "q8_0":
+        return lambda rng: q8_0_blocks(rng, shape, amplitude)
+    return random_f16(shape, amplitude)
+
+
 def tensor_name(kind: gguf.MODEL_TENSOR, layer: int | None = None) -> str:
     """The GGUF weight name llama.cpp looks up for `kind` (in layer `layer`)."""
     base = gguf.TENSOR_NAMES[kind]
@@ -146,9 +177,10 @@ def bias_name(kind: gguf.MODEL_TENSOR, layer: int) -> str:
     return gguf.TENSOR_NAMES[kind].format(bid=layer) + ".bias"
 
 
-def plan_tensors(shape: Shape) -> list[Planned]:
-    """Every tensor of the model, in file order. Shapes are numpy's (GGUF's ne reversed):
-    llama.cpp's {n_embd, n_ff_exp, n_expert} is (n_expert, n_ff_exp, n_embd) here."""
+def plan_tensors(shape: Shape, dense: str = "f16") -> list[Planned]:
+    """Every tensor of the model, in file order; the attention projections and the output head
+    in `dense` ("f16" or "q8_0"). Shapes are numpy's (GGUF's ne reversed): llama.cpp's {n_embd,
+    n_ff_exp, n_expert} is (n_expert, n_ff_exp, n_embd) here."""
     s = shape
     T = gguf.MODEL_TENSOR
     hidden, inter, experts = s.hidden_size, s.intermediate_size, s.num_local_experts
@@ -165,11 +197,11 @@ def plan_tensors(shape: Shape) -> list[Planned]:
         ]
         for kind, rows in ((T.ATTN_Q, q_dim), (T.ATTN_K, kv_dim), (T.ATTN_V, kv_dim)):
             plan += [
-                Planned(tensor_name(kind, i), (rows, hidden), "f16", random_f16((rows, hidden), a(hidden))),
+                Planned(tensor_name(kind, i), (rows, hidden), dense, random_dense(dense, (rows, hidden), a(hidden))),
                 Planned(bias_name(kind, i), (rows,), "f32", random_f32((rows,), a(100 * hidden))),
             ]
         plan += [
-            Planned(tensor_name(T.ATTN_OUT, i), (hidden, q_dim), "f16", random_f16((hidden, q_dim), a(q_dim))),
+            Planned(tensor_name(T.ATTN_OUT, i), (hidden, q_dim), dense, random_dense(dense, (hidden, q_dim), a(q_dim))),
             Planned(bias_name(T.ATTN_OUT, i), (hidden,), "f32", random_f32((hidden,), a(100 * hidden))),
             Planned(tensor_name(T.ATTN_SINKS, i), (s.num_attention_heads,), "f32", random_f32((s.num_attention_heads,), 1.0)),
             # A random router over random hidden states picks different experts per token.
@@ -187,7 +219,7 @@ def plan_tensors(shape: Shape) -> list[Planned]:
             ]
     plan += [
         Planned(tensor_name(T.OUTPUT_NORM), (hidden,), "f32", ones_f32((hidden,))),
-        Planned(tensor_name(T.OUTPUT), (s.vocab_size, hidden), "f16", random_f16((s.vocab_size, hidden), a(hidden))),
+        Planned(tensor_name(T.OUTPUT), (s.vocab_size, hidden), dense, random_dense(dense, (s.vocab_size, hidden), a(hidden))),
     ]
     return plan
 
@@ -264,10 +296,10 @@ def planned_bytes(plan: list[Planned]) -> int:
     return sum(p.stored()[2] for p in plan)
 
 
-def write(path: Path, shape: Shape, tokenizer_path: Path, seed: int, min_free_bytes: int) -> int:
+def write(path: Path, shape: Shape, tokenizer_path: Path, seed: int, min_free_bytes: int, dense: str = "f16") -> int:
     """Writes the file (tensors generated one at a time: memory stays ~1.2 GB at the largest,
     the embedding) and returns its size in bytes."""
-    plan = plan_tensors(shape)
+    plan = plan_tensors(shape, dense)
     need = planned_bytes(plan)
     path.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path.parent).free + (path.stat().st_size if path.exists() else 0)
@@ -281,7 +313,8 @@ def write(path: Path, shape: Shape, tokenizer_path: Path, seed: int, min_free_by
     add_metadata(writer, shape, tokenizer_path)
     for p in plan:
         stored_shape, dtype, nbytes = p.stored()
-        writer.add_tensor_info(p.name, stored_shape, dtype, nbytes, raw_dtype=Q4_0 if p.kind == "q4_0" else None)
+        raw_dtype = QUANTIZED[p.kind][0] if p.kind in QUANTIZED else None
+        writer.add_tensor_info(p.name, stored_shape, dtype, nbytes, raw_dtype=raw_dtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
@@ -297,13 +330,13 @@ def write(path: Path, shape: Shape, tokenizer_path: Path, seed: int, min_free_by
     return path.stat().st_size
 
 
-def check(path: Path, shape: Shape) -> None:
+def check(path: Path, shape: Shape, dense: str = "f16") -> None:
     """Reads the file back with gguf-py and fails unless every planned tensor is there with
     its type and shape."""
     reader = gguf.GGUFReader(path)
     found = {t.name: t for t in reader.tensors}
-    types = {"q4_0": Q4_0, "f16": gguf.GGMLQuantizationType.F16, "f32": gguf.GGMLQuantizationType.F32}
-    plan = plan_tensors(shape)
+    types = {"q4_0": Q4_0, "q8_0": Q8_0, "f16": gguf.GGMLQuantizationType.F16, "f32": gguf.GGMLQuantizationType.F32}
+    plan = plan_tensors(shape, dense)
     if len(found) != len(plan):
         raise SystemExit(f"write_gguf.py: {path}: {len(found)} tensors read back, {len(plan)} written")
     for p in plan:
@@ -323,13 +356,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=Shape.num_hidden_layers, help="layers (default: 24, the real shape)")
     parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="a BPE tokenizer.json (default: the repo's o200k_harmony)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--dense",
+        choices=("f16", "q8_0"),
+        default="f16",
+        help="attention projections and output head: f16 (default) or q8_0 (ossterm's --dtype q8-dense budget)",
+    )
     parser.add_argument("--min-free-gb", type=float, default=15.0, help="refuse to leave less free on the disk (default 15)")
     args = parser.parse_args(argv)
     if not 1 <= args.layers <= Shape.num_hidden_layers:
         parser.error(f"--layers {args.layers}: must be 1..{Shape.num_hidden_layers}")
     shape = Shape(num_hidden_layers=args.layers)
-    size = write(args.out, shape, args.tokenizer, args.seed, int(args.min_free_gb * 1e9))
-    check(args.out, shape)
+    size = write(args.out, shape, args.tokenizer, args.seed, int(args.min_free_gb * 1e9), args.dense)
+    check(args.out, shape, args.dense)
     print(f"wrote {args.out}: {size} bytes, {args.layers} layers", flush=True)
     return 0
 

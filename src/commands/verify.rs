@@ -68,6 +68,7 @@ fn print_report(out: &mut impl Write, report: &FixtureReport) -> std::io::Result
     // The mode, and which tier held it where that is not the mode's own.
     let mode = match report.tier {
         fidelity::Tier::Q8 => format!("{} (q8)", report.precision),
+        fidelity::Tier::Q8Dense => report.precision.clone(),
         fidelity::Tier::F32 | fidelity::Tier::Default => report.precision.clone(),
     };
     for p in &report.prompts {

@@ -433,7 +433,13 @@ impl Engine {
                     model_digest,
                     cache_dtype: layout.dtype,
                     activation_dtype: self.model.dtype().as_str().to_string(),
-                    kernels: format!("{:?}", self.kernels),
+                    // 8-bit dense weights compute other keys and values (older keys lack the
+                    // suffix, and stay valid for the default weights).
+                    kernels: if self.model.dense_q8() {
+                        format!("{:?}+q8-dense", self.kernels)
+                    } else {
+                        format!("{:?}", self.kernels)
+                    },
                     device: self.info.device.clone(),
                 })
             });

@@ -36,6 +36,7 @@
 use serde::Serialize;
 
 use super::inventory::TensorInfo;
+use crate::model::q8_0_x16::Q8_0x16;
 use crate::model::{Config, DtypeChoice, LayerKind};
 
 /// Snapshots of the sliding rings the planner budgets for: as many as the cache keeps.
@@ -79,7 +80,7 @@ impl DeviceKind {
     /// default mode (f32; see `Precision::kv_cache_dtype`).
     pub fn kv_cache_bytes(self, precision: DtypeChoice) -> u64 {
         match (self, precision) {
-            (Self::Cpu, DtypeChoice::Auto) => 2,
+            (Self::Cpu, DtypeChoice::Auto | DtypeChoice::Q8Dense) => 2,
             _ => self.storage_bytes(precision),
         }
     }
@@ -117,6 +118,9 @@ pub enum PlanError {
     /// the options.
     #[error("{0}")]
     DoesNotFit(String),
+    /// A precision mode the device does not run.
+    #[error("{0}")]
+    Unsupported(String),
     /// The requested context exceeds the model's maximum.
     #[error("a context of {requested} tokens exceeds the model's maximum of {max} tokens")]
     BeyondModel { requested: usize, max: usize },
@@ -190,6 +194,12 @@ impl Plan {
         precision: DtypeChoice,
         chunk_tokens: usize,
     ) -> Result<Self, PlanError> {
+        if precision == DtypeChoice::Q8Dense && device != DeviceKind::Cpu {
+            return Err(PlanError::Unsupported(
+                "--dtype q8-dense keeps dense weights in 8 bits on the CPU only; on a GPU use auto"
+                    .into(),
+            ));
+        }
         let elt = device.storage_bytes(precision);
         let f32_mode = precision == DtypeChoice::F32;
         // Int4 experts stay Q4_0 in every mode but f32, and in f32 too on CUDA, where the
@@ -197,12 +207,19 @@ impl Plan {
         let q4_experts = !f32_mode || device == DeviceKind::Cuda;
         // The CPU's default mode keeps bf16 projection matrices (attention, lm_head) as stored
         // and multiplies them with an f32-accumulating kernel.
-        let bf16_projections = device == DeviceKind::Cpu && !f32_mode;
+        let projections = if device != DeviceKind::Cpu || f32_mode {
+            Projections::AsElements
+        } else if precision == DtypeChoice::Q8Dense && Q8_0x16::supported() {
+            // `--dtype q8-dense` quantizes them at load where the CPU has the kernel.
+            Projections::Q8
+        } else {
+            Projections::Bf16
+        };
         let mut device_weight_bytes = 0u64;
         let mut host_weight_bytes = 0u64;
         let mut quantized_matmuls = false;
         for tensor in tensors {
-            match weight_bytes(tensor, elt, f32_mode, q4_experts, bf16_projections)? {
+            match weight_bytes(tensor, elt, f32_mode, q4_experts, projections)? {
                 Placement::Device(bytes) => device_weight_bytes += bytes,
                 Placement::Host(bytes) => host_weight_bytes += bytes,
                 Placement::Folded => {}
@@ -224,6 +241,7 @@ impl Plan {
                 DtypeChoice::Auto => "auto",
                 DtypeChoice::F32 => "f32",
                 DtypeChoice::Bf16 => "bf16",
+                DtypeChoice::Q8Dense => "q8-dense",
             },
             chunk_tokens: chunk_tokens.max(1),
             kv_bytes_per_element: kv_elt,
@@ -452,12 +470,23 @@ enum Placement {
     Folded,
 }
 
+/// How the CPU keeps the projection matrices (attention, lm_head).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Projections {
+    /// As every other 16-bit weight: the mode's element size.
+    AsElements,
+    /// bf16 as stored, for the CPU's bf16 kernel.
+    Bf16,
+    /// Quantized to 8 bits at load ([`Q8_0x16`]), where the shape allows.
+    Q8,
+}
+
 fn weight_bytes(
     tensor: &TensorInfo,
     elt: u64,
     f32_mode: bool,
     q4_experts: bool,
-    bf16_projections: bool,
+    projections: Projections,
 ) -> Result<Placement, PlanError> {
     let name = tensor.name.as_str();
     let bad = |problem: String| PlanError::BadTensor {
@@ -500,7 +529,16 @@ fn weight_bytes(
         };
         return Ok(Placement::Host(tensor.elements() * bytes));
     }
-    if bf16_projections && tensor.dtype == "BF16" && is_projection_matrix(name) {
+    if projections != Projections::AsElements
+        && tensor.dtype == "BF16"
+        && is_projection_matrix(name)
+    {
+        if projections == Projections::Q8
+            && let [rows, cols] = tensor.shape[..]
+            && let Some(bytes) = Q8_0x16::bytes_for(rows, cols)
+        {
+            return Ok(Placement::Device(bytes));
+        }
         return Ok(Placement::Device(tensor.elements() * 2));
     }
     Ok(Placement::Device(tensor.elements() * elt))
@@ -571,6 +609,35 @@ mod tests {
             plan_20b(DeviceKind::Cpu, DtypeChoice::Auto).kv_bytes_per_token,
             12 * 2 * 8 * 64 * 2
         );
+    }
+
+    #[test]
+    fn q8_dense_plans_the_projections_at_1_125_bytes_a_weight_on_the_cpu_only() {
+        let (l, h, v) = (24u64, 2880u64, 201_088u64);
+        let projections = l * (4096 * h + 2 * 512 * h + h * 4096) + v * h;
+        let auto = plan_20b(DeviceKind::Cpu, DtypeChoice::Auto);
+        let q8 = plan_20b(DeviceKind::Cpu, DtypeChoice::Q8Dense);
+        assert_eq!(q8.precision, "q8-dense");
+        assert_eq!(q8.kv_bytes_per_token, auto.kv_bytes_per_token);
+        if Q8_0x16::supported() {
+            // Every shape is whole groups of 16 rows and blocks of 32 columns.
+            assert_eq!(
+                auto.device_weight_bytes - q8.device_weight_bytes,
+                projections * 2 - projections * 36 / 32
+            );
+        } else {
+            assert_eq!(q8.device_weight_bytes, auto.device_weight_bytes);
+        }
+        let config = Config::gpt_oss_20b();
+        let err = Plan::new(
+            &config,
+            &synthetic_int4(&config),
+            DeviceKind::Cuda,
+            DtypeChoice::Q8Dense,
+            DEFAULT_CHUNK_TOKENS,
+        )
+        .expect_err("refused on CUDA");
+        assert!(err.to_string().contains("CPU only"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::kernels::cuda;
 #[cfg(any(feature = "cuda", test))]
 use super::kernels::launch::{Arg, Launch, Module, aligned_input, contiguous_input, grid_y, int};
 
+use super::q8_0_x16::Q8_0x16;
 use super::quant::tokens_major;
 
 /// Prefill batches larger than this widen the bf16 weight to f32 a tile at a time for the
@@ -30,6 +31,8 @@ pub enum Linear {
         rows: usize,
         cols: usize,
     },
+    /// 8-bit blocks on the host (CPU only, `--dtype q8-dense`).
+    Q8Cpu(Q8_0x16),
 }
 
 impl Linear {
@@ -85,11 +88,26 @@ impl Linear {
         ))
     }
 
+    /// This weight in 8 bits ([`Q8_0x16`]) where it is a host bf16 matrix, the CPU has the
+    /// kernel, and the shape and values allow it; otherwise unchanged (still exact).
+    pub fn into_q8(self) -> Self {
+        match self {
+            Self::Bf16Cpu { values, rows, cols } if Q8_0x16::supported() => {
+                match Q8_0x16::quantize(&values, rows, cols, bf16::to_f32) {
+                    Ok(q8) => Self::Q8Cpu(q8),
+                    Err(_) => Self::Bf16Cpu { values, rows, cols },
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Bytes the weight occupies.
     pub fn bytes(&self) -> u64 {
         match self {
             Self::Tensor(t) => (t.elem_count() * t.dtype().size_in_bytes()) as u64,
             Self::Bf16Cpu { values, .. } => (values.len() * 2) as u64,
+            Self::Q8Cpu(q8) => q8.len_bytes() as u64,
         }
     }
 
@@ -112,6 +130,20 @@ impl Linear {
                     bf16_matmul(values, *rows, *cols, &xs, m)
                 };
                 Tensor::from_vec(out, (m, *rows), x.device())?.to_dtype(x.dtype())
+            }
+            Self::Q8Cpu(q8) => {
+                let (m, cols) = x.dims2()?;
+                if cols != q8.cols() {
+                    candle_core::bail!(
+                        "8-bit linear [{}, {}]: x {:?}",
+                        q8.rows(),
+                        q8.cols(),
+                        x.dims()
+                    );
+                }
+                let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                let out = q8.matmul(&xs, m);
+                Tensor::from_vec(out, (m, q8.rows()), x.device())?.to_dtype(x.dtype())
             }
         }
     }
@@ -377,7 +409,7 @@ mod tests {
     fn values_of(linear: &Linear) -> &[bf16] {
         match linear {
             Linear::Bf16Cpu { values, .. } => values,
-            Linear::Tensor(_) => panic!("expected bf16 values"),
+            Linear::Tensor(_) | Linear::Q8Cpu(_) => panic!("expected bf16 values"),
         }
     }
 
@@ -417,6 +449,52 @@ mod tests {
         // Values that bf16 cannot hold stay f32.
         let lossy = Linear::new(vec![0.1; 4], 2, 2, DType::F32, &Device::Cpu, true)?;
         assert!(matches!(lossy, Linear::Tensor(_)));
+        Ok(())
+    }
+
+    #[test]
+    fn an_8_bit_weight_is_close_to_the_bf16_one_and_falls_back_where_it_cannot_hold_it()
+    -> candle_core::Result<()> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        let (rows, cols) = (50, 96);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|_| bf16::from_f32(rng.random_range(-0.1f32..0.1)).to_f32())
+            .collect();
+        let bf16 = Linear::new(values.clone(), rows, cols, DType::F32, &Device::Cpu, true)?;
+        let q8 = Linear::new(values.clone(), rows, cols, DType::F32, &Device::Cpu, true)?.into_q8();
+        if !Q8_0x16::supported() {
+            assert!(
+                matches!(q8, Linear::Bf16Cpu { .. }),
+                "kept bf16 without VNNI"
+            );
+            return Ok(());
+        }
+        assert!(matches!(q8, Linear::Q8Cpu(_)));
+        assert_eq!(
+            q8.bytes(),
+            4 * 3 * 576,
+            "50 rows pad to 64: 4 groups of 3 blocks"
+        );
+        for m in [1, 5, 12] {
+            let x = Tensor::randn(0f32, 1.0, (m, cols), &Device::Cpu)?;
+            let want = bf16.forward(&x)?;
+            let got = q8.forward(&x)?;
+            assert_eq!(got.dims(), &[m, rows]);
+            // Relative to the output's scale: two 8-bit roundings, ~1% each at most.
+            let scale = want.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 0.03 * scale, "m={m}: max |diff| {diff} of {scale}");
+        }
+        let x = Tensor::zeros((1, cols + 32), DType::F32, &Device::Cpu)?;
+        let err = q8.forward(&x).expect_err("wrong width refused").to_string();
+        assert!(err.contains("[50, 96]"), "{err}");
+        // A non-finite weight, or columns that are not whole blocks, keep the weight bf16.
+        let mut broken = values;
+        broken[7] = f32::INFINITY;
+        let kept = Linear::new(broken, rows, cols, DType::F32, &Device::Cpu, true)?.into_q8();
+        assert!(matches!(kept, Linear::Bf16Cpu { .. }));
+        let narrow = Linear::new(vec![0.5; 40], 2, 20, DType::F32, &Device::Cpu, true)?.into_q8();
+        assert!(matches!(narrow, Linear::Bf16Cpu { .. }));
         Ok(())
     }
 

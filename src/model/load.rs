@@ -17,6 +17,7 @@ use super::linear::Linear;
 use super::moe::{Expert, ExpertLinear, Experts, Moe, StackedExperts};
 use super::q4_0_x16::Q4_0x16;
 use super::q4_stack::Q4Stack;
+use super::q8_0_x16::Q8_0x16;
 use super::quant::{GptqInt4, mxfp4_dequantize, q4_0_dequantize};
 use super::rope::Rope;
 use super::weights::{Checkpoint, ShardProgress};
@@ -33,6 +34,8 @@ pub(super) enum HostLinear {
 pub(super) enum HostDense {
     Bf16(Vec<half::bf16>),
     F32(Vec<f32>),
+    /// Already in 8 bits (`--dtype q8-dense`, quantized as it was read).
+    Q8(Q8_0x16),
 }
 
 /// One expert on the host.
@@ -70,6 +73,8 @@ pub(super) struct Builder<'a> {
     pub precision: Precision,
     pub bytes: u64,
     pub kernels: Kernels,
+    /// Dense matrices kept in 8 bits (`--dtype q8-dense`).
+    pub q8_matrices: usize,
 }
 
 impl<'a> Builder<'a> {
@@ -87,6 +92,7 @@ impl<'a> Builder<'a> {
             precision,
             bytes: 0,
             kernels,
+            q8_matrices: 0,
         }
     }
 
@@ -120,8 +126,28 @@ impl<'a> Builder<'a> {
             self.device,
             prefer_bf16,
         )?;
+        Ok(self.count_dense(linear))
+    }
+
+    /// Whether dense weights go to 8 bits ([`Linear::into_q8`]): `--dtype q8-dense` on a CPU
+    /// with the kernel, where 16-bit weights stay host values.
+    fn quantizes_dense(&self) -> bool {
+        self.precision == Precision::Q8Dense && self.host_bf16() && Q8_0x16::supported()
+    }
+
+    /// `linear` in 8 bits where `--dtype q8-dense` asks for it (and the weight allows it),
+    /// its bytes counted.
+    fn count_dense(&mut self, linear: Linear) -> Linear {
+        let linear = if self.quantizes_dense() {
+            linear.into_q8()
+        } else {
+            linear
+        };
+        if matches!(linear, Linear::Q8Cpu(_)) {
+            self.q8_matrices += 1;
+        }
         self.bytes += linear.bytes();
-        Ok(linear)
+        linear
     }
 
     fn linear(
@@ -136,7 +162,9 @@ impl<'a> Builder<'a> {
                 Precision::F32 => {
                     ExpertLinear::Dense(self.dense(q4_0_dequantize(&bytes), (rows, cols))?)
                 }
-                Precision::Default | Precision::Bf16 if self.device.is_cpu() => {
+                Precision::Default | Precision::Bf16 | Precision::Q8Dense
+                    if self.device.is_cpu() =>
+                {
                     self.bytes += bytes.len() as u64;
                     let activations = self.kernels.q4_activations();
                     if self.kernels.repacks_q4_0()
@@ -154,7 +182,7 @@ impl<'a> Builder<'a> {
                         activations,
                     }
                 }
-                Precision::Default | Precision::Bf16 => {
+                Precision::Default | Precision::Bf16 | Precision::Q8Dense => {
                     self.bytes += bytes.len() as u64;
                     let storage =
                         QStorage::from_data(Cow::Owned(bytes), self.device, GgmlDType::Q4_0)?;
@@ -293,10 +321,10 @@ impl<'a> Builder<'a> {
                     self.device,
                     self.host_bf16(),
                 )?;
-                self.bytes += linear.bytes();
-                linear
+                self.count_dense(linear)
             }
             HostDense::F32(values) => self.linear16(values, c.vocab_size, c.hidden_size)?,
+            HostDense::Q8(q8) => self.count_dense(Linear::Q8Cpu(q8)),
         };
         let embedding = Embedding {
             dtype: embedding_dtype,
@@ -315,8 +343,46 @@ impl<'a> Builder<'a> {
             norm,
             lm_head,
             rope: Rope::new(&c.rope, c.head_dim),
+            dense_q8: self.q8_matrices > 0,
         })
     }
+}
+
+/// The bf16 output projection (`bytes`, [vocab, hidden]) quantized to 8 bits a slice of rows
+/// at a time, `release_pages` dropping the file pages behind each slice: the 1.2 GB bf16
+/// matrix is never resident next to its 0.7 GB quantized copy. `None` where it cannot be
+/// quantized (the caller then keeps it bf16).
+fn lm_head_q8(
+    bytes: &[u8],
+    vocab: usize,
+    hidden: usize,
+    release_pages: &dyn Fn(),
+) -> Option<Q8_0x16> {
+    let row_bytes = hidden * 2;
+    let slice_rows = (COPY_SLICE_BYTES / row_bytes.max(1))
+        .max(1)
+        .next_multiple_of(16);
+    let (pairs, rest) = bytes.as_chunks::<2>();
+    if !rest.is_empty() || pairs.len() != vocab * hidden {
+        return None;
+    }
+    let mut whole: Option<Q8_0x16> = None;
+    for start in (0..vocab).step_by(slice_rows) {
+        let rows = slice_rows.min(vocab - start);
+        let part = Q8_0x16::quantize(
+            &pairs[start * hidden..][..rows * hidden],
+            rows,
+            hidden,
+            |b| half::bf16::from_le_bytes(b).to_f32(),
+        )
+        .ok()?;
+        match &mut whole {
+            None => whole = Some(part),
+            Some(whole) => whole.append(part).ok()?,
+        }
+        release_pages();
+    }
+    whole
 }
 
 /// How much of a large tensor is copied before its file pages are dropped (an even number,
@@ -332,6 +398,12 @@ pub(super) fn load(
     kernels: Kernels,
     progress: &mut dyn FnMut(&ShardProgress),
 ) -> Result<GptOss, ModelError> {
+    if precision == Precision::Q8Dense && !device.is_cpu() {
+        return Err(ModelError::Device(
+            "--dtype q8-dense keeps dense weights in 8 bits on the CPU only; on a GPU use auto"
+                .into(),
+        ));
+    }
     let config_path = dir.join("config.json");
     let mut config = Config::from_file(&config_path)?;
     let generation_path = dir.join("generation_config.json");
@@ -377,7 +449,14 @@ pub(super) fn load(
     // bf16 as stored (no f32 copy of the largest matrix); other dtypes through f32. Copied a
     // slice at a time, dropping the file pages behind it, so the 1.2 GB matrix is never
     // resident twice.
-    let lm_head = if lm_head_raw.dtype == Dtype::BF16 {
+    let streamed_q8 = if lm_head_raw.dtype == Dtype::BF16 && builder.quantizes_dense() {
+        lm_head_q8(lm_head_raw.bytes, vocab, hidden, &|| ckpt.release_pages())
+    } else {
+        None
+    };
+    let lm_head = if let Some(q8) = streamed_q8 {
+        HostDense::Q8(q8)
+    } else if lm_head_raw.dtype == Dtype::BF16 {
         let mut values = Vec::with_capacity(lm_head_raw.bytes.len() / 2);
         for slice in lm_head_raw.bytes.chunks(COPY_SLICE_BYTES) {
             values.extend(

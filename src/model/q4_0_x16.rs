@@ -43,7 +43,7 @@ const CHUNK_BYTES: usize = X16_ROWS * 4;
 const CHUNKS: usize = QUANT_BYTES / 4;
 /// Bytes of one block of 16 rows.
 const UNIT_BYTES: usize = X16_ROWS * Q4_0_BLOCK_BYTES;
-/// How far ahead of the block in use the kernel prefetches (0: not at all).
+/// How far ahead of the block in use the kernel prefetches.
 const PREFETCH_BYTES: usize = 16 * UNIT_BYTES;
 /// Tokens per register tile: eight unpacked weight vectors, eight accumulators.
 const TILE_TOKENS: usize = 8;
@@ -151,55 +151,78 @@ impl Q4_0x16 {
         self.matmul_q8_with(x, m, group_tokens_reference)
     }
 
-    /// Runs `kernel(group bytes, x, first token, tokens, out [tokens][16])` over every group
-    /// of 16 rows, in parallel, and returns [m, rows].
+    /// Runs `kernel` over every group of 16 rows ([`x16_matmul`]).
     fn matmul_q8_with(
         &self,
         x: &[f32],
         m: usize,
         kernel: impl Fn(&[u8], &Q8Rows, usize, usize, &mut [[f32; X16_ROWS]]) + Sync,
     ) -> Vec<f32> {
-        use rayon::prelude::*;
         let x = Q8Rows::quantize(x, m, self.cols);
         let group_bytes = self.cols / Q4_0_BLOCK_LEN * UNIT_BYTES;
-        let groups = self.rows / X16_ROWS;
-        // [groups][m][16]: each group's outputs together, so tasks write disjoint slices.
-        let mut by_group = vec![[0f32; X16_ROWS]; groups * m];
-        if m == 0 {
-            return Vec::new();
-        }
-        let task_groups = if m < TILE_TOKENS {
-            DECODE_TASK_GROUPS
-        } else {
-            1
-        };
-        by_group
-            .par_chunks_mut(task_groups * m)
-            .zip(self.bytes.par_chunks(task_groups * group_bytes))
-            .for_each(|(out, weights)| {
-                for (out, group) in out
-                    .chunks_exact_mut(m)
-                    .zip(weights.chunks_exact(group_bytes))
-                {
-                    for first in (0..m).step_by(TILE_TOKENS) {
-                        let tokens = TILE_TOKENS.min(m - first);
-                        kernel(group, &x, first, tokens, &mut out[first..first + tokens]);
-                    }
-                }
-            });
-        if m == 1 {
-            return by_group.into_iter().flatten().collect();
-        }
-        let mut out = vec![0f32; m * self.rows];
-        out.par_chunks_mut(self.rows)
-            .enumerate()
-            .for_each(|(t, token)| {
-                for (g, dst) in token.chunks_exact_mut(X16_ROWS).enumerate() {
-                    dst.copy_from_slice(&by_group[g * m + t]);
-                }
-            });
-        out
+        x16_matmul(&self.bytes, group_bytes, self.rows, &x, kernel)
     }
+}
+
+/// Runs `kernel(group bytes, x, first token, tokens, out [tokens][16])` over every group of
+/// 16 rows in `bytes` (`group_bytes` each), in parallel, and returns `x`'s rows times the
+/// matrix: [m, rows] f32, where `rows` may leave the last group's padding rows out. The
+/// driver of every 16-row layout (this one and [`super::q8_0_x16`]).
+pub(super) fn x16_matmul(
+    bytes: &[u8],
+    group_bytes: usize,
+    rows: usize,
+    x: &Q8Rows,
+    kernel: impl Fn(&[u8], &Q8Rows, usize, usize, &mut [[f32; X16_ROWS]]) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let m = x.rows();
+    if group_bytes == 0 {
+        // No columns: every output is an empty sum.
+        return vec![0.0; m * rows];
+    }
+    let groups = bytes.len() / group_bytes;
+    assert!(
+        groups * group_bytes == bytes.len() && rows <= groups * X16_ROWS,
+        "{} bytes: not whole groups of {group_bytes} for {rows} rows",
+        bytes.len()
+    );
+    if m == 0 {
+        return Vec::new();
+    }
+    // [groups][m][16]: each group's outputs together, so tasks write disjoint slices.
+    let mut by_group = vec![[0f32; X16_ROWS]; groups * m];
+    let task_groups = if m < TILE_TOKENS {
+        DECODE_TASK_GROUPS
+    } else {
+        1
+    };
+    by_group
+        .par_chunks_mut(task_groups * m)
+        .zip(bytes.par_chunks(task_groups * group_bytes))
+        .for_each(|(out, weights)| {
+            for (out, group) in out
+                .chunks_exact_mut(m)
+                .zip(weights.chunks_exact(group_bytes))
+            {
+                for first in (0..m).step_by(TILE_TOKENS) {
+                    let tokens = TILE_TOKENS.min(m - first);
+                    kernel(group, x, first, tokens, &mut out[first..first + tokens]);
+                }
+            }
+        });
+    if m == 1 {
+        let mut out: Vec<f32> = by_group.into_iter().flatten().collect();
+        out.truncate(rows);
+        return out;
+    }
+    let mut out = vec![0f32; m * rows];
+    out.par_chunks_mut(rows).enumerate().for_each(|(t, token)| {
+        for (g, dst) in token.chunks_mut(X16_ROWS).enumerate() {
+            dst.copy_from_slice(&by_group[g * m + t][..dst.len()]);
+        }
+    });
+    out
 }
 
 /// The reference kernel: tokens `first..first + tokens` of `x` times one group of 16 rows,
@@ -232,8 +255,85 @@ fn group_tokens_reference(
     }
 }
 
+/// The pieces every 16-row layout's AVX-512 kernel shares (this one's and
+/// [`super::q8_0_x16`]'s).
+#[cfg(target_arch = "x86_64")]
+pub(super) mod x16_avx512 {
+    use super::{Q8Rows, X16_ROWS};
+    use std::arch::x86_64::*;
+
+    /// `$tile::<T>(group, x, first, out)` with `T` = `tokens` (1 to
+    /// [`super::TILE_TOKENS`]): one tile size per token count keeps every accumulator in a
+    /// register.
+    macro_rules! dispatch_tile {
+        ($tile:ident, $tokens:expr, $group:expr, $x:expr, $first:expr, $out:expr) => {
+            match $tokens {
+                8 => $tile::<8>($group, $x, $first, $out),
+                7 => $tile::<7>($group, $x, $first, $out),
+                6 => $tile::<6>($group, $x, $first, $out),
+                5 => $tile::<5>($group, $x, $first, $out),
+                4 => $tile::<4>($group, $x, $first, $out),
+                3 => $tile::<3>($group, $x, $first, $out),
+                2 => $tile::<2>($group, $x, $first, $out),
+                1 => $tile::<1>($group, $x, $first, $out),
+                tokens => unreachable!("tiles hold 1 to 8 tokens, not {tokens}"),
+            }
+        };
+    }
+    pub(in crate::model) use dispatch_tile;
+
+    /// The blocks of a group of `unit_bytes` units, after checking that a tile of `tokens`
+    /// tokens from `first` fits `x` and `outputs`.
+    pub(in crate::model) fn tile_blocks(
+        group: &[u8],
+        unit_bytes: usize,
+        x: &Q8Rows,
+        first: usize,
+        tokens: usize,
+        outputs: &[[f32; X16_ROWS]],
+    ) -> usize {
+        let blocks = group.len() / unit_bytes;
+        assert!(
+            outputs.len() == tokens
+                && group.len() == blocks * unit_bytes
+                && blocks * 32 == x.cols()
+                && first + tokens <= x.rows(),
+            "a tile of {tokens} tokens from {first}: {} outputs, {} group bytes, x [{}, {}]",
+            outputs.len(),
+            group.len(),
+            x.rows(),
+            x.cols()
+        );
+        blocks
+    }
+
+    /// Asks for the `unit_bytes` bytes `ahead` bytes past `unit` (past the group's end they
+    /// are the next group's, or nothing: a prefetch never faults).
+    #[inline(always)]
+    pub(in crate::model) fn prefetch(unit: &[u8], ahead: usize, unit_bytes: usize) {
+        let ahead = unit.as_ptr().wrapping_add(ahead);
+        for line in 0..unit_bytes.div_ceil(64) {
+            // Safety: prefetching never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast()) };
+        }
+    }
+
+    /// Codes `at..at + 4` of `codes` as one i32, broadcast to every row's lane.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(in crate::model) fn quad(codes: &[i8], at: usize) -> __m512i {
+        _mm512_set1_epi32(i32::from_le_bytes([
+            codes[at] as u8,
+            codes[at + 1] as u8,
+            codes[at + 2] as u8,
+            codes[at + 3] as u8,
+        ]))
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::x16_avx512::{dispatch_tile, prefetch, quad, tile_blocks};
     use super::*;
     use std::arch::x86_64::*;
 
@@ -248,48 +348,19 @@ mod avx512 {
         tokens: usize,
         out: &mut [[f32; X16_ROWS]],
     ) {
-        // One tile size per token count keeps every accumulator in a register.
-        match tokens {
-            8 => tile::<8>(group, x, first, out),
-            7 => tile::<7>(group, x, first, out),
-            6 => tile::<6>(group, x, first, out),
-            5 => tile::<5>(group, x, first, out),
-            4 => tile::<4>(group, x, first, out),
-            3 => tile::<3>(group, x, first, out),
-            2 => tile::<2>(group, x, first, out),
-            1 => tile::<1>(group, x, first, out),
-            _ => unreachable!("tiles hold 1 to {TILE_TOKENS} tokens, not {tokens}"),
-        }
+        dispatch_tile!(tile, tokens, group, x, first, out)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
     fn tile<const T: usize>(group: &[u8], x: &Q8Rows, first: usize, out: &mut [[f32; X16_ROWS]]) {
-        let blocks = group.len() / UNIT_BYTES;
-        assert!(
-            out.len() == T
-                && group.len() == blocks * UNIT_BYTES
-                && blocks * Q4_0_BLOCK_LEN == x.cols()
-                && first + T <= x.rows(),
-            "a tile of {T} tokens from {first}: {} outputs, {} group bytes, x [{}, {}]",
-            out.len(),
-            group.len(),
-            x.rows(),
-            x.cols()
-        );
+        let blocks = tile_blocks(group, UNIT_BYTES, x, first, T, out);
         let mask = _mm512_set1_epi8(0x0F);
         let mut acc = [_mm512_setzero_ps(); T];
         let codes = x.codes();
         let (token_scales, offsets) = (x.scales(), x.offsets());
         for (b, unit) in group.chunks_exact(UNIT_BYTES).enumerate() {
-            if PREFETCH_BYTES > 0 {
-                // Ask for the bytes a few blocks ahead (past this group's end they are the
-                // next group's, or nothing: a prefetch never faults).
-                let ahead = unit.as_ptr().wrapping_add(PREFETCH_BYTES);
-                for line in 0..UNIT_BYTES.div_ceil(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line).cast());
-                }
-            }
+            prefetch(unit, PREFETCH_BYTES, UNIT_BYTES);
             // Safety (the loads): `unit` holds 32 scale bytes and 4 x 64 quant bytes.
             let (scales, lo, hi) = unsafe {
                 let scales = _mm512_cvtph_ps(_mm256_loadu_si256(unit.as_ptr().cast()));
@@ -303,21 +374,12 @@ mod avx512 {
             for (t, acc) in acc.iter_mut().enumerate() {
                 let k = (first + t) * blocks + b;
                 let block_codes = &codes[k * Q4_0_BLOCK_LEN..][..Q4_0_BLOCK_LEN];
-                // Four codes as one i32, broadcast to every row's lane.
-                let quad = |at: usize| {
-                    _mm512_set1_epi32(i32::from_le_bytes([
-                        block_codes[at] as u8,
-                        block_codes[at + 1] as u8,
-                        block_codes[at + 2] as u8,
-                        block_codes[at + 3] as u8,
-                    ]))
-                };
                 // Two chains so the multiply-adds do not all wait on one register.
                 let mut dot_lo = _mm512_set1_epi32(offsets[k]);
                 let mut dot_hi = _mm512_setzero_si512();
                 for c in 0..CHUNKS {
-                    dot_lo = _mm512_dpbusd_epi32(dot_lo, lo[c], quad(4 * c));
-                    dot_hi = _mm512_dpbusd_epi32(dot_hi, hi[c], quad(16 + 4 * c));
+                    dot_lo = _mm512_dpbusd_epi32(dot_lo, lo[c], quad(block_codes, 4 * c));
+                    dot_hi = _mm512_dpbusd_epi32(dot_hi, hi[c], quad(block_codes, 16 + 4 * c));
                 }
                 let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(dot_lo, dot_hi));
                 let scale = _mm512_mul_ps(scales, _mm512_set1_ps(token_scales[k]));
