@@ -173,6 +173,43 @@ fn verify_on_a_folder_without_fixtures_says_what_it_expected() {
     assert!(stderr.contains("golden.json"), "{stderr}");
 }
 
+/// `--dtype q8-dense`: the attention and output weights in 8 bits, 1.125 bytes a weight where
+/// bf16 has 2 (on a CPU with AVX-512 VNNI; elsewhere they stay 16-bit and the bench says so).
+#[test]
+fn bench_reports_8_bit_dense_weights_and_their_bytes() {
+    let run = |dtype: &str| {
+        let (ok, stdout, stderr) = ossterm(&[
+            "bench",
+            "--synthetic",
+            "gpt-oss-20b",
+            "--layers",
+            "1",
+            "--pp",
+            "0",
+            "--tg",
+            "2",
+            "--dtype",
+            dtype,
+            "--json",
+        ]);
+        assert!(ok, "{stderr}");
+        json_lines(&stdout).remove(0)
+    };
+    let (auto, q8) = (run("auto"), run("q8-dense"));
+    let bytes = |row: &serde_json::Value| row["weight_bytes"].as_u64().expect("weight bytes");
+    if !ossterm::model::q8_0_x16::Q8_0x16::supported() {
+        assert_eq!(q8["dense_weights"], "16-bit");
+        assert_eq!(bytes(&q8), bytes(&auto));
+        return;
+    }
+    assert_eq!(q8["dense_weights"], "8-bit");
+    assert!(q8["tg_tok_s"].as_f64().expect("tg") > 0.0);
+    // One layer's projections and the output head, 0.875 bytes a weight fewer.
+    let (h, v) = (2880u64, 201_088u64);
+    let projections = 4096 * h + 2 * 512 * h + h * 4096 + v * h;
+    assert_eq!(bytes(&auto) - bytes(&q8), projections * 7 / 8);
+}
+
 #[test]
 fn bench_measures_each_depth_on_one_model() {
     let (ok, stdout, stderr) = ossterm(&[
@@ -199,6 +236,7 @@ fn bench_measures_each_depth_on_one_model() {
         // Which kernels ran: the default's experts multiply 8-bit activations.
         assert_eq!(row["kernels"], "auto");
         assert_eq!(row["expert_activations"], "8-bit");
+        assert_eq!(row["dense_weights"], "16-bit");
         assert!(
             row["peak_device_bytes"].is_null(),
             "no device memory on the CPU"

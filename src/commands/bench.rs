@@ -105,6 +105,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                     "dtype": format!("{:?}", model.dtype()),
                     "kernels": kernels_name(args),
                     "expert_activations": expert_activations(&model),
+                    "dense_weights": dense_weights(&model, args),
                     "threads": threads,
                     "pp": args.pp,
                     "tg": args.tg,
@@ -146,9 +147,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         writeln!(out, "peak RSS {:.2} GiB", gib(peak_rss_bytes()))?;
         writeln!(
             out,
-            "kernels {}; expert activations {}",
+            "kernels {}; expert activations {}; attention and output weights {}",
             kernels_name(args),
-            expert_activations(&model)
+            expert_activations(&model),
+            dense_weights(&model, args)
         )?;
         if !model.device().is_cpu() {
             writeln!(
@@ -197,6 +199,18 @@ fn expert_activations(model: &GptOss) -> &'static str {
         "8-bit"
     } else {
         "f32"
+    }
+}
+
+/// How the attention projections and lm_head are held: 8-bit (`--dtype q8-dense` where the
+/// CPU has the kernel), f32 (`--dtype f32`) or 16-bit.
+fn dense_weights(model: &GptOss, args: &BenchArgs) -> &'static str {
+    if model.dense_q8() {
+        "8-bit"
+    } else if args.model.dtype == crate::cli::DtypeChoice::F32 {
+        "f32"
+    } else {
+        "16-bit"
     }
 }
 
